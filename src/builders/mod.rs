@@ -1,0 +1,2 @@
+//! builders
+pub mod cli;

@@ -1,0 +1,2 @@
+//! endorser
+pub mod cli;

@@ -1,0 +1,10 @@
+//! chaincode-operator: runs Hyperledger Fabric chaincode on Kubernetes.
+//!
+//! - [`builders`]: Fabric chaincode packages in, build plans out.
+//! - [`endorser`]: the Fabric-wire endorser front end, chaincode stream, launcher and runtimes.
+//! - [`operator`]: the `Chaincode` custom resource and its controller.
+pub mod builders;
+pub mod cli;
+pub mod endorser;
+pub mod operator;
+pub mod proto;
