@@ -1,2 +1,5 @@
 //! endorser
 pub mod cli;
+pub mod launcher;
+pub mod runtime;
+pub mod tls;

@@ -1,0 +1,542 @@
+//! The `process` runtime: builds a Node chaincode from a local source directory (once per package
+//! id, cached) and runs each launch as a local process group with Fabric's environment and files.
+//!
+//! Layout under the work directory:
+//! - `builds/<package>/`: the copied and built sources, reused by every launch of that package.
+//! - `launches/<package>-<launch id>/`: the TLS files of one launch; removed when it exits.
+//!
+//! Each instance runs in its own process group because `npm start` spawns children: stop signals
+//! and the final cleanup address the whole group.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::watch;
+
+use super::node_local::{self, CommandPlan, NodeOptions};
+use super::{
+    ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, fabric_environment,
+    fabric_launch_files,
+};
+
+/// Lines of build output kept for the error message when a build fails.
+const BUILD_LOG_TAIL: usize = 20;
+/// Marker written into a build directory once its build succeeded.
+const BUILD_COMPLETE: &str = ".chaincode-build-complete";
+
+#[derive(Debug, Clone)]
+pub struct ProcessRuntimeConfig {
+    /// Holds `builds/` and `launches/`.
+    pub work_dir: PathBuf,
+    pub node: NodeOptions,
+    /// Time between SIGTERM and SIGKILL when stopping (Fabric: 5 s).
+    pub stop_grace: Duration,
+    /// Variables of the endorser's own environment a chaincode also gets (PATH, HOME...); the
+    /// chaincode sees nothing else of it.
+    pub pass_env: Vec<String>,
+}
+
+impl ProcessRuntimeConfig {
+    pub fn new(work_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            work_dir: work_dir.into(),
+            node: NodeOptions::default(),
+            stop_grace: Duration::from_secs(5),
+            pass_env: ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// The result of making sure a package is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutcome {
+    pub dir: PathBuf,
+    /// True when an earlier build of this package id was reused.
+    pub reused: bool,
+}
+
+struct Instance {
+    pgid: Pid,
+    exit: watch::Receiver<Option<ExitStatus>>,
+}
+
+/// Runs chaincode as local processes. Dropping it kills every instance still running.
+pub struct ProcessRuntime {
+    config: ProcessRuntimeConfig,
+    sources: Mutex<HashMap<String, PathBuf>>,
+    instances: Mutex<HashMap<LaunchKey, Instance>>,
+    /// One build at a time per package id.
+    build_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these maps leaves them consistent (single inserts/removes).
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A file-system-safe, collision-free directory name for a package id.
+fn package_slug(package_id: &str) -> String {
+    let readable: String = package_id
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let digest = hex::encode(Sha256::digest(package_id.as_bytes()));
+    format!("{readable}-{}", &digest[..16])
+}
+
+impl ProcessRuntime {
+    pub fn new(config: ProcessRuntimeConfig) -> Self {
+        Self {
+            config,
+            sources: Mutex::default(),
+            instances: Mutex::default(),
+            build_locks: Mutex::default(),
+        }
+    }
+
+    /// Makes a Node chaincode source directory launchable as `package_id`.
+    pub fn add_source(&self, package_id: impl Into<String>, dir: impl Into<PathBuf>) {
+        lock(&self.sources).insert(package_id.into(), dir.into());
+    }
+
+    fn builds_dir(&self) -> PathBuf {
+        self.config.work_dir.join("builds")
+    }
+
+    fn launch_dir(&self, key: &LaunchKey) -> PathBuf {
+        self.config.work_dir.join("launches").join(format!(
+            "{}-{}",
+            package_slug(&key.package_id),
+            key.launch_id
+        ))
+    }
+
+    /// Builds `package_id` unless a completed build is cached; concurrent calls build once.
+    pub async fn ensure_built(&self, package_id: &str) -> Result<BuildOutcome, RuntimeError> {
+        let source = lock(&self.sources)
+            .get(package_id)
+            .cloned()
+            .ok_or_else(|| RuntimeError::UnknownPackage(package_id.to_string()))?;
+        let build_lock = lock(&self.build_locks)
+            .entry(package_id.to_string())
+            .or_default()
+            .clone();
+        let _building = build_lock.lock().await;
+
+        let dir = self.builds_dir().join(package_slug(package_id));
+        if dir.join(BUILD_COMPLETE).is_file() {
+            return Ok(BuildOutcome { dir, reused: true });
+        }
+        let partial = dir.with_extension("partial");
+        for stale in [&dir, &partial] {
+            if stale.exists() {
+                tokio::fs::remove_dir_all(stale)
+                    .await
+                    .map_err(RuntimeError::io(format!("removing {}", stale.display())))?;
+            }
+        }
+        let copy_from = source.clone();
+        let copy_to = partial.clone();
+        tokio::task::spawn_blocking(move || copy_tree(&copy_from, &copy_to))
+            .await
+            .map_err(|e| RuntimeError::Build {
+                package_id: package_id.to_string(),
+                message: format!("copy task failed: {e}"),
+            })?
+            .map_err(|source_err| RuntimeError::Build {
+                package_id: package_id.to_string(),
+                message: format!("copying {} failed: {source_err}", source.display()),
+            })?;
+
+        let plan = node_local::build_plan(&partial, &self.config.node);
+        tracing::info!(chaincode_id = package_id, command = ?plan, "building chaincode");
+        self.run_build(package_id, &partial, &plan).await?;
+        tokio::fs::write(partial.join(BUILD_COMPLETE), b"")
+            .await
+            .map_err(RuntimeError::io("marking the build complete"))?;
+        tokio::fs::rename(&partial, &dir)
+            .await
+            .map_err(RuntimeError::io(format!(
+                "moving the build to {}",
+                dir.display()
+            )))?;
+        Ok(BuildOutcome { dir, reused: false })
+    }
+
+    async fn run_build(
+        &self,
+        package_id: &str,
+        dir: &Path,
+        plan: &CommandPlan,
+    ) -> Result<(), RuntimeError> {
+        let build_error = |message: String| RuntimeError::Build {
+            package_id: package_id.to_string(),
+            message,
+        };
+        let mut command = self.command(plan, dir);
+        command.kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .map_err(|e| build_error(format!("cannot run {}: {e}", plan.program)))?;
+        let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
+        let mut pumps = Vec::new();
+        for (stream, reader) in [
+            ("stdout", child.stdout.take().map(boxed_reader)),
+            ("stderr", child.stderr.take().map(boxed_reader)),
+        ] {
+            if let Some(reader) = reader {
+                let tail = tail.clone();
+                let id = package_id.to_string();
+                pumps.push(tokio::spawn(async move {
+                    let mut lines = BufReader::new(reader).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        tracing::info!(target: "chaincode_build", chaincode_id = %id, stream, "{line}");
+                        let mut tail = lock(&tail);
+                        if tail.len() == BUILD_LOG_TAIL {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line);
+                    }
+                }));
+            }
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| build_error(format!("waiting for the build failed: {e}")))?;
+        for pump in pumps {
+            let _ = pump.await;
+        }
+        if status.success() {
+            return Ok(());
+        }
+        let tail: Vec<String> = lock(&tail).iter().cloned().collect();
+        Err(build_error(format!(
+            "`{} {}` ended with {}; last output:\n{}",
+            plan.program,
+            plan.args.join(" "),
+            exit_status(status),
+            tail.join("\n")
+        )))
+    }
+
+    /// A command with only the passed-through environment plus the plan's own.
+    fn command(&self, plan: &CommandPlan, dir: &Path) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(&plan.program);
+        command
+            .args(&plan.args)
+            .current_dir(dir)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .process_group(0);
+        for name in &self.config.pass_env {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
+        command.envs(plan.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    async fn write_launch_files(&self, spec: &LaunchSpec, dir: &Path) -> Result<(), RuntimeError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let files = fabric_launch_files(spec.tls.as_ref());
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)?;
+            for file in files {
+                let mut out = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(if file.secret { 0o600 } else { 0o644 })
+                    .open(dir.join(file.name))?;
+                std::io::Write::write_all(&mut out, &file.contents)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| RuntimeError::Io {
+            context: "writing launch files".into(),
+            source: std::io::Error::other(e),
+        })?
+        .map_err(RuntimeError::io("writing launch files"))
+    }
+
+    async fn start(&self, spec: LaunchSpec) -> Result<(), RuntimeError> {
+        let key = spec.key.clone();
+        let build = self.ensure_built(&key.package_id).await?;
+        if lock(&self.instances).contains_key(&key) {
+            return Err(RuntimeError::Start {
+                key,
+                message: "this launch already has an instance".into(),
+            });
+        }
+        let launch_dir = self.launch_dir(&key);
+        if launch_dir.exists() {
+            tokio::fs::remove_dir_all(&launch_dir)
+                .await
+                .map_err(RuntimeError::io("removing a stale launch directory"))?;
+        }
+        self.write_launch_files(&spec, &launch_dir).await?;
+
+        let mut plan = node_local::start_plan(&build.dir, &spec.peer_address);
+        plan.env.extend(fabric_environment(&spec, &launch_dir));
+        let mut child = match self.command(&plan, &build.dir).spawn() {
+            Ok(child) => child,
+            Err(e) => {
+                let _ = tokio::fs::remove_dir_all(&launch_dir).await;
+                return Err(RuntimeError::Start {
+                    key,
+                    message: format!("cannot run {}: {e}", plan.program),
+                });
+            }
+        };
+        let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
+            return Err(RuntimeError::Start {
+                key,
+                message: "the process exited before it could be tracked".into(),
+            });
+        };
+        let pgid = Pid::from_raw(pid);
+        tracing::info!(chaincode_id = %key.package_id, launch_id = key.launch_id, pid, "chaincode started");
+
+        for (stream, reader) in [
+            ("stdout", child.stdout.take().map(boxed_reader)),
+            ("stderr", child.stderr.take().map(boxed_reader)),
+        ] {
+            if let Some(reader) = reader {
+                tokio::spawn(pump_logs(key.clone(), stream, reader));
+            }
+        }
+
+        let (exit_tx, exit_rx) = watch::channel(None);
+        lock(&self.instances).insert(
+            key.clone(),
+            Instance {
+                pgid,
+                exit: exit_rx,
+            },
+        );
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => exit_status(status),
+                Err(e) => {
+                    tracing::error!(chaincode_id = %key.package_id, launch_id = key.launch_id, error = %e, "waiting for chaincode failed");
+                    ExitStatus::Code(-1)
+                }
+            };
+            // Children the leader left behind must not outlive the launch.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = tokio::fs::remove_dir_all(&launch_dir).await;
+            tracing::info!(chaincode_id = %key.package_id, launch_id = key.launch_id, %status, "chaincode exited");
+            let _ = exit_tx.send(Some(status));
+        });
+        Ok(())
+    }
+
+    fn exit_watch(
+        &self,
+        key: &LaunchKey,
+    ) -> Result<(Pid, watch::Receiver<Option<ExitStatus>>), RuntimeError> {
+        lock(&self.instances)
+            .get(key)
+            .map(|i| (i.pgid, i.exit.clone()))
+            .ok_or_else(|| RuntimeError::UnknownInstance(key.clone()))
+    }
+
+    async fn stop_instance(&self, key: &LaunchKey) -> Result<ExitStatus, RuntimeError> {
+        let (pgid, mut exit) = self.exit_watch(key)?;
+        if exit.borrow().is_none() {
+            let _ = killpg(pgid, Signal::SIGTERM);
+            let graceful = tokio::time::timeout(
+                self.config.stop_grace,
+                exit.wait_for(|status| status.is_some()),
+            )
+            .await;
+            if graceful.is_err() {
+                tracing::warn!(chaincode_id = %key.package_id, launch_id = key.launch_id, "chaincode ignored SIGTERM; sending SIGKILL");
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
+        }
+        let status = wait_exit(key, exit).await?;
+        lock(&self.instances).remove(key);
+        Ok(status)
+    }
+}
+
+async fn wait_exit(
+    key: &LaunchKey,
+    mut exit: watch::Receiver<Option<ExitStatus>>,
+) -> Result<ExitStatus, RuntimeError> {
+    let status = exit
+        .wait_for(|status| status.is_some())
+        .await
+        .map_err(|_| RuntimeError::UnknownInstance(key.clone()))?;
+    (*status).ok_or_else(|| RuntimeError::UnknownInstance(key.clone()))
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        for instance in lock(&self.instances).values() {
+            if instance.exit.borrow().is_none() {
+                let _ = killpg(instance.pgid, Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<(), RuntimeError>> {
+        self.start(spec).boxed()
+    }
+
+    fn stop(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+        let key = key.clone();
+        async move { self.stop_instance(&key).await }.boxed()
+    }
+
+    fn wait(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+        let key = key.clone();
+        async move {
+            let (_, exit) = self.exit_watch(&key)?;
+            wait_exit(&key, exit).await
+        }
+        .boxed()
+    }
+
+    fn stop_grace(&self) -> Duration {
+        self.config.stop_grace
+    }
+}
+
+type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
+
+fn boxed_reader(reader: impl AsyncRead + Send + Unpin + 'static) -> BoxedReader {
+    Box::new(reader)
+}
+
+/// Forwards one output stream of a chaincode into tracing, one event per line (the seed's
+/// attachStdout).
+async fn pump_logs(key: LaunchKey, stream: &'static str, reader: BoxedReader) {
+    let mut lines = BufReader::new(reader).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) => tracing::info!(
+                target: "chaincode",
+                chaincode_id = %key.package_id,
+                launch_id = key.launch_id,
+                stream,
+                "{line}"
+            ),
+            Ok(None) => break,
+            Err(e) => {
+                // Not UTF-8 or a read error: say so once and stop forwarding this stream.
+                tracing::warn!(target: "chaincode", chaincode_id = %key.package_id, stream, error = %e, "chaincode output no longer forwarded");
+                break;
+            }
+        }
+    }
+}
+
+fn exit_status(status: std::process::ExitStatus) -> ExitStatus {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitStatus::Code(code),
+        (None, Some(signal)) => ExitStatus::Signal(signal),
+        (None, None) => ExitStatus::Code(-1),
+    }
+}
+
+/// Copies a source tree: directories, regular files (with their permissions) and symlinks as
+/// symlinks; anything else (devices, sockets, fifos) is refused.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a file, directory or symlink",
+                    entry.path().display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn package_slugs_are_safe_and_distinct() {
+        let a = package_slug("mycc:1.0");
+        let b = package_slug("mycc/1.0");
+        assert_ne!(a, b);
+        assert!(a.starts_with("mycc_1.0-"));
+        let hostile = package_slug("../../etc/passwd");
+        assert!(!hostile.contains('/'));
+        assert!(package_slug(&"x".repeat(500)).len() < 64);
+    }
+
+    #[test]
+    fn copy_tree_keeps_files_modes_and_symlinks() {
+        use std::os::unix::fs::PermissionsExt;
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir(src.path().join("lib")).unwrap();
+        std::fs::write(src.path().join("lib/a.js"), "a").unwrap();
+        std::fs::write(src.path().join("run.sh"), "#!/bin/sh").unwrap();
+        std::fs::set_permissions(
+            src.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("lib/a.js", src.path().join("link.js")).unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        let to = dst.path().join("copy");
+        copy_tree(src.path(), &to).unwrap();
+        assert_eq!(std::fs::read_to_string(to.join("lib/a.js")).unwrap(), "a");
+        let mode = std::fs::metadata(to.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            std::fs::read_link(to.join("link.js")).unwrap(),
+            Path::new("lib/a.js")
+        );
+    }
+}
