@@ -9,6 +9,7 @@
 //! and the final cleanup address the whole group.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct BuildOutcome {
 struct Instance {
     pgid: Pid,
     exit: watch::Receiver<Option<ExitStatus>>,
+    /// Set while `stop` runs: the group then gets its grace period even after the leader exits.
+    stopping: Arc<AtomicBool>,
 }
 
 /// Runs chaincode as local processes. Dropping it kills every instance still running.
@@ -333,11 +336,13 @@ impl ProcessRuntime {
         }
 
         let (exit_tx, exit_rx) = watch::channel(None);
+        let stopping = Arc::new(AtomicBool::new(false));
         lock(&self.instances).insert(
             key.clone(),
             Instance {
                 pgid,
                 exit: exit_rx,
+                stopping: stopping.clone(),
             },
         );
         tokio::spawn(async move {
@@ -348,8 +353,11 @@ impl ProcessRuntime {
                     ExitStatus::Code(-1)
                 }
             };
-            // Children the leader left behind must not outlive the launch.
-            let _ = killpg(pgid, Signal::SIGKILL);
+            // Children the leader left behind must not outlive the launch (a stop in progress
+            // handles them itself, after their grace period).
+            if !stopping.load(Ordering::SeqCst) {
+                let _ = killpg(pgid, Signal::SIGKILL);
+            }
             let _ = tokio::fs::remove_dir_all(&launch_dir).await;
             tracing::info!(chaincode_id = %key.package_id, launch_id = key.launch_id, %status, "chaincode exited");
             let _ = exit_tx.send(Some(status));
@@ -367,24 +375,39 @@ impl ProcessRuntime {
             .ok_or_else(|| RuntimeError::UnknownInstance(key.clone()))
     }
 
+    /// SIGTERM to the whole group; SIGKILL to whatever of it is left after the grace period.
     async fn stop_instance(&self, key: &LaunchKey) -> Result<ExitStatus, RuntimeError> {
-        let (pgid, mut exit) = self.exit_watch(key)?;
+        let (pgid, exit, stopping) = lock(&self.instances)
+            .get(key)
+            .map(|i| (i.pgid, i.exit.clone(), i.stopping.clone()))
+            .ok_or_else(|| RuntimeError::UnknownInstance(key.clone()))?;
         if exit.borrow().is_none() {
+            stopping.store(true, Ordering::SeqCst);
             let _ = killpg(pgid, Signal::SIGTERM);
-            let graceful = tokio::time::timeout(
-                self.config.stop_grace,
-                exit.wait_for(|status| status.is_some()),
-            )
-            .await;
-            if graceful.is_err() {
-                tracing::warn!(chaincode_id = %key.package_id, launch_id = key.launch_id, "chaincode ignored SIGTERM; sending SIGKILL");
-                let _ = killpg(pgid, Signal::SIGKILL);
+            let deadline = tokio::time::Instant::now() + self.config.stop_grace;
+            // npm exits on SIGTERM at once while the chaincode it started may still be shutting
+            // down: wait for the whole group, not only its leader.
+            while !(exit.borrow().is_some() && group_is_empty(pgid)) {
+                if tokio::time::Instant::now() >= deadline {
+                    tracing::warn!(chaincode_id = %key.package_id, launch_id = key.launch_id, "chaincode did not stop on SIGTERM; sending SIGKILL");
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    break;
+                }
+                tokio::time::sleep(GROUP_POLL).await;
             }
         }
         let status = wait_exit(key, exit).await?;
         lock(&self.instances).remove(key);
         Ok(status)
     }
+}
+
+/// How often a stop checks whether the process group is gone.
+const GROUP_POLL: Duration = Duration::from_millis(25);
+
+fn group_is_empty(pgid: Pid) -> bool {
+    // Signal 0 checks existence: ESRCH means no process is left in the group.
+    killpg(pgid, None::<Signal>) == Err(nix::errno::Errno::ESRCH)
 }
 
 async fn wait_exit(
