@@ -572,3 +572,111 @@ async fn unknown_package_is_a_clear_error() {
         "no chaincode source is known for package nope:1"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_build_takes_its_whole_process_group_down() {
+    logs();
+    let work = tempfile::tempdir().unwrap();
+    let runtime = runtime(work.path(), Duration::from_secs(5));
+    let source = fixture_source(work.path(), "crash");
+    let pid_file = work.path().join("build-daemon.pid");
+    std::fs::write(
+        source.join("build.sh"),
+        format!(
+            "sleep 300 &\necho $! > '{}'\nsleep 300\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    runtime.add_source("hanging:1", &source);
+    // What the launcher's startup timeout does: drop the launch future mid-build.
+    let abandoned =
+        tokio::time::timeout(Duration::from_secs(2), runtime.launch(spec("hanging:1", 1))).await;
+    assert!(abandoned.is_err());
+    let daemon: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for _ in 0..100 {
+        if process_is_gone(daemon) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        process_is_gone(daemon),
+        "background process of the build survived"
+    );
+    // Nothing half-built is cached.
+    std::fs::remove_file(source.join("build.sh")).unwrap();
+    assert!(!runtime.ensure_built("hanging:1").await.unwrap().reused);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn npm_install_uses_the_custom_registry() {
+    logs();
+    // A registry that knows no package: records what npm asks for and answers 404.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let registry = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut socket = BufReader::new(socket);
+                let mut request_line = String::new();
+                if socket.read_line(&mut request_line).await.is_err() {
+                    return;
+                }
+                seen.lock().unwrap().push(request_line.trim().to_string());
+                let mut header = String::new();
+                while socket.read_line(&mut header).await.unwrap_or(0) > 2 {
+                    header.clear();
+                }
+                let body = "{\"error\":\"not found\"}";
+                let response = format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+
+    let work = tempfile::tempdir().unwrap();
+    let mut config = ProcessRuntimeConfig::new(work.path());
+    config.node.registry = Some(registry.clone());
+    let source = fixture_source(work.path(), "crash");
+    std::fs::write(
+        source.join("package.json"),
+        r#"{"name":"needs-a-dependency","version":"1.0.0","dependencies":{"fixture-only-dependency":"1.0.0"},"scripts":{"start":"node chaincode.js"}}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        source.join(".npmrc"),
+        // A fresh npm cache, so nothing can be served from an earlier download.
+        format!("cache={}\n", work.path().join("npm-cache").display()),
+    )
+    .unwrap();
+    let runtime = ProcessRuntime::new(config);
+    runtime.add_source("deps:1", &source);
+    let error = runtime
+        .ensure_built("deps:1")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("npm install --production --registry"),
+        "{error}"
+    );
+    assert!(error.contains("404"), "the build error says why: {error}");
+    let requests = requests.lock().unwrap().clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("GET /fixture-only-dependency")),
+        "npm asked the custom registry: {requests:?}"
+    );
+}

@@ -194,11 +194,15 @@ impl ProcessRuntime {
             package_id: package_id.to_string(),
             message,
         };
-        let mut command = self.command(plan, dir);
-        command.kill_on_drop(true);
-        let mut child = command
+        let mut child = self
+            .command(plan, dir)
             .spawn()
             .map_err(|e| build_error(format!("cannot run {}: {e}", plan.program)))?;
+        // Kills the build's whole group when the build ends or is abandoned (startup timeout).
+        let group = child
+            .id()
+            .and_then(|pid| i32::try_from(pid).ok())
+            .map(|pid| GroupKiller(Pid::from_raw(pid)));
         let tail = Arc::new(Mutex::new(std::collections::VecDeque::new()));
         let mut pumps = Vec::new();
         for (stream, reader) in [
@@ -225,6 +229,8 @@ impl ProcessRuntime {
             .wait()
             .await
             .map_err(|e| build_error(format!("waiting for the build failed: {e}")))?;
+        // Leftover build daemons would hold the output pipes open.
+        drop(group);
         for pump in pumps {
             let _ = pump.await;
         }
@@ -318,6 +324,7 @@ impl ProcessRuntime {
             }
         };
         let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) else {
+            let _ = tokio::fs::remove_dir_all(&launch_dir).await;
             return Err(RuntimeError::Start {
                 key,
                 message: "the process exited before it could be tracked".into(),
@@ -399,6 +406,15 @@ impl ProcessRuntime {
         let status = wait_exit(key, exit).await?;
         lock(&self.instances).remove(key);
         Ok(status)
+    }
+}
+
+/// SIGKILLs a process group when dropped.
+struct GroupKiller(Pid);
+
+impl Drop for GroupKiller {
+    fn drop(&mut self) {
+        let _ = killpg(self.0, Signal::SIGKILL);
     }
 }
 
