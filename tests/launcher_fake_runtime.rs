@@ -397,3 +397,43 @@ async fn tls_launch_gets_a_fresh_certificate_and_only_it_registers() {
     assert_eq!(a.await.unwrap(), Ok("A".into()));
     assert_eq!(b.await.unwrap(), Ok("B".into()));
 }
+
+#[tokio::test]
+async fn shutdown_stops_every_instance_and_fails_waiters() {
+    let (launcher, runtime, mut launched) = plaintext(Duration::from_secs(30));
+    let running = {
+        let launcher = launcher.clone();
+        tokio::spawn(async move { launcher.ensure_registered("running:1").await })
+    };
+    let running_spec = launched.recv().await.unwrap();
+    let id = launcher.authorize("running:1", None).unwrap();
+    launcher.ready("running:1", id, "h".into());
+    assert_eq!(running.await.unwrap(), Ok("h".into()));
+
+    let pending = {
+        let launcher = launcher.clone();
+        tokio::spawn(async move { launcher.ensure_registered("pending:1").await })
+    };
+    let pending_spec = launched.recv().await.unwrap();
+
+    launcher.shutdown().await;
+    assert_eq!(
+        pending.await.unwrap(),
+        Err(LaunchError::ShuttingDown {
+            package_id: "pending:1".into()
+        })
+    );
+    let mut stopped = runtime.stops();
+    stopped.sort_by_key(|key| key.launch_id);
+    assert_eq!(stopped, vec![running_spec.key, pending_spec.key]);
+    assert!(!launcher.is_running("running:1"));
+    assert!(matches!(
+        launcher.ensure_registered("running:1").await,
+        Err(LaunchError::ShuttingDown { .. })
+    ));
+    assert!(matches!(
+        launcher.authorize("pending:1", None),
+        Err(RegisterRefused::ShuttingDown { .. })
+    ));
+    assert_eq!(runtime.launches().len(), 2);
+}

@@ -42,6 +42,8 @@ pub enum LaunchError {
     Tls { package_id: String, message: String },
     #[error("the launch of chaincode {package_id} was abandoned")]
     Abandoned { package_id: String },
+    #[error("the endorser is shutting down: chaincode {package_id} is not launched")]
+    ShuttingDown { package_id: String },
 }
 
 /// Why a REGISTER was refused; the message goes back to the chaincode in an ERROR.
@@ -59,6 +61,8 @@ pub enum RegisterRefused {
         "the TLS client certificate of chaincode {chaincode_id} is not the one issued for its launch"
     )]
     CertificateMismatch { chaincode_id: String },
+    #[error("the endorser is shutting down: REGISTER of chaincode {chaincode_id} refused")]
+    ShuttingDown { chaincode_id: String },
 }
 
 /// What the registration check expects of a pending launch's client certificate.
@@ -97,6 +101,8 @@ pub enum Begin<H> {
     Join { launch_id: u64 },
     /// Nobody is launching: start launch `launch_id` now.
     Start { launch_id: u64 },
+    /// The table was shut down: no more launches.
+    ShuttingDown,
 }
 
 /// What the end of a stream means.
@@ -116,6 +122,7 @@ pub enum Gone {
 pub struct LaunchTable<H> {
     tls: bool,
     dev_mode: bool,
+    shut_down: bool,
     next_launch_id: u64,
     slots: HashMap<String, Slot<H>>,
 }
@@ -125,6 +132,7 @@ impl<H: Clone> LaunchTable<H> {
         Self {
             tls,
             dev_mode,
+            shut_down: false,
             next_launch_id: 1,
             slots: HashMap::new(),
         }
@@ -138,6 +146,9 @@ impl<H: Clone> LaunchTable<H> {
 
     /// A caller needs `package_id`.
     pub fn begin(&mut self, package_id: &str) -> Begin<H> {
+        if self.shut_down {
+            return Begin::ShuttingDown;
+        }
         match self.slots.get(package_id) {
             Some(Slot::Running { handle, .. }) => Begin::Ready(handle.clone()),
             Some(Slot::Pending { launch_id, .. }) => Begin::Join {
@@ -186,6 +197,9 @@ impl<H: Clone> LaunchTable<H> {
         presented: Option<CertHash>,
     ) -> Result<u64, RegisterRefused> {
         let id = || chaincode_id.to_string();
+        if self.shut_down {
+            return Err(RegisterRefused::ShuttingDown { chaincode_id: id() });
+        }
         match self.slots.get_mut(chaincode_id) {
             Some(Slot::Running { .. }) => {
                 Err(RegisterRefused::AlreadyRunning { chaincode_id: id() })
@@ -300,6 +314,27 @@ impl<H: Clone> LaunchTable<H> {
     pub fn is_running(&self, package_id: &str) -> bool {
         matches!(self.slots.get(package_id), Some(Slot::Running { .. }))
     }
+
+    /// Refuses every further launch and REGISTER and hands back every current launch:
+    /// (package id, launch id, whether it has a runtime instance to stop).
+    pub fn shut_down(&mut self) -> Vec<(String, u64, bool)> {
+        self.shut_down = true;
+        let mut launches: Vec<_> = self
+            .slots
+            .drain()
+            .map(|(package_id, slot)| match slot {
+                Slot::Pending { launch_id, dev, .. } | Slot::Running { launch_id, dev, .. } => {
+                    (package_id, launch_id, !dev)
+                }
+            })
+            .collect();
+        launches.sort();
+        launches
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down
+    }
 }
 
 /// Settings of a [`Launcher`].
@@ -390,6 +425,11 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
             let mut state = lock(&self.shared.state);
             match state.table.begin(package_id) {
                 Begin::Ready(handle) => return Ok(handle),
+                Begin::ShuttingDown => {
+                    return Err(LaunchError::ShuttingDown {
+                        package_id: package_id.to_string(),
+                    });
+                }
                 Begin::Join { launch_id } => match state.waiters.get(&launch_id) {
                     Some(sender) => sender.subscribe(),
                     None => {
@@ -509,6 +549,39 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
     pub fn is_running(&self, package_id: &str) -> bool {
         lock(&self.shared.state).table.is_running(package_id)
     }
+
+    /// Stops every chaincode instance and refuses further launches and REGISTERs; callers still
+    /// waiting on a launch get [`LaunchError::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        let launches = {
+            let mut state = lock(&self.shared.state);
+            let launches = state.table.shut_down();
+            for (package_id, launch_id, _) in &launches {
+                if let Some(sender) = state.waiters.remove(launch_id) {
+                    sender.send_replace(Some(Err(LaunchError::ShuttingDown {
+                        package_id: package_id.clone(),
+                    })));
+                }
+            }
+            state.waiters.clear();
+            launches
+        };
+        let runtime = self.shared.runtime.as_ref();
+        let stops = launches
+            .into_iter()
+            .filter(|(_, _, has_instance)| *has_instance)
+            .map(|(package_id, launch_id, _)| async move {
+                stop_instance(
+                    runtime,
+                    &LaunchKey {
+                        package_id,
+                        launch_id,
+                    },
+                )
+                .await
+            });
+        futures::future::join_all(stops).await;
+    }
 }
 
 async fn stop_instance(runtime: &dyn Runtime, key: &LaunchKey) {
@@ -531,7 +604,7 @@ async fn drive_launch<H: Clone + Send + Sync + 'static>(shared: Arc<Shared<H>>, 
             timeout,
         },
     };
-    let failed = {
+    let (failed, shut_down) = {
         let mut state = lock(&shared.state);
         let failed = state.table.fail(&key.package_id, key.launch_id);
         if failed {
@@ -539,10 +612,12 @@ async fn drive_launch<H: Clone + Send + Sync + 'static>(shared: Arc<Shared<H>>, 
                 sender.send_replace(Some(Err(error.clone())));
             }
         }
-        failed
+        (failed, state.table.is_shut_down())
     };
     if failed {
         tracing::warn!(%key, %error, "chaincode launch failed");
+    }
+    if failed || shut_down {
         stop_instance(shared.runtime.as_ref(), &key).await;
     }
 }
@@ -591,6 +666,12 @@ async fn launch_and_wait<H: Clone + Send + Sync + 'static>(
         return Some(LaunchError::Runtime {
             package_id: package_id(),
             message: e.to_string(),
+        });
+    }
+    // Shut down while starting: this instance must not outlive the endorser.
+    if lock(&shared.state).table.is_shut_down() {
+        return Some(LaunchError::ShuttingDown {
+            package_id: package_id(),
         });
     }
     let exit = tokio::select! {
@@ -789,6 +870,32 @@ mod tests {
         assert!(t.is_running("cc:1"));
         assert!(!t.fail("unknown", 1));
         assert!(!t.cert_issued("cc:1", 1, hash(1)));
+    }
+
+    #[test]
+    fn shut_down_hands_back_every_launch_and_refuses_more() {
+        let mut t = Table::new(false, true);
+        t.begin("pending:1");
+        t.begin("running:1");
+        t.authorize("running:1", None).unwrap();
+        t.ready("running:1", 2, "h");
+        let dev = t.authorize("by-hand:1", None).unwrap();
+        assert_eq!(
+            t.shut_down(),
+            vec![
+                ("by-hand:1".to_string(), dev, false),
+                ("pending:1".to_string(), 1, true),
+                ("running:1".to_string(), 2, true),
+            ]
+        );
+        assert_eq!(t.begin("running:1"), Begin::ShuttingDown);
+        assert!(!t.is_running("running:1"));
+        assert_eq!(
+            t.authorize("pending:1", None),
+            Err(RegisterRefused::ShuttingDown {
+                chaincode_id: "pending:1".into()
+            })
+        );
     }
 
     #[test]
