@@ -361,6 +361,43 @@ impl LauncherConfig {
     }
 }
 
+/// Launcher options on the command line; `#[command(flatten)]` them into `endorser` and `dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LauncherArgs {
+    /// Seconds a chaincode launch may take: build + start + REGISTER.
+    #[arg(long = "chaincode-startup-timeout", value_name = "SECONDS", default_value_t = DEFAULT_STARTUP_TIMEOUT.as_secs())]
+    pub startup_timeout_secs: u64,
+    /// Accept REGISTERs that no launch expects (a chaincode started by hand).
+    #[arg(long = "dev-mode")]
+    pub dev_mode: bool,
+    /// Plaintext chaincode stream instead of mutual TLS with per-launch certificates
+    /// (development only).
+    #[arg(long = "chaincode-plaintext")]
+    pub plaintext: bool,
+    /// CORE_CHAINCODE_LOGGING_LEVEL handed to chaincode.
+    #[arg(long = "chaincode-log-level", default_value = "info")]
+    pub log_level: String,
+    /// CORE_CHAINCODE_LOGGING_SHIM handed to chaincode.
+    #[arg(long = "chaincode-shim-log-level", default_value = "warning")]
+    pub shim_log_level: String,
+}
+
+impl LauncherArgs {
+    /// The configuration for a listener reachable by chaincode at `peer_address`.
+    pub fn config(
+        &self,
+        peer_address: impl Into<String>,
+        mspid: impl Into<String>,
+    ) -> LauncherConfig {
+        let mut config = LauncherConfig::new(peer_address, mspid);
+        config.startup_timeout = Duration::from_secs(self.startup_timeout_secs);
+        config.dev_mode = self.dev_mode;
+        config.logging.level = self.log_level.clone();
+        config.logging.shim = self.shim_log_level.clone();
+        config
+    }
+}
+
 type Outcome<H> = Option<Result<H, LaunchError>>;
 
 struct State<H> {
@@ -699,6 +736,39 @@ mod tests {
     use super::*;
 
     type Table = LaunchTable<&'static str>;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        launcher: LauncherArgs,
+    }
+
+    #[test]
+    fn command_line_defaults_are_fabrics() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert!(!cli.launcher.plaintext);
+        let config = cli.launcher.config("peer:7052", "Org1MSP");
+        assert_eq!(config.startup_timeout, Duration::from_secs(300));
+        assert!(!config.dev_mode);
+        assert_eq!(config.logging, ChaincodeLogging::default());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--chaincode-startup-timeout",
+            "30",
+            "--dev-mode",
+            "--chaincode-plaintext",
+            "--chaincode-log-level",
+            "debug",
+        ])
+        .unwrap();
+        assert!(cli.launcher.plaintext);
+        let config = cli.launcher.config("peer:7052", "Org1MSP");
+        assert_eq!(config.startup_timeout, Duration::from_secs(30));
+        assert!(config.dev_mode);
+        assert_eq!(config.logging.level, "debug");
+        assert!(Cli::try_parse_from(["x", "--chaincode-startup-timeout", "soon"]).is_err());
+    }
 
     fn hash(byte: u8) -> CertHash {
         [byte; 32]

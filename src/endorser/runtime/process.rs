@@ -57,6 +57,33 @@ impl ProcessRuntimeConfig {
     }
 }
 
+/// Process runtime options on the command line; `#[command(flatten)]` them into `endorser` and `dev`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProcessRuntimeArgs {
+    /// Directory holding chaincode builds (cached per package id) and per-launch TLS files.
+    #[arg(long = "chaincode-work-dir", value_name = "DIR")]
+    pub work_dir: PathBuf,
+    /// Custom npm registry for Node chaincode builds (Fabric's NODE_REGISTRY).
+    #[arg(long = "node-registry", env = "NODE_REGISTRY", value_name = "URL")]
+    pub node_registry: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL when stopping a chaincode.
+    #[arg(
+        long = "chaincode-stop-grace",
+        value_name = "SECONDS",
+        default_value_t = 5
+    )]
+    pub stop_grace_secs: u64,
+}
+
+impl ProcessRuntimeArgs {
+    pub fn config(&self) -> ProcessRuntimeConfig {
+        let mut config = ProcessRuntimeConfig::new(&self.work_dir);
+        config.node.registry = self.node_registry.clone();
+        config.stop_grace = Duration::from_secs(self.stop_grace_secs);
+        config
+    }
+}
+
 /// The result of making sure a package is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildOutcome {
@@ -539,6 +566,38 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        process: ProcessRuntimeArgs,
+    }
+
+    #[test]
+    fn command_line_sets_registry_grace_and_work_dir() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "x",
+            "--chaincode-work-dir",
+            "/var/lib/cc",
+            "--node-registry",
+            "https://npm.example.test/",
+            "--chaincode-stop-grace",
+            "9",
+        ])
+        .unwrap();
+        let config = cli.process.config();
+        assert_eq!(config.work_dir, Path::new("/var/lib/cc"));
+        assert_eq!(
+            config.node.registry.as_deref(),
+            Some("https://npm.example.test/")
+        );
+        assert_eq!(config.stop_grace, Duration::from_secs(9));
+        assert!(
+            Cli::try_parse_from(["x"]).is_err(),
+            "the work dir is required"
+        );
+    }
 
     #[test]
     fn package_slugs_are_safe_and_distinct() {
