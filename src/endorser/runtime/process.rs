@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 
 use super::node_local::{self, CommandPlan, NodeOptions};
@@ -240,15 +240,15 @@ impl ProcessRuntime {
                 let tail = tail.clone();
                 let id = package_id.to_string();
                 pumps.push(tokio::spawn(async move {
-                    let mut lines = BufReader::new(reader).lines();
-                    while let Ok(Some(line)) = lines.next_line().await {
+                    for_each_line(reader, |line| {
                         tracing::info!(target: "chaincode_build", chaincode_id = %id, stream, "{line}");
                         let mut tail = lock(&tail);
                         if tail.len() == BUILD_LOG_TAIL {
                             tail.pop_front();
                         }
                         tail.push_back(line);
-                    }
+                    })
+                    .await;
                 }));
             }
         }
@@ -507,21 +507,43 @@ fn boxed_reader(reader: impl AsyncRead + Send + Unpin + 'static) -> BoxedReader 
 /// Forwards one output stream of a chaincode into tracing, one event per line (the seed's
 /// attachStdout).
 async fn pump_logs(key: LaunchKey, stream: &'static str, reader: BoxedReader) {
-    let mut lines = BufReader::new(reader).lines();
+    for_each_line(reader, |line| {
+        tracing::info!(
+            target: "chaincode",
+            chaincode_id = %key.package_id,
+            launch_id = key.launch_id,
+            stream,
+            "{line}"
+        )
+    })
+    .await;
+}
+
+/// Longest line forwarded as one log event; longer output is split, so a chaincode printing
+/// without newlines cannot make the endorser buffer without bound.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// Calls `emit` for every line of `reader` (without the line break; invalid UTF-8 replaced) until
+/// end of stream or a read error.
+async fn for_each_line(reader: impl AsyncRead + Unpin, mut emit: impl FnMut(String)) {
+    let mut reader = BufReader::new(reader);
+    let mut buf = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => tracing::info!(
-                target: "chaincode",
-                chaincode_id = %key.package_id,
-                launch_id = key.launch_id,
-                stream,
-                "{line}"
-            ),
-            Ok(None) => break,
-            Err(e) => {
-                // Not UTF-8 or a read error: say so once and stop forwarding this stream.
-                tracing::warn!(target: "chaincode", chaincode_id = %key.package_id, stream, error = %e, "chaincode output no longer forwarded");
-                break;
+        buf.clear();
+        match (&mut reader)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                emit(String::from_utf8_lossy(&buf).into_owned());
             }
         }
     }
@@ -597,6 +619,21 @@ mod tests {
             Cli::try_parse_from(["x"]).is_err(),
             "the work dir is required"
         );
+    }
+
+    #[tokio::test]
+    async fn output_lines_are_split_bounded_and_lossy() {
+        let mut output = b"first\r\nsecond \xff\n".to_vec();
+        output.extend(std::iter::repeat_n(b'x', MAX_LINE as usize + 10));
+        output.extend(b"\nlast without newline");
+        let mut lines = Vec::new();
+        for_each_line(&output[..], |line| lines.push(line)).await;
+        assert_eq!(lines[0], "first");
+        assert_eq!(lines[1], "second \u{fffd}");
+        assert_eq!(lines[2].len(), MAX_LINE as usize);
+        assert_eq!(lines[3], "x".repeat(10));
+        assert_eq!(lines[4], "last without newline");
+        assert_eq!(lines.len(), 5);
     }
 
     #[test]
