@@ -680,3 +680,26 @@ async fn npm_install_uses_the_custom_registry() {
         "npm asked the custom registry: {requests:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_of_one_label_build_side_by_side() {
+    logs();
+    let work = tempfile::tempdir().unwrap();
+    let runtime = runtime(work.path(), Duration::from_secs(5));
+    let source = fixture_source(work.path(), "crash");
+    std::fs::write(source.join("build.sh"), "sleep 0.5\necho ok > built.txt\n").unwrap();
+    runtime.add_source("label:1.0", &source);
+    runtime.add_source("label:1.1", &source);
+    let (a, b) = tokio::join!(
+        runtime.ensure_built("label:1.0"),
+        runtime.ensure_built("label:1.1")
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a.dir, b.dir);
+    for built in [a, b] {
+        assert_eq!(
+            std::fs::read_to_string(built.dir.join("built.txt")).unwrap(),
+            "ok\n"
+        );
+    }
+}

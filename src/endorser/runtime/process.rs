@@ -175,7 +175,10 @@ impl ProcessRuntime {
         if dir.join(BUILD_COMPLETE).is_file() {
             return Ok(BuildOutcome { dir, reused: true });
         }
-        let partial = dir.with_extension("partial");
+        // Not with_extension: package slugs contain dots ("mycc_1.0-…").
+        let partial = self
+            .builds_dir()
+            .join(format!("{}.partial", package_slug(package_id)));
         for stale in [&dir, &partial] {
             if stale.exists() {
                 tokio::fs::remove_dir_all(stale)
