@@ -107,10 +107,6 @@ impl Runtime for FakeRuntime {
         }
         .boxed()
     }
-
-    fn stop_grace(&self) -> Duration {
-        Duration::from_millis(10)
-    }
 }
 
 fn config(startup_timeout: Duration) -> LauncherConfig {

@@ -6,7 +6,6 @@
 //! here once ([`fabric_launch_files`], [`fabric_environment`]) so every runtime hands the chaincode
 //! exactly the same thing.
 use std::path::Path;
-use std::time::Duration;
 
 use base64::Engine as _;
 use futures::future::BoxFuture;
@@ -130,8 +129,6 @@ pub trait Runtime: Send + Sync + 'static {
     fn stop(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>>;
     /// Resolves when the instance exits, with how it exited. May be called any number of times.
     fn wait(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>>;
-    /// The graceful part of `stop`, so callers can bound the whole stop.
-    fn stop_grace(&self) -> Duration;
 }
 
 /// Names of the files Fabric places at `/etc/hyperledger/fabric/`.

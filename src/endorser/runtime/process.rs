@@ -495,10 +495,6 @@ impl Runtime for ProcessRuntime {
         }
         .boxed()
     }
-
-    fn stop_grace(&self) -> Duration {
-        self.config.stop_grace
-    }
 }
 
 type BoxedReader = Box<dyn AsyncRead + Send + Unpin>;
