@@ -140,6 +140,12 @@ impl ChaincodeCa {
         self.issue(params)
     }
 
+    /// The listener certificate for chaincode dialling `peer_address` (HOST:PORT): names the host
+    /// plus `localhost` and `127.0.0.1`, so local chaincode can dial either.
+    pub fn issue_listener(&self, peer_address: &str) -> Result<IssuedCert, TlsError> {
+        self.issue_server(&listener_names(peer_address))
+    }
+
     fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert, TlsError> {
         params.use_authority_key_identifier_extension = true;
         let key = new_key()?;
@@ -191,6 +197,22 @@ impl ChaincodeCa {
         config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The names a listener certificate for `peer_address` (HOST:PORT, `[v6]:PORT`) must carry.
+pub fn listener_names(peer_address: &str) -> Vec<String> {
+    let host = match peer_address.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => peer_address,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut names = Vec::new();
+    for name in [host, "localhost", "127.0.0.1"] {
+        if !name.is_empty() && !names.iter().any(|n: &String| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
 }
 
 fn key_der_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
@@ -267,6 +289,25 @@ mod tests {
             vec!["localhost".to_string(), "[127, 0, 0, 1]".into()]
         );
         assert!(ca.rustls_server_config(&server).is_ok());
+    }
+
+    #[test]
+    fn listener_names_come_from_the_peer_address() {
+        assert_eq!(
+            listener_names("peer0.org1.example.com:7052"),
+            ["peer0.org1.example.com", "localhost", "127.0.0.1"]
+        );
+        assert_eq!(listener_names("127.0.0.1:7052"), ["127.0.0.1", "localhost"]);
+        assert_eq!(
+            listener_names("[::1]:7052"),
+            ["::1", "localhost", "127.0.0.1"]
+        );
+        assert_eq!(
+            listener_names("endorser"),
+            ["endorser", "localhost", "127.0.0.1"]
+        );
+        let ca = ChaincodeCa::generate("t").unwrap();
+        assert!(ca.issue_listener("[::1]:7052").is_ok());
     }
 
     #[test]
