@@ -201,9 +201,7 @@ async fn launcher_and_peer(
 
     let registrations = Arc::new(Mutex::new(Vec::new()));
     let acceptor = ca.map(|ca| {
-        let server = ca
-            .issue_server(&["127.0.0.1".into(), "localhost".into()])
-            .unwrap();
+        let server = ca.issue_listener(&address).unwrap();
         tokio_rustls::TlsAcceptor::from(ca.rustls_server_config(&server).unwrap())
     });
     let seen = registrations.clone();
