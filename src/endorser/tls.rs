@@ -64,6 +64,19 @@ impl std::fmt::Debug for ChaincodeCa {
     }
 }
 
+/// The CA lives as long as the endorser process; a restart makes a new one.
+const CA_VALIDITY: time::Duration = time::Duration::days(3650);
+/// A client certificate is checked once, at REGISTER; an established stream outlives it anyway.
+const LEAF_VALIDITY: time::Duration = time::Duration::days(365);
+/// Tolerates clocks that disagree a little between endorser and chaincode hosts.
+const CLOCK_SKEW: time::Duration = time::Duration::hours(1);
+
+fn set_validity(params: &mut CertificateParams, validity: time::Duration) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - CLOCK_SKEW;
+    params.not_after = now + validity;
+}
+
 fn new_key() -> Result<KeyPair, TlsError> {
     Ok(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?)
 }
@@ -80,6 +93,7 @@ impl ChaincodeCa {
             .distinguished_name
             .push(DnType::OrganizationName, "chaincode-operator");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        set_validity(&mut params, CA_VALIDITY);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -148,6 +162,7 @@ impl ChaincodeCa {
 
     fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert, TlsError> {
         params.use_authority_key_identifier_extension = true;
+        set_validity(&mut params, LEAF_VALIDITY);
         let key = new_key()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         let cert_der = cert.der().to_vec();
@@ -265,6 +280,13 @@ mod tests {
         assert!(eku.client_auth && !eku.server_auth);
         let cn = leaf.subject().iter_common_name().next().unwrap();
         assert_eq!(cn.as_str().unwrap(), "mycc:1.0");
+        let now = ::time::OffsetDateTime::now_utc().unix_timestamp();
+        let leaf_validity = leaf.validity();
+        assert!(leaf_validity.not_before.timestamp() < now);
+        let leaf_days = (leaf_validity.not_after.timestamp() - now) / 86_400;
+        assert!((364..=365).contains(&leaf_days), "{leaf_days}");
+        let root_days = (root.validity().not_after.timestamp() - now) / 86_400;
+        assert!((3649..=3650).contains(&root_days), "{root_days}");
     }
 
     #[test]
