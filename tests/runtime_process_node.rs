@@ -701,3 +701,46 @@ async fn versions_of_one_label_build_side_by_side() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_timeout_stops_a_chaincode_that_never_registers() {
+    logs();
+    let work = tempfile::tempdir().unwrap();
+    let runtime = runtime(work.path(), Duration::from_millis(500));
+    let id = "fixture-silent:1.0";
+    let source = fixture_source(work.path(), "stubborn");
+    // A trivial build keeps the timeout about the start, even on a loaded machine.
+    std::fs::write(source.join("build.sh"), "true\n").unwrap();
+    runtime.add_source(id, source);
+    let mut config = LauncherConfig::new("127.0.0.1:9", "Org1MSP");
+    config.startup_timeout = Duration::from_secs(8);
+    let launcher: Launcher<String> = Launcher::new(runtime.clone(), None, config);
+
+    let error = launcher.ensure_registered(id).await.unwrap_err();
+    assert_eq!(
+        error,
+        LaunchError::Timeout {
+            package_id: id.into(),
+            timeout: Duration::from_secs(8)
+        }
+    );
+    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
+    let pids: Vec<u32> = parent_line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{parent_line}");
+    for _ in 0..200 {
+        if pids.iter().all(|pid| process_is_gone(*pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for pid in pids {
+        assert!(
+            process_is_gone(pid),
+            "process {pid} outlived the failed launch"
+        );
+    }
+    assert!(!launcher.is_running(id));
+}
