@@ -1,2 +1,3 @@
 //! endorser
 pub mod cli;
+pub mod ledger;
