@@ -15,12 +15,8 @@ use chaincode_operator::endorser::handler::TxKind;
 use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator, WorldState};
 use chaincode_operator::endorser::registration::DevModeGate;
 use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
-use chaincode_operator::proto::common::{ChannelHeader, Header, SignatureHeader};
 use chaincode_operator::proto::kvrwset::KvrwSet;
-use chaincode_operator::proto::msp::SerializedIdentity;
-use chaincode_operator::proto::protos::{
-    ChaincodeInput, ChaincodeProposalPayload, Proposal, SignedProposal,
-};
+use chaincode_operator::proto::protos::ChaincodeInput;
 use chaincode_operator::proto::rwset::TxReadWriteSet;
 use prost::Message;
 use serde_json::Value;
@@ -80,53 +76,6 @@ fn spawn_chaincode(dir: &Path, package_id: &str, port: u16, contract: bool) -> C
     cmd.spawn().expect("spawn node chaincode")
 }
 
-fn signed_proposal(txid: &str, args: &[&str]) -> SignedProposal {
-    let cert = rcgen::generate_simple_self_signed(vec!["user1.org1.example.com".to_string()])
-        .unwrap()
-        .cert
-        .pem();
-    let creator = SerializedIdentity {
-        mspid: "Org1MSP".into(),
-        id_bytes: cert.into_bytes(),
-    }
-    .encode_to_vec();
-    let header = Header {
-        channel_header: ChannelHeader {
-            r#type: 3,
-            channel_id: CHANNEL.into(),
-            tx_id: txid.into(),
-            timestamp: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-            ..Default::default()
-        }
-        .encode_to_vec(),
-        signature_header: SignatureHeader {
-            creator,
-            nonce: vec![7; 24],
-        }
-        .encode_to_vec(),
-    };
-    let payload = ChaincodeProposalPayload {
-        input: ChaincodeInput {
-            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
-            ..Default::default()
-        }
-        .encode_to_vec(),
-        transient_map: Default::default(),
-    };
-    SignedProposal {
-        proposal_bytes: Proposal {
-            header: header.encode_to_vec(),
-            payload: payload.encode_to_vec(),
-            extension: Vec::new(),
-        }
-        .encode_to_vec(),
-        signature: Vec::new(),
-    }
-}
-
 fn next_txid() -> String {
     format!("tx{:04}", TX_COUNTER.fetch_add(1, Ordering::Relaxed))
 }
@@ -141,7 +90,7 @@ fn request(sim: &TxSimulator, name: &str, kind: TxKind, args: &[&str]) -> Execut
             args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
             ..Default::default()
         },
-        proposal: Some(signed_proposal(sim.tx_id(), args)),
+        proposal: Some(support::signed_proposal(CHANNEL, sim.tx_id(), args)),
         simulator: sim.clone(),
     }
 }

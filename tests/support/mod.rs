@@ -31,3 +31,65 @@ pub fn npm_ci(dir: &Path) {
     assert!(status.success(), "npm ci failed in {}", dir.display());
     std::fs::write(&stamp, digest).expect("write install stamp");
 }
+
+/// A client's SignedProposal as fabric-common builds it (creator Org1MSP with a self-signed X.509
+/// certificate). The chaincode side never checks the signature, so it is left empty.
+pub fn signed_proposal(
+    channel: &str,
+    txid: &str,
+    args: &[&str],
+) -> chaincode_operator::proto::protos::SignedProposal {
+    use chaincode_operator::proto::common::{ChannelHeader, Header, SignatureHeader};
+    use chaincode_operator::proto::msp::SerializedIdentity;
+    use chaincode_operator::proto::protos::{
+        ChaincodeInput, ChaincodeProposalPayload, Proposal, SignedProposal,
+    };
+    use prost::Message;
+    static CERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cert = CERT.get_or_init(|| {
+        rcgen::generate_simple_self_signed(vec!["user1.org1.example.com".to_string()])
+            .expect("generate test certificate")
+            .cert
+            .pem()
+    });
+    let creator = SerializedIdentity {
+        mspid: "Org1MSP".into(),
+        id_bytes: cert.clone().into_bytes(),
+    }
+    .encode_to_vec();
+    let header = Header {
+        channel_header: ChannelHeader {
+            r#type: 3,
+            channel_id: channel.into(),
+            tx_id: txid.into(),
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        signature_header: SignatureHeader {
+            creator,
+            nonce: vec![7; 24],
+        }
+        .encode_to_vec(),
+    };
+    let payload = ChaincodeProposalPayload {
+        input: ChaincodeInput {
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        transient_map: Default::default(),
+    };
+    SignedProposal {
+        proposal_bytes: Proposal {
+            header: header.encode_to_vec(),
+            payload: payload.encode_to_vec(),
+            extension: Vec::new(),
+        }
+        .encode_to_vec(),
+        signature: Vec::new(),
+    }
+}

@@ -33,6 +33,13 @@ class E2EContract extends Contract {
         return String(count);
     }
 
+    // One read and one write: the benchmark's transaction.
+    async getput(ctx, key, value) {
+        const old = await ctx.stub.getState(key);
+        await ctx.stub.putState(key, Buffer.from(value));
+        return old.toString();
+    }
+
     async get(ctx, key) {
         const value = await ctx.stub.getState(key);
         return value.toString();

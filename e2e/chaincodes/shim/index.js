@@ -10,6 +10,12 @@ const functions = {
     async get(stub, [key]) {
         return await stub.getState(key);
     },
+    // One read and one write: the benchmark's transaction.
+    async getput(stub, [key, value]) {
+        const old = await stub.getState(key);
+        await stub.putState(key, Buffer.from(value));
+        return old;
+    },
     async del(stub, [key]) {
         await stub.deleteState(key);
         return Buffer.from('deleted');
