@@ -27,7 +27,7 @@ pub enum StoreError {
     Corrupt(&'static str),
     #[error("invalid read/write set: {0}")]
     InvalidRwSet(String),
-    #[error("key too long for the store: {0} bytes")]
+    #[error("channel, namespace or key too long for the store: {0} bytes")]
     NameTooLong(usize),
 }
 
@@ -52,7 +52,7 @@ pub struct VersionedValue {
     pub metadata: BTreeMap<String, Vec<u8>>,
 }
 
-/// Height of a committed block: the block number and how many transactions it held.
+/// A committed block: its number on the channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommittedBlock {
     pub block_num: u64,
