@@ -1,7 +1,7 @@
 //! World state, history and the transaction simulator over a real redb file.
 use chaincode_operator::endorser::ledger::{CommitTx, Paging, TxSimulator, WorldState};
 use chaincode_operator::proto::kvrwset::KvrwSet;
-use chaincode_operator::proto::protos::{QueryResponse, QueryResponseMetadata};
+use chaincode_operator::proto::protos::{QueryResponse, QueryResponseMetadata, TxValidationCode};
 use chaincode_operator::proto::queryresult::Kv;
 use chaincode_operator::proto::rwset::TxReadWriteSet;
 use prost::Message;
@@ -208,4 +208,81 @@ fn state_metadata_is_merged_and_kept_across_value_writes() {
     let v = world.get(CH, "cc", "k").unwrap().unwrap();
     assert_eq!(v.value, b"v2");
     assert_eq!(v.metadata.get("VALIDATION_PARAMETER").unwrap(), b"policy");
+}
+
+fn commit_all(world: &WorldState, sims: &[&TxSimulator]) -> Vec<TxValidationCode> {
+    let sets: Vec<_> = sims.iter().map(|s| s.results().unwrap()).collect();
+    let txs: Vec<_> = sims
+        .iter()
+        .zip(&sets)
+        .map(|(s, set)| CommitTx {
+            tx_id: s.tx_id(),
+            timestamp: prost_types::Timestamp::default(),
+            rwset: set,
+        })
+        .collect();
+    world.commit_block(CH, &txs).unwrap().validation
+}
+
+#[test]
+fn stale_reads_are_mvcc_conflicts_and_change_nothing() {
+    let (_d, world) = open();
+    let seed = TxSimulator::new(world.clone(), CH, "seed");
+    seed.put_state("cc", "balance", b"10".to_vec()).unwrap();
+    commit(&world, &seed);
+    // Two transactions simulated against the same state, committed in one block.
+    let a = TxSimulator::new(world.clone(), CH, "a");
+    let b = TxSimulator::new(world.clone(), CH, "b");
+    for (sim, value) in [(&a, "5"), (&b, "7")] {
+        sim.get_state("cc", "balance").unwrap();
+        sim.put_state("cc", "balance", value.as_bytes().to_vec())
+            .unwrap();
+    }
+    assert_eq!(
+        commit_all(&world, &[&a, &b]),
+        [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+    );
+    assert_eq!(world.get(CH, "cc", "balance").unwrap().unwrap().value, b"5");
+    assert_eq!(world.history(CH, "cc", "balance").unwrap().len(), 2);
+    // A read of a missing key conflicts once the key appears.
+    let c = TxSimulator::new(world.clone(), CH, "c");
+    c.get_state("cc", "new").unwrap();
+    c.put_state("cc", "other", b"x".to_vec()).unwrap();
+    let d = TxSimulator::new(world.clone(), CH, "d");
+    d.put_state("cc", "new", b"y".to_vec()).unwrap();
+    assert_eq!(
+        commit_all(&world, &[&d, &c]),
+        [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+    );
+    assert!(world.get(CH, "cc", "other").unwrap().is_none());
+}
+
+#[test]
+fn inserts_into_a_read_range_are_phantom_conflicts() {
+    let (_d, world) = open();
+    let seed = TxSimulator::new(world.clone(), CH, "seed");
+    seed.put_state("cc", "a1", b"1".to_vec()).unwrap();
+    seed.put_state("cc", "a3", b"3".to_vec()).unwrap();
+    commit(&world, &seed);
+    let reader = TxSimulator::new(world.clone(), CH, "reader");
+    assert_eq!(
+        keys(&reader.range_query("cc", "a", "b", None).unwrap()),
+        ["a1", "a3"]
+    );
+    reader.put_state("cc", "sum", b"4".to_vec()).unwrap();
+    let inserter = TxSimulator::new(world.clone(), CH, "inserter");
+    inserter.put_state("cc", "a2", b"2".to_vec()).unwrap();
+    assert_eq!(
+        commit_all(&world, &[&inserter, &reader]),
+        [
+            TxValidationCode::Valid,
+            TxValidationCode::PhantomReadConflict
+        ]
+    );
+    assert!(world.get(CH, "cc", "sum").unwrap().is_none());
+    // Unchanged range: valid.
+    let again = TxSimulator::new(world.clone(), CH, "again");
+    again.range_query("cc", "a", "b", None).unwrap();
+    again.put_state("cc", "sum", b"6".to_vec()).unwrap();
+    assert_eq!(commit_all(&world, &[&again]), [TxValidationCode::Valid]);
 }

@@ -16,7 +16,7 @@ use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator, WorldState};
 use chaincode_operator::endorser::registration::DevModeGate;
 use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
 use chaincode_operator::proto::kvrwset::KvrwSet;
-use chaincode_operator::proto::protos::ChaincodeInput;
+use chaincode_operator::proto::protos::{ChaincodeInput, TxValidationCode};
 use chaincode_operator::proto::rwset::TxReadWriteSet;
 use prost::Message;
 use serde_json::Value;
@@ -139,7 +139,7 @@ async fn run(
         .unwrap_or_else(|e| panic!("{args:?}: {e}"));
     let rwset = sim.results().ok();
     if let Some(set) = &rwset {
-        world
+        let block = world
             .commit_block(
                 CHANNEL,
                 &[CommitTx {
@@ -149,6 +149,7 @@ async fn run(
                 }],
             )
             .unwrap();
+        assert_eq!(block.validation, [TxValidationCode::Valid], "{args:?}");
     }
     Done {
         txid,

@@ -215,7 +215,8 @@ impl TxSimulator {
             id.clone(),
             Cursor::Range(RangeCursor {
                 namespace: ns.to_string(),
-                start: start.to_string(),
+                // The key the scan really began at (the bookmark for later pages).
+                start: first.clone(),
                 next_start: first,
                 end: end.to_string(),
                 remaining_in_page: remaining,

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::proto::kvrwset::{KvMetadataEntry, KvrwSet, Version};
+use crate::proto::kvrwset::range_query_info::ReadsInfo;
+use crate::proto::kvrwset::{KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
+use crate::proto::protos::TxValidationCode;
 use crate::proto::queryresult::KeyModification;
 use crate::proto::rwset::TxReadWriteSet;
 
@@ -52,10 +54,12 @@ pub struct VersionedValue {
     pub metadata: BTreeMap<String, Vec<u8>>,
 }
 
-/// A committed block: its number on the channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A committed block: its number on the channel and each transaction's validation result, in
+/// order. Only VALID transactions changed the world state.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommittedBlock {
     pub block_num: u64,
+    pub validation: Vec<TxValidationCode>,
 }
 
 /// One transaction to apply in a block: its id, its time and its read/write set.
@@ -237,7 +241,9 @@ impl WorldState {
         Ok(table.get(channel)?.map(|v| v.value()).unwrap_or(0))
     }
 
-    /// Applies the write sets of `txs` as one new block on `channel`, atomically: writes get version
+    /// Validates and applies `txs` as one new block on `channel`, atomically. A transaction whose
+    /// reads or range queries no longer match the state (MVCC_READ_CONFLICT / PHANTOM_READ_CONFLICT)
+    /// or whose rwset does not decode (BAD_RWSET) changes nothing. Valid writes get version
     /// (block, tx index), deletes remove the key, every write is appended to the key's history.
     pub fn commit_block(
         &self,
@@ -246,6 +252,7 @@ impl WorldState {
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
         let block_num;
+        let mut validation = Vec::with_capacity(txs.len());
         {
             let mut heights = write.open_table(HEIGHTS)?;
             block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
@@ -256,25 +263,111 @@ impl WorldState {
                     block_num,
                     tx_num: tx_num as u64,
                 };
+                let mut sets = Vec::with_capacity(tx.rwset.ns_rwset.len());
                 for ns in &tx.rwset.ns_rwset {
-                    let kv = KvrwSet::decode(ns.rwset.as_slice())
-                        .map_err(|e| StoreError::InvalidRwSet(e.to_string()))?;
-                    apply_ns(
-                        &mut state,
-                        &mut history,
-                        channel,
-                        &ns.namespace,
-                        &kv,
-                        &version,
-                        tx,
-                    )?;
+                    match KvrwSet::decode(ns.rwset.as_slice()) {
+                        Ok(kv) => sets.push((ns.namespace.as_str(), kv)),
+                        Err(_) => break,
+                    }
                 }
+                let code = if sets.len() != tx.rwset.ns_rwset.len() {
+                    TxValidationCode::BadRwset
+                } else {
+                    // Earlier transactions of this block are already applied in `state`.
+                    validate_reads(&state, channel, &sets)?
+                };
+                if code == TxValidationCode::Valid {
+                    for (namespace, kv) in &sets {
+                        apply_ns(
+                            &mut state,
+                            &mut history,
+                            channel,
+                            namespace,
+                            kv,
+                            &version,
+                            tx,
+                        )?;
+                    }
+                }
+                validation.push(code);
             }
             heights.insert(channel, block_num + 1)?;
         }
         write.commit()?;
-        Ok(CommittedBlock { block_num })
+        Ok(CommittedBlock {
+            block_num,
+            validation,
+        })
     }
+}
+
+fn committed_version(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<Version>, StoreError> {
+    match state.get(state_key(channel, namespace, key)?.as_slice())? {
+        Some(v) => Ok(Some(decode_value(v.value())?.version)),
+        None => Ok(None),
+    }
+}
+
+fn validate_reads(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    sets: &[(&str, KvrwSet)],
+) -> Result<TxValidationCode, StoreError> {
+    for (namespace, kv) in sets {
+        for read in &kv.reads {
+            if committed_version(state, channel, namespace, &read.key)? != read.version {
+                return Ok(TxValidationCode::MvccReadConflict);
+            }
+        }
+        for range in &kv.range_queries_info {
+            if !range_still_matches(state, channel, namespace, range)? {
+                return Ok(TxValidationCode::PhantomReadConflict);
+            }
+        }
+    }
+    Ok(TxValidationCode::Valid)
+}
+
+/// Re-runs a range query: the same keys with the same versions must come back (all of
+/// `[start, end)` when the iterator was exhausted, else the first keys that were read).
+fn range_still_matches(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    namespace: &str,
+    range: &RangeQueryInfo,
+) -> Result<bool, StoreError> {
+    let Some(ReadsInfo::RawReads(reads)) = &range.reads_info else {
+        // Merkle summaries are not produced here; treat them as unverifiable.
+        return Ok(false);
+    };
+    let ns_prefix = prefix(channel, namespace)?;
+    let lower = state_key(channel, namespace, &range.start_key)?;
+    let mut expected = reads.kv_reads.iter();
+    for (seen, entry) in state.range(lower.as_slice()..)?.enumerate() {
+        let (k, v) = entry?;
+        let Some(key) = k.value().strip_prefix(ns_prefix.as_slice()) else {
+            break;
+        };
+        if !range.end_key.is_empty() && key >= range.end_key.as_bytes() {
+            break;
+        }
+        if !range.itr_exhausted && seen == reads.kv_reads.len() {
+            break;
+        }
+        let Some(read) = expected.next() else {
+            return Ok(false);
+        };
+        let version = decode_value(v.value())?.version;
+        if read.key.as_bytes() != key || read.version != Some(version) {
+            return Ok(false);
+        }
+    }
+    Ok(expected.next().is_none())
 }
 
 fn apply_ns(
