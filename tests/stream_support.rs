@@ -324,3 +324,57 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     assert_eq!(res, Err(ExecuteError::ChaincodeGone("cc:1".into())));
     assert!(sim.results().is_err());
 }
+
+#[tokio::test]
+async fn shutdown_ends_streams_and_fails_their_transactions() {
+    let gate = Arc::new(RecordingGate {
+        allowed: "cc:1".into(),
+        ..Default::default()
+    });
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let service = ChaincodeSupportService::new(
+        gate.clone(),
+        Arc::new(StaticResolver::default()),
+        SupportConfig::default(),
+    )
+    .with_shutdown(shutdown);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut cc = Client::connect(&addr).await;
+    cc.send(register("cc:1")).await;
+    cc.recv().await;
+    cc.recv().await;
+    let handle = gate.handle.lock().unwrap().clone().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let world = WorldState::open(&dir.path().join("s.redb")).unwrap();
+    let sim = TxSimulator::new(world, "ch", "t1");
+    let req = ExecuteRequest {
+        channel_id: "ch".into(),
+        txid: "t1".into(),
+        kind: TxKind::Transaction,
+        chaincode_name: "cc".into(),
+        input: ChaincodeInput::default(),
+        proposal: None,
+        simulator: sim,
+    };
+    let exec = tokio::spawn(async move { handle.execute(req).await });
+    cc.recv().await.unwrap();
+    stop.send(true).unwrap();
+    assert_eq!(
+        exec.await.unwrap(),
+        Err(ExecuteError::ChaincodeGone("cc:1".into()))
+    );
+    assert!(cc.recv().await.is_none(), "stream ended by shutdown");
+    assert!(
+        gate.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "gone cc:1 9")
+    );
+}
