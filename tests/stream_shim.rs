@@ -326,6 +326,32 @@ async fn contract_and_shim_chaincodes_serve_state_queries_events_and_errors() {
     assert_eq!((x[0].key.as_str(), x[0].value.as_slice()), ("x", &b"y"[..]));
     assert_eq!(w.get(CHANNEL, "shimcc", "x").unwrap().unwrap().value, b"y");
 
+    // Another channel: the callee reads that channel's state and its writes are dropped.
+    let far = run(
+        w,
+        &cc,
+        "contractcc",
+        t,
+        &["callOtherOn", "shimcc", "otherchannel", "put", "x", "far"],
+    )
+    .await;
+    assert_eq!(far.json()["status"], 200);
+    let far_set = far.rwset.as_ref().unwrap();
+    assert!(
+        far_set.ns_rwset.iter().all(|n| n.namespace != "shimcc"),
+        "{far_set:?}"
+    );
+    assert!(w.get("otherchannel", "shimcc", "x").unwrap().is_none());
+    let far_get = run(
+        w,
+        &cc,
+        "contractcc",
+        t,
+        &["callOtherOn", "shimcc", "otherchannel", "get", "x", ""],
+    )
+    .await;
+    assert_eq!(far_get.json()["payload"], "");
+
     // The low-level shim chaincode on its own.
     let init = run(w, &low, "shimcc", TxKind::Init, &["init"]).await;
     assert_eq!(init.payload(), "initialized");

@@ -310,8 +310,9 @@ pub fn serve_state(
     }
 }
 
-/// INVOKE_CHAINCODE: runs `target` on the same channel in the caller's simulation; the RESPONSE
-/// payload is the callee's COMPLETED message, as the shim expects.
+/// INVOKE_CHAINCODE: runs `target` in the caller's simulation (same channel) or in a separate,
+/// discarded one (other channel); the RESPONSE payload is the callee's COMPLETED message, as the
+/// shim expects.
 async fn invoke(
     resolver: Arc<dyn ChaincodeResolver>,
     key: &TxKey,
@@ -321,24 +322,25 @@ async fn invoke(
     input: crate::proto::protos::ChaincodeInput,
 ) -> ChaincodeMessage {
     let channel = channel.unwrap_or_else(|| key.channel_id.clone());
-    if channel != key.channel_id {
-        return reply_error(
-            key,
-            &format!("calling chaincode {target} on another channel ({channel}) is not supported"),
-        );
-    }
+    // Same channel: the callee shares the caller's simulation. Another channel: a throw-away
+    // simulation there, so the callee can read but its writes never reach a read/write set.
+    let simulator = if channel == key.channel_id {
+        ctx.simulator.clone()
+    } else {
+        ctx.simulator.on_channel(&channel)
+    };
     let handle = match resolver.resolve(&channel, &target).await {
         Ok(h) => h,
         Err(e) => return reply_error(key, &e),
     };
     let request = ExecuteRequest {
-        channel_id: key.channel_id.clone(),
+        channel_id: channel,
         txid: key.txid.clone(),
         kind: TxKind::Transaction,
         chaincode_name: target,
         input,
         proposal: ctx.proposal.clone(),
-        simulator: ctx.simulator.clone(),
+        simulator,
     };
     match handle.execute_nested(request).await {
         Ok(done) => {

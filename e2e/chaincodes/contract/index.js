@@ -77,6 +77,11 @@ class E2EContract extends Contract {
         return JSON.stringify({ status: res.status, payload: Buffer.from(res.payload).toString() });
     }
 
+    async callOtherOn(ctx, chaincode, channel, fn, arg1, arg2) {
+        const res = await ctx.stub.invokeChaincode(chaincode, [fn, arg1, arg2], channel);
+        return JSON.stringify({ status: res.status, payload: Buffer.from(res.payload).toString() });
+    }
+
     async emit(ctx, name, payload) {
         ctx.stub.setEvent(name, Buffer.from(payload));
         return 'emitted';

@@ -100,6 +100,17 @@ impl TxSimulator {
         }
     }
 
+    /// A separate simulation of the same transaction on another channel (cross-channel
+    /// INVOKE_CHAINCODE: Fabric lets such calls read, and drops what they write).
+    pub fn on_channel(&self, channel: &str) -> TxSimulator {
+        Self::with_batch_size(
+            self.inner.world.clone(),
+            channel,
+            &self.inner.tx_id,
+            self.inner.batch,
+        )
+    }
+
     pub fn channel(&self) -> &str {
         &self.inner.channel
     }
