@@ -1,0 +1,435 @@
+//! Persistent world state and key history in redb, keyed by (channel, namespace, key), with the
+//! MVCC version (block, tx) of the transaction that last wrote each key.
+//!
+//! Keys are length-prefixed (`u16 channel len, channel, u16 namespace len, namespace, key`) because
+//! Fabric keys may contain any byte, including the `\0` that starts composite keys.
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use prost::Message;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::proto::kvrwset::range_query_info::ReadsInfo;
+use crate::proto::kvrwset::{KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
+use crate::proto::protos::TxValidationCode;
+use crate::proto::queryresult::KeyModification;
+use crate::proto::rwset::TxReadWriteSet;
+
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
+const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
+
+/// Errors of the world-state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("world-state database: {0}")]
+    Database(#[from] redb::Error),
+    #[error("corrupt world-state record: {0}")]
+    Corrupt(&'static str),
+    #[error("invalid read/write set: {0}")]
+    InvalidRwSet(String),
+    #[error("channel, namespace or key too long for the store: {0} bytes")]
+    NameTooLong(usize),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Database(e.into()) }
+    })*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// A committed value with its version and state metadata (e.g. key-level endorsement policy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionedValue {
+    pub value: Vec<u8>,
+    pub version: Version,
+    pub metadata: BTreeMap<String, Vec<u8>>,
+}
+
+/// A committed block: its number on the channel and each transaction's validation result, in
+/// order. Only VALID transactions changed the world state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedBlock {
+    pub block_num: u64,
+    pub validation: Vec<TxValidationCode>,
+}
+
+/// One transaction to apply in a block: its id, its time and its read/write set.
+#[derive(Debug, Clone)]
+pub struct CommitTx<'a> {
+    pub tx_id: &'a str,
+    pub timestamp: prost_types::Timestamp,
+    pub rwset: &'a TxReadWriteSet,
+}
+
+/// The world-state database: cheap to clone, shared by all simulators and the committer.
+#[derive(Clone)]
+pub struct WorldState {
+    db: Arc<Database>,
+}
+
+fn prefix(channel: &str, namespace: &str) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(4 + channel.len() + namespace.len());
+    for part in [channel, namespace] {
+        let len = u16::try_from(part.len()).map_err(|_| StoreError::NameTooLong(part.len()))?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(part.as_bytes());
+    }
+    Ok(out)
+}
+
+fn state_key(channel: &str, namespace: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+    let mut out = prefix(channel, namespace)?;
+    out.extend_from_slice(key.as_bytes());
+    Ok(out)
+}
+
+/// History keys carry the key's length so that the entries of "a" never mix with those of "ab".
+fn history_prefix(channel: &str, namespace: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+    let mut out = prefix(channel, namespace)?;
+    let len = u32::try_from(key.len()).map_err(|_| StoreError::NameTooLong(key.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    Ok(out)
+}
+
+fn encode_value(v: &VersionedValue) -> Vec<u8> {
+    let meta = crate::proto::protos::StateMetadataResult {
+        entries: v
+            .metadata
+            .iter()
+            .map(|(k, val)| crate::proto::protos::StateMetadata {
+                metakey: k.clone(),
+                value: val.clone(),
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    let mut out = Vec::with_capacity(20 + meta.len() + v.value.len());
+    out.extend_from_slice(&v.version.block_num.to_be_bytes());
+    out.extend_from_slice(&v.version.tx_num.to_be_bytes());
+    out.extend_from_slice(&(meta.len() as u32).to_be_bytes());
+    out.extend_from_slice(&meta);
+    out.extend_from_slice(&v.value);
+    out
+}
+
+fn take<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], StoreError> {
+    bytes
+        .get(at..at + N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(StoreError::Corrupt("truncated value"))
+}
+
+fn decode_value(bytes: &[u8]) -> Result<VersionedValue, StoreError> {
+    let block_num = u64::from_be_bytes(take::<8>(bytes, 0)?);
+    let tx_num = u64::from_be_bytes(take::<8>(bytes, 8)?);
+    let meta_len = u32::from_be_bytes(take::<4>(bytes, 16)?) as usize;
+    let meta = bytes
+        .get(20..20 + meta_len)
+        .ok_or(StoreError::Corrupt("truncated metadata"))?;
+    let meta = crate::proto::protos::StateMetadataResult::decode(meta)
+        .map_err(|_| StoreError::Corrupt("metadata"))?;
+    Ok(VersionedValue {
+        value: bytes[20 + meta_len..].to_vec(),
+        version: Version { block_num, tx_num },
+        metadata: meta
+            .entries
+            .into_iter()
+            .map(|e| (e.metakey, e.value))
+            .collect(),
+    })
+}
+
+impl WorldState {
+    /// Opens (or creates) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path)?;
+        let tx = db.begin_write()?;
+        tx.open_table(STATE)?;
+        tx.open_table(HISTORY)?;
+        tx.open_table(HEIGHTS)?;
+        tx.commit()?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The committed value of a key, if any.
+    pub fn get(
+        &self,
+        channel: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Option<VersionedValue>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(STATE)?;
+        match table.get(state_key(channel, namespace, key)?.as_slice())? {
+            Some(v) => Ok(Some(decode_value(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` committed keys in `[start, end)` (empty `end` = to the end of the namespace),
+    /// in key order.
+    pub fn range(
+        &self,
+        channel: &str,
+        namespace: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, StoreError> {
+        let ns_prefix = prefix(channel, namespace)?;
+        let lower = state_key(channel, namespace, start)?;
+        let read = self.db.begin_read()?;
+        let table = read.open_table(STATE)?;
+        let mut out = Vec::new();
+        for entry in table.range(lower.as_slice()..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let full = k.value();
+            let Some(key) = full.strip_prefix(ns_prefix.as_slice()) else {
+                break;
+            };
+            if !end.is_empty() && key >= end.as_bytes() {
+                break;
+            }
+            let key = String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt("key"))?;
+            out.push((key, decode_value(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Every committed write of a key, newest first (Fabric 2.x order).
+    pub fn history(
+        &self,
+        channel: &str,
+        namespace: &str,
+        key: &str,
+    ) -> Result<Vec<KeyModification>, StoreError> {
+        let lower = history_prefix(channel, namespace, key)?;
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HISTORY)?;
+        let mut out = Vec::new();
+        for entry in table.range(lower.as_slice()..)? {
+            let (k, v) = entry?;
+            if !k.value().starts_with(&lower) {
+                break;
+            }
+            out.push(
+                KeyModification::decode(v.value())
+                    .map_err(|_| StoreError::Corrupt("history entry"))?,
+            );
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Number of blocks committed on `channel` so far (the next block number).
+    pub fn height(&self, channel: &str) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HEIGHTS)?;
+        Ok(table.get(channel)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Validates and applies `txs` as one new block on `channel`, atomically. A transaction whose
+    /// reads or range queries no longer match the state (MVCC_READ_CONFLICT / PHANTOM_READ_CONFLICT)
+    /// or whose rwset does not decode (BAD_RWSET) changes nothing. Valid writes get version
+    /// (block, tx index), deletes remove the key, every write is appended to the key's history.
+    pub fn commit_block(
+        &self,
+        channel: &str,
+        txs: &[CommitTx<'_>],
+    ) -> Result<CommittedBlock, StoreError> {
+        let write = self.db.begin_write()?;
+        let block_num;
+        let mut validation = Vec::with_capacity(txs.len());
+        {
+            let mut heights = write.open_table(HEIGHTS)?;
+            block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
+            let mut state = write.open_table(STATE)?;
+            let mut history = write.open_table(HISTORY)?;
+            for (tx_num, tx) in txs.iter().enumerate() {
+                let version = Version {
+                    block_num,
+                    tx_num: tx_num as u64,
+                };
+                let mut sets = Vec::with_capacity(tx.rwset.ns_rwset.len());
+                for ns in &tx.rwset.ns_rwset {
+                    match KvrwSet::decode(ns.rwset.as_slice()) {
+                        Ok(kv) => sets.push((ns.namespace.as_str(), kv)),
+                        Err(_) => break,
+                    }
+                }
+                let code = if sets.len() != tx.rwset.ns_rwset.len() {
+                    TxValidationCode::BadRwset
+                } else {
+                    // Earlier transactions of this block are already applied in `state`.
+                    validate_reads(&state, channel, &sets)?
+                };
+                if code == TxValidationCode::Valid {
+                    for (namespace, kv) in &sets {
+                        apply_ns(
+                            &mut state,
+                            &mut history,
+                            channel,
+                            namespace,
+                            kv,
+                            &version,
+                            tx,
+                        )?;
+                    }
+                }
+                validation.push(code);
+            }
+            heights.insert(channel, block_num + 1)?;
+        }
+        write.commit()?;
+        Ok(CommittedBlock {
+            block_num,
+            validation,
+        })
+    }
+}
+
+fn committed_version(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    namespace: &str,
+    key: &str,
+) -> Result<Option<Version>, StoreError> {
+    match state.get(state_key(channel, namespace, key)?.as_slice())? {
+        Some(v) => Ok(Some(decode_value(v.value())?.version)),
+        None => Ok(None),
+    }
+}
+
+fn validate_reads(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    sets: &[(&str, KvrwSet)],
+) -> Result<TxValidationCode, StoreError> {
+    for (namespace, kv) in sets {
+        for read in &kv.reads {
+            if committed_version(state, channel, namespace, &read.key)? != read.version {
+                return Ok(TxValidationCode::MvccReadConflict);
+            }
+        }
+        for range in &kv.range_queries_info {
+            if !range_still_matches(state, channel, namespace, range)? {
+                return Ok(TxValidationCode::PhantomReadConflict);
+            }
+        }
+    }
+    Ok(TxValidationCode::Valid)
+}
+
+/// Re-runs a range query: the same keys with the same versions must come back (all of
+/// `[start, end)` when the iterator was exhausted, else the first keys that were read).
+fn range_still_matches(
+    state: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    namespace: &str,
+    range: &RangeQueryInfo,
+) -> Result<bool, StoreError> {
+    let Some(ReadsInfo::RawReads(reads)) = &range.reads_info else {
+        // Merkle summaries are not produced here; treat them as unverifiable.
+        return Ok(false);
+    };
+    let ns_prefix = prefix(channel, namespace)?;
+    let lower = state_key(channel, namespace, &range.start_key)?;
+    let mut expected = reads.kv_reads.iter();
+    for (seen, entry) in state.range(lower.as_slice()..)?.enumerate() {
+        let (k, v) = entry?;
+        let Some(key) = k.value().strip_prefix(ns_prefix.as_slice()) else {
+            break;
+        };
+        if !range.end_key.is_empty() && key >= range.end_key.as_bytes() {
+            break;
+        }
+        if !range.itr_exhausted && seen == reads.kv_reads.len() {
+            break;
+        }
+        let Some(read) = expected.next() else {
+            return Ok(false);
+        };
+        let version = decode_value(v.value())?.version;
+        if read.key.as_bytes() != key || read.version != Some(version) {
+            return Ok(false);
+        }
+    }
+    Ok(expected.next().is_none())
+}
+
+fn apply_ns(
+    state: &mut redb::Table<&[u8], &[u8]>,
+    history: &mut redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    namespace: &str,
+    kv: &KvrwSet,
+    version: &Version,
+    tx: &CommitTx<'_>,
+) -> Result<(), StoreError> {
+    for w in &kv.writes {
+        let key = state_key(channel, namespace, &w.key)?;
+        if w.is_delete {
+            state.remove(key.as_slice())?;
+        } else {
+            // A value write keeps the key's existing metadata (Fabric does the same).
+            let metadata = match state.get(key.as_slice())? {
+                Some(old) => decode_value(old.value())?.metadata,
+                None => BTreeMap::new(),
+            };
+            let record = VersionedValue {
+                value: w.value.clone(),
+                version: *version,
+                metadata,
+            };
+            state.insert(key.as_slice(), encode_value(&record).as_slice())?;
+        }
+        let mut hkey = history_prefix(channel, namespace, &w.key)?;
+        hkey.extend_from_slice(&version.block_num.to_be_bytes());
+        hkey.extend_from_slice(&version.tx_num.to_be_bytes());
+        let modification = KeyModification {
+            tx_id: tx.tx_id.to_string(),
+            value: if w.is_delete {
+                Vec::new()
+            } else {
+                w.value.clone()
+            },
+            timestamp: Some(tx.timestamp),
+            is_delete: w.is_delete,
+        };
+        history.insert(hkey.as_slice(), modification.encode_to_vec().as_slice())?;
+    }
+    for m in &kv.metadata_writes {
+        let key = state_key(channel, namespace, &m.key)?;
+        let existing = match state.get(key.as_slice())? {
+            Some(old) => Some(decode_value(old.value())?),
+            None => None,
+        };
+        // Metadata on a key that does not exist (or was deleted in this tx) is dropped, as in Fabric.
+        if let Some(mut record) = existing {
+            record.metadata = metadata_map(&m.entries);
+            record.version = *version;
+            state.insert(key.as_slice(), encode_value(&record).as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn metadata_map(entries: &[KvMetadataEntry]) -> BTreeMap<String, Vec<u8>> {
+    entries
+        .iter()
+        .map(|e| (e.name.clone(), e.value.clone()))
+        .collect()
+}

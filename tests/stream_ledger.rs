@@ -1,0 +1,288 @@
+//! World state, history and the transaction simulator over a real redb file.
+use chaincode_operator::endorser::ledger::{CommitTx, Paging, TxSimulator, WorldState};
+use chaincode_operator::proto::kvrwset::KvrwSet;
+use chaincode_operator::proto::protos::{QueryResponse, QueryResponseMetadata, TxValidationCode};
+use chaincode_operator::proto::queryresult::Kv;
+use chaincode_operator::proto::rwset::TxReadWriteSet;
+use prost::Message;
+
+const CH: &str = "ch";
+
+fn commit(world: &WorldState, sim: &TxSimulator) -> u64 {
+    let set = sim.results().unwrap();
+    world
+        .commit_block(
+            CH,
+            &[CommitTx {
+                tx_id: sim.tx_id(),
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &set,
+            }],
+        )
+        .unwrap()
+        .block_num
+}
+
+fn kv(set: &TxReadWriteSet, ns: &str) -> KvrwSet {
+    let n = set.ns_rwset.iter().find(|n| n.namespace == ns).unwrap();
+    KvrwSet::decode(n.rwset.as_slice()).unwrap()
+}
+
+fn keys(r: &QueryResponse) -> Vec<String> {
+    r.results
+        .iter()
+        .map(|b| Kv::decode(b.result_bytes.as_slice()).unwrap().key)
+        .collect()
+}
+
+fn open() -> (tempfile::TempDir, WorldState) {
+    let dir = tempfile::tempdir().unwrap();
+    let world = WorldState::open(&dir.path().join("s.redb")).unwrap();
+    (dir, world)
+}
+
+#[test]
+fn committed_writes_get_block_versions_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    {
+        let world = WorldState::open(&path).unwrap();
+        let sim = TxSimulator::new(world.clone(), CH, "t1");
+        sim.put_state("cc", "a", b"1".to_vec()).unwrap();
+        assert_eq!(commit(&world, &sim), 0);
+        let sim = TxSimulator::new(world.clone(), CH, "t2");
+        sim.put_state("cc", "a", b"2".to_vec()).unwrap();
+        assert_eq!(commit(&world, &sim), 1);
+    }
+    let world = WorldState::open(&path).unwrap();
+    let v = world.get(CH, "cc", "a").unwrap().unwrap();
+    assert_eq!((v.value.as_slice(), v.version.block_num), (&b"2"[..], 1));
+    assert_eq!(world.height(CH).unwrap(), 2);
+    // Same key in another namespace or channel is another key.
+    assert!(world.get(CH, "cc2", "a").unwrap().is_none());
+    assert!(world.get("other", "cc", "a").unwrap().is_none());
+}
+
+#[test]
+fn simulation_reads_committed_state_and_records_versions() {
+    let (_d, world) = open();
+    let sim = TxSimulator::new(world.clone(), CH, "t1");
+    sim.put_state("cc", "a", b"1".to_vec()).unwrap();
+    commit(&world, &sim);
+    let sim = TxSimulator::new(world.clone(), CH, "t2");
+    assert_eq!(sim.get_state("cc", "a").unwrap().unwrap(), b"1");
+    assert_eq!(sim.get_state("cc", "missing").unwrap(), None);
+    sim.put_state("cc", "a", b"2".to_vec()).unwrap();
+    // Fabric simulations do not read their own writes.
+    assert_eq!(sim.get_state("cc", "a").unwrap().unwrap(), b"1");
+    let set = kv(&sim.results().unwrap(), "cc");
+    assert_eq!(set.reads.len(), 2);
+    assert_eq!(set.reads[0].version.unwrap().block_num, 0);
+    assert_eq!(set.reads[1].version, None);
+    assert_eq!(set.writes[0].value, b"2");
+    assert!(sim.put_state("cc", "", b"x".to_vec()).is_err());
+}
+
+#[test]
+fn aborted_simulation_gives_out_no_writes() {
+    let (_d, world) = open();
+    let sim = TxSimulator::new(world.clone(), CH, "t1");
+    sim.put_state("cc", "a", b"1".to_vec()).unwrap();
+    sim.abort();
+    assert!(sim.results().is_err());
+    assert!(sim.put_state("cc", "b", b"1".to_vec()).is_err());
+    assert!(world.get(CH, "cc", "a").unwrap().is_none());
+}
+
+#[test]
+fn range_query_batches_and_pages_with_bookmarks() {
+    let (_d, world) = open();
+    let sim = TxSimulator::new(world.clone(), CH, "load");
+    for i in 0..25 {
+        sim.put_state("cc", &format!("k{i:02}"), vec![i]).unwrap();
+    }
+    sim.put_state("cc", "z", vec![0]).unwrap();
+    commit(&world, &sim);
+
+    let sim = TxSimulator::with_batch_size(world.clone(), CH, "q", 10);
+    let first = sim.range_query("cc", "k", "l", None).unwrap();
+    assert_eq!(keys(&first).len(), 10);
+    assert!(first.has_more);
+    let second = sim.query_next(&first.id).unwrap();
+    assert_eq!(keys(&second)[0], "k10");
+    let third = sim.query_next(&first.id).unwrap();
+    assert_eq!(keys(&third).len(), 5);
+    assert!(!third.has_more);
+    assert!(
+        sim.query_next(&first.id).is_err(),
+        "exhausted iterator is closed"
+    );
+    assert!(!sim.query_close(&first.id).unwrap().has_more);
+
+    let page = sim
+        .range_query(
+            "cc",
+            "k",
+            "l",
+            Some(Paging {
+                page_size: 12,
+                bookmark: String::new(),
+            }),
+        )
+        .unwrap();
+    assert_eq!(keys(&page).len(), 10);
+    let rest = sim.query_next(&page.id).unwrap();
+    assert_eq!(keys(&rest), ["k10", "k11"]);
+    let meta = QueryResponseMetadata::decode(rest.metadata.as_slice()).unwrap();
+    assert_eq!(
+        (meta.fetched_records_count, meta.bookmark.as_str()),
+        (12, "k12")
+    );
+    let last = sim
+        .range_query(
+            "cc",
+            "k",
+            "l",
+            Some(Paging {
+                page_size: 12,
+                bookmark: "k24".into(),
+            }),
+        )
+        .unwrap();
+    assert_eq!(keys(&last), ["k24"]);
+    let meta = QueryResponseMetadata::decode(last.metadata.as_slice()).unwrap();
+    assert_eq!(
+        (meta.fetched_records_count, meta.bookmark.as_str()),
+        (1, "")
+    );
+
+    // Open-ended range reaches the end of the namespace only.
+    let all = sim.range_query("cc", "", "", None).unwrap();
+    assert!(all.has_more);
+    let set = kv(&sim.results().unwrap(), "cc");
+    assert!(
+        set.range_queries_info
+            .iter()
+            .any(|r| r.itr_exhausted && r.start_key == "k")
+    );
+}
+
+#[test]
+fn history_is_newest_first_with_deletes() {
+    let (_d, world) = open();
+    for (tx, value) in [("t1", Some("a")), ("t2", None), ("t3", Some("c"))] {
+        let sim = TxSimulator::new(world.clone(), CH, tx);
+        match value {
+            Some(v) => sim.put_state("cc", "key", v.as_bytes().to_vec()).unwrap(),
+            None => sim.del_state("cc", "key").unwrap(),
+        }
+        commit(&world, &sim);
+    }
+    // A key sharing the prefix must not leak into the history.
+    let sim = TxSimulator::new(world.clone(), CH, "t4");
+    sim.put_state("cc", "key2", b"x".to_vec()).unwrap();
+    commit(&world, &sim);
+    let h = world.history(CH, "cc", "key").unwrap();
+    let ids: Vec<_> = h.iter().map(|m| m.tx_id.as_str()).collect();
+    assert_eq!(ids, ["t3", "t2", "t1"]);
+    assert!(h[1].is_delete);
+    assert_eq!(h[2].value, b"a");
+}
+
+#[test]
+fn state_metadata_is_merged_and_kept_across_value_writes() {
+    let (_d, world) = open();
+    let sim = TxSimulator::new(world.clone(), CH, "t1");
+    sim.put_state("cc", "k", b"v".to_vec()).unwrap();
+    commit(&world, &sim);
+    let sim = TxSimulator::new(world.clone(), CH, "t2");
+    sim.put_state_metadata("cc", "k", "VALIDATION_PARAMETER", b"policy".to_vec())
+        .unwrap();
+    sim.put_state_metadata("cc", "k", "other", b"x".to_vec())
+        .unwrap();
+    assert_eq!(sim.get_state_metadata("cc", "k").unwrap().len(), 2);
+    commit(&world, &sim);
+    let sim = TxSimulator::new(world.clone(), CH, "t3");
+    sim.put_state("cc", "k", b"v2".to_vec()).unwrap();
+    commit(&world, &sim);
+    let v = world.get(CH, "cc", "k").unwrap().unwrap();
+    assert_eq!(v.value, b"v2");
+    assert_eq!(v.metadata.get("VALIDATION_PARAMETER").unwrap(), b"policy");
+}
+
+fn commit_all(world: &WorldState, sims: &[&TxSimulator]) -> Vec<TxValidationCode> {
+    let sets: Vec<_> = sims.iter().map(|s| s.results().unwrap()).collect();
+    let txs: Vec<_> = sims
+        .iter()
+        .zip(&sets)
+        .map(|(s, set)| CommitTx {
+            tx_id: s.tx_id(),
+            timestamp: prost_types::Timestamp::default(),
+            rwset: set,
+        })
+        .collect();
+    world.commit_block(CH, &txs).unwrap().validation
+}
+
+#[test]
+fn stale_reads_are_mvcc_conflicts_and_change_nothing() {
+    let (_d, world) = open();
+    let seed = TxSimulator::new(world.clone(), CH, "seed");
+    seed.put_state("cc", "balance", b"10".to_vec()).unwrap();
+    commit(&world, &seed);
+    // Two transactions simulated against the same state, committed in one block.
+    let a = TxSimulator::new(world.clone(), CH, "a");
+    let b = TxSimulator::new(world.clone(), CH, "b");
+    for (sim, value) in [(&a, "5"), (&b, "7")] {
+        sim.get_state("cc", "balance").unwrap();
+        sim.put_state("cc", "balance", value.as_bytes().to_vec())
+            .unwrap();
+    }
+    assert_eq!(
+        commit_all(&world, &[&a, &b]),
+        [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+    );
+    assert_eq!(world.get(CH, "cc", "balance").unwrap().unwrap().value, b"5");
+    assert_eq!(world.history(CH, "cc", "balance").unwrap().len(), 2);
+    // A read of a missing key conflicts once the key appears.
+    let c = TxSimulator::new(world.clone(), CH, "c");
+    c.get_state("cc", "new").unwrap();
+    c.put_state("cc", "other", b"x".to_vec()).unwrap();
+    let d = TxSimulator::new(world.clone(), CH, "d");
+    d.put_state("cc", "new", b"y".to_vec()).unwrap();
+    assert_eq!(
+        commit_all(&world, &[&d, &c]),
+        [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+    );
+    assert!(world.get(CH, "cc", "other").unwrap().is_none());
+}
+
+#[test]
+fn inserts_into_a_read_range_are_phantom_conflicts() {
+    let (_d, world) = open();
+    let seed = TxSimulator::new(world.clone(), CH, "seed");
+    seed.put_state("cc", "a1", b"1".to_vec()).unwrap();
+    seed.put_state("cc", "a3", b"3".to_vec()).unwrap();
+    commit(&world, &seed);
+    let reader = TxSimulator::new(world.clone(), CH, "reader");
+    assert_eq!(
+        keys(&reader.range_query("cc", "a", "b", None).unwrap()),
+        ["a1", "a3"]
+    );
+    reader.put_state("cc", "sum", b"4".to_vec()).unwrap();
+    let inserter = TxSimulator::new(world.clone(), CH, "inserter");
+    inserter.put_state("cc", "a2", b"2".to_vec()).unwrap();
+    assert_eq!(
+        commit_all(&world, &[&inserter, &reader]),
+        [
+            TxValidationCode::Valid,
+            TxValidationCode::PhantomReadConflict
+        ]
+    );
+    assert!(world.get(CH, "cc", "sum").unwrap().is_none());
+    // Unchanged range: valid.
+    let again = TxSimulator::new(world.clone(), CH, "again");
+    again.range_query("cc", "a", "b", None).unwrap();
+    again.put_state("cc", "sum", b"6".to_vec()).unwrap();
+    assert_eq!(commit_all(&world, &[&again]), [TxValidationCode::Valid]);
+}

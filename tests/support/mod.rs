@@ -1,0 +1,95 @@
+//! Shared test helpers: installs an e2e directory's npm packages from its committed lockfile.
+#![allow(dead_code)]
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Path of a directory under `e2e/`.
+pub fn e2e_dir(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e").join(rel)
+}
+
+/// Runs `npm ci` in `dir` unless node_modules was installed from the same package-lock.json.
+/// A file lock serializes parallel test binaries installing into the same directory.
+pub fn npm_ci(dir: &Path) {
+    let lock_path = dir.join(".npm-ci.lock");
+    let lock = File::create(&lock_path).expect("create npm lock file");
+    lock.lock().expect("lock npm install");
+    let lockfile = std::fs::read(dir.join("package-lock.json")).expect("read package-lock.json");
+    let digest = hex::encode(Sha256::digest(&lockfile));
+    let stamp = dir.join("node_modules").join(".installed-from");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+        .current_dir(dir)
+        .status()
+        .expect("run npm ci (is npm installed?)");
+    assert!(status.success(), "npm ci failed in {}", dir.display());
+    std::fs::write(&stamp, digest).expect("write install stamp");
+}
+
+/// A client's SignedProposal as fabric-common builds it (creator Org1MSP with a self-signed X.509
+/// certificate). The chaincode side never checks the signature, so it is left empty.
+pub fn signed_proposal(
+    channel: &str,
+    txid: &str,
+    args: &[&str],
+) -> chaincode_operator::proto::protos::SignedProposal {
+    use chaincode_operator::proto::common::{ChannelHeader, Header, SignatureHeader};
+    use chaincode_operator::proto::msp::SerializedIdentity;
+    use chaincode_operator::proto::protos::{
+        ChaincodeInput, ChaincodeProposalPayload, Proposal, SignedProposal,
+    };
+    use prost::Message;
+    static CERT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let cert = CERT.get_or_init(|| {
+        rcgen::generate_simple_self_signed(vec!["user1.org1.example.com".to_string()])
+            .expect("generate test certificate")
+            .cert
+            .pem()
+    });
+    let creator = SerializedIdentity {
+        mspid: "Org1MSP".into(),
+        id_bytes: cert.clone().into_bytes(),
+    }
+    .encode_to_vec();
+    let header = Header {
+        channel_header: ChannelHeader {
+            r#type: 3,
+            channel_id: channel.into(),
+            tx_id: txid.into(),
+            timestamp: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        signature_header: SignatureHeader {
+            creator,
+            nonce: vec![7; 24],
+        }
+        .encode_to_vec(),
+    };
+    let payload = ChaincodeProposalPayload {
+        input: ChaincodeInput {
+            args: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+        transient_map: Default::default(),
+    };
+    SignedProposal {
+        proposal_bytes: Proposal {
+            header: header.encode_to_vec(),
+            payload: payload.encode_to_vec(),
+            extension: Vec::new(),
+        }
+        .encode_to_vec(),
+        signature: Vec::new(),
+    }
+}
