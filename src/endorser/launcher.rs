@@ -547,12 +547,12 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
         let outcome = {
             let mut state = lock(&self.shared.state);
             let outcome = state.table.gone(chaincode_id, launch_id);
-            if let Gone::FailedBeforeReady { .. } = outcome {
-                if let Some(sender) = state.waiters.remove(&launch_id) {
-                    sender.send_replace(Some(Err(LaunchError::StreamClosedBeforeReady {
-                        package_id: chaincode_id.to_string(),
-                    })));
-                }
+            if let Gone::FailedBeforeReady { .. } = outcome
+                && let Some(sender) = state.waiters.remove(&launch_id)
+            {
+                sender.send_replace(Some(Err(LaunchError::StreamClosedBeforeReady {
+                    package_id: chaincode_id.to_string(),
+                })));
             }
             outcome
         };
@@ -644,10 +644,8 @@ async fn drive_launch<H: Clone + Send + Sync + 'static>(shared: Arc<Shared<H>>, 
     let (failed, shut_down) = {
         let mut state = lock(&shared.state);
         let failed = state.table.fail(&key.package_id, key.launch_id);
-        if failed {
-            if let Some(sender) = state.waiters.remove(&key.launch_id) {
-                sender.send_replace(Some(Err(error.clone())));
-            }
+        if failed && let Some(sender) = state.waiters.remove(&key.launch_id) {
+            sender.send_replace(Some(Err(error.clone())));
         }
         (failed, state.table.is_shut_down())
     };
