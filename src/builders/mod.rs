@@ -16,6 +16,8 @@ pub mod package;
 pub mod platform;
 pub mod tree;
 
+pub use context::BuildContext;
 pub use error::PackageError;
 pub use limits::Limits;
 pub use package::{ChaincodePackage, PackageId, PackageMetadata, read_package, read_package_file};
+pub use platform::{Platform, platform_for};
