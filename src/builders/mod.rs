@@ -7,11 +7,13 @@
 //! - [`platform`]: one module per chaincode type (golang, node, java, prebuilt image, ccaas) behind the
 //!   [`platform::Platform`] trait: validation, Dockerfile, run plan and local build steps.
 //! - [`context`]: the deterministic Docker build context whose sha256 names the chaincode image.
+//! - [`local`]: runs the build steps on this machine for the process runtime.
 //! - [`cli`]: the `package` and `inspect` subcommands.
 pub mod cli;
 pub mod context;
 pub mod error;
 pub mod limits;
+pub mod local;
 pub mod package;
 pub mod platform;
 pub mod tree;
