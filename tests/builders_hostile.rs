@@ -476,3 +476,12 @@ fn subtrees_of_an_accepted_tree_are_revalidated() {
     let err = tree.subtree("src", "src/").unwrap_err();
     assert!(matches!(err, PackageError::SymlinkEscapes { .. }));
 }
+
+#[test]
+fn entries_beneath_a_file_are_rejected() {
+    let err = rejected(&[file("src/a", b"x"), file("src/a/b", b"y")]);
+    assert!(
+        matches!(&err, PackageError::UnsafePath { reason, .. } if *reason == "a parent of this entry is a file")
+    );
+    assert_names(&err, "src/a/b");
+}
