@@ -24,7 +24,7 @@ pub struct BuildContext {
 
 impl BuildContext {
     /// Assembles a context from a Dockerfile, a code tree (placed under `code/`) and helper files
-    /// (under `build/`), compressed at gzip level 6.
+    /// (under `build/`), compressed at gzip level 6 on all cores.
     pub fn assemble(dockerfile: &str, code: &SourceTree, files: &[GeneratedFile]) -> BuildContext {
         Self::assemble_with_level(dockerfile, code, files, Compression::default())
     }
@@ -53,9 +53,7 @@ impl BuildContext {
                 },
             );
         }
-        let bytes = tree
-            .write_tar_gz(Vec::with_capacity(code.content_bytes() as usize / 3), level)
-            .expect("writing to a Vec cannot fail");
+        let bytes = tree.to_tar_gz_with_level(level);
         let digest = hex::encode(Sha256::digest(&bytes));
         BuildContext {
             bytes,

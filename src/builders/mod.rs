@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod context;
 pub mod error;
+pub mod gzip;
 pub mod limits;
 pub mod local;
 pub mod package;

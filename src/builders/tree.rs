@@ -13,10 +13,10 @@ use std::{
     rc::Rc,
 };
 
-use flate2::{Compression, GzBuilder, read::GzDecoder};
+use flate2::{Compression, read::MultiGzDecoder};
 use tar::{EntryType, Header};
 
-use super::{error::PackageError, limits::Limits};
+use super::{error::PackageError, gzip::gzip_all_cores, limits::Limits};
 
 /// One entry of a source tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +259,7 @@ impl SourceTree {
         let budget = limits.decompressed_budget(compressed.len() as u64);
         let counter = Rc::new(Cell::new(0u64));
         let stream = BudgetedReader {
-            inner: GzDecoder::new(compressed),
+            inner: MultiGzDecoder::new(compressed),
             read: counter.clone(),
             budget,
         };
@@ -377,19 +377,26 @@ impl SourceTree {
     }
 
     /// Writes the tree as a deterministic tar.gz: sorted entries (parents before children, implied
-    /// directories made explicit), mtime 0, uid/gid 0, no user names, modes 0644/0755, and a gzip
-    /// header with no file name and mtime 0.
+    /// directories made explicit), mtime 0, uid/gid 0, no user names, modes 0644/0755, and one gzip
+    /// member with no file name and mtime 0, compressed in parallel (see [`super::gzip`]).
     pub fn to_tar_gz(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.write_tar_gz(&mut out, Compression::default())
-            .expect("writing to a Vec cannot fail");
-        out
+        self.to_tar_gz_with_level(Compression::default())
     }
 
-    /// As [`SourceTree::to_tar_gz`], into any writer at the given compression level.
-    pub fn write_tar_gz<W: Write>(&self, out: W, level: Compression) -> io::Result<W> {
-        let gz = GzBuilder::new().mtime(0).write(out, level);
-        let mut builder = tar::Builder::new(gz);
+    /// As [`SourceTree::to_tar_gz`] at the given compression level.
+    pub fn to_tar_gz_with_level(&self, level: Compression) -> Vec<u8> {
+        gzip_all_cores(&self.to_tar(), level)
+    }
+
+    /// The deterministic, uncompressed tar of the tree.
+    pub fn to_tar(&self) -> Vec<u8> {
+        let capacity = self.content_bytes() as usize + 1024 * (self.entries.len() + 2);
+        self.write_tar(Vec::with_capacity(capacity))
+            .expect("writing to a Vec cannot fail")
+    }
+
+    fn write_tar<W: Write>(&self, out: W) -> io::Result<W> {
+        let mut builder = tar::Builder::new(out);
         for (path, entry) in self.with_parents() {
             let mut header = Header::new_gnu();
             header.set_mtime(0);
@@ -416,7 +423,7 @@ impl SourceTree {
                 }
             }
         }
-        builder.into_inner()?.finish()
+        builder.into_inner()
     }
 
     /// Entries plus a directory entry for every implied parent, in sorted order.
