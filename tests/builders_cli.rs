@@ -197,3 +197,56 @@ fn package_refuses_bad_labels_and_unknown_types() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown chaincode type \"cobol\""));
     assert!(!out.exists());
 }
+
+#[test]
+fn packages_written_by_us_read_with_gnu_tar_and_gzip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("node.tar.gz");
+    assert!(
+        package(&fixture("node-contract"), "node", "gnu_1", &pkg)
+            .status
+            .success()
+    );
+    let gzip_test = Command::new("gzip")
+        .arg("-t")
+        .arg(&pkg)
+        .status()
+        .expect("gzip");
+    assert!(gzip_test.success());
+    let out = tmp.path().join("x");
+    fs::create_dir_all(&out).unwrap();
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(&pkg)
+        .current_dir(&out)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        metadata,
+        serde_json::json!({"type": "node", "label": "gnu_1", "path": ""})
+    );
+    let listing = Command::new("tar")
+        .args(["tzvf", "code.tar.gz"])
+        .env("TZ", "UTC")
+        .current_dir(&out)
+        .output()
+        .expect("tar");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("src/lib/assetTransfer.js"), "{listing}");
+    assert!(
+        listing.contains("META-INF/statedb/couchdb/indexes/indexOwner.json"),
+        "{listing}"
+    );
+    // Normalized ownership, modes and timestamps.
+    for line in listing.lines() {
+        assert!(line.contains(" 0/0 "), "{line}");
+        assert!(line.contains("1970-01-01 00:00"), "{line}");
+        assert!(
+            line.starts_with("-rw-r--r--") || line.starts_with("drwxr-xr-x"),
+            "{line}"
+        );
+    }
+}
