@@ -123,6 +123,8 @@ impl SourceTree {
             .filter_map(|(key, _)| key[prefix.len()..].split('/').next())
             .filter(|name| !name.is_empty())
             .collect();
+        // `a/b-x` sorts between `a/b` and `a/b/c`, so equal names need not be adjacent.
+        names.sort_unstable();
         names.dedup();
         names
     }
