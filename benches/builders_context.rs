@@ -190,6 +190,11 @@ fn main() {
     println!(
         "  chaincode-operator context : {ours_rate:8.1} MB/s  ({best_ours:.2?})  compressed {ours_size} bytes"
     );
+    let single_rate = mb / best_single.as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "  (same, on 1 thread)        : {single_rate:8.1} MB/s  ({best_single:.2?}); the line above used {threads} threads"
+    );
     println!(
         "  GNU tar -cz                : {tar_rate:8.1} MB/s  ({best_tar:.2?})  compressed {tar_size} bytes"
     );
