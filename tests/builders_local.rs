@@ -146,3 +146,72 @@ fn packages_that_are_not_built_locally_say_so() {
         "{err}"
     );
 }
+
+/// Waits for a child up to `limit`, killing it after; returns its combined output.
+fn output_within(mut child: std::process::Child, limit: std::time::Duration) -> String {
+    use std::io::Read;
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut text = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut text).unwrap();
+    }
+    if let Some(mut err) = child.stderr.take() {
+        err.read_to_string(&mut text).unwrap();
+    }
+    text
+}
+
+/// End to end with the real Node shim: the node-contract fixture is built with the platform's own
+/// steps (`npm install --production` from its committed package-lock.json, from the npm registry),
+/// then started with the run plan; the shim must come up and try to register with the peer named
+/// in the plan under the package id. Nothing listens there, so it stops after the attempt.
+#[test]
+fn node_contract_builds_with_npm_and_the_real_shim_registers_per_the_run_plan() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/builders/node-contract");
+    let package = package_dir(&src, "node");
+    assert!(package.code.file("src/package-lock.json").is_some());
+    let build = build_locally(&package, &tmp.path().join("work"), &BuildOptions::default())
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        build
+            .install_dir
+            .join("node_modules/fabric-contract-api/package.json")
+            .exists()
+    );
+
+    // A port nothing listens on: bind, note it, release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let launch = LaunchSpec::new(&package.id.to_string(), &address, "Org1MSP");
+    let plan = platform_of(&package)
+        .unwrap()
+        .run_plan(&package, &launch, build.install_dir.to_str().unwrap())
+        .unwrap();
+    let child = Command::new(&plan.command[0])
+        .args(&plan.command[1..])
+        .current_dir(&plan.working_dir)
+        .envs(&plan.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = output_within(child, std::time::Duration::from_secs(60));
+    let expected = format!(
+        "Registering with peer {address} as chaincode \"{}\"",
+        package.id
+    );
+    assert!(output.contains(&expected), "{output}");
+}
