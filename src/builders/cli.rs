@@ -4,9 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 
 use super::{
+    context::build_context,
     limits::Limits,
     package::{PackageId, package_source_dir, read_package_file},
-    platform::{Deployment, platform_of},
+    platform::{BuildOptions, Deployment, platform_of},
 };
 
 #[derive(Debug, clap::Args)]
@@ -64,7 +65,14 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     match verdict {
         Ok(deployment) => {
             let how = match deployment {
-                Deployment::Build => "built from source".to_string(),
+                Deployment::Build => {
+                    let context = build_context(&package, &BuildOptions::default())?;
+                    println!(
+                        "context:    sha256:{} (default build options)",
+                        context.digest
+                    );
+                    "built from source".to_string()
+                }
                 Deployment::PrebuiltImage { reference } => format!("prebuilt image {reference}"),
                 Deployment::Service(conn) => format!("chaincode-as-a-service at {}", conn.address),
             };
