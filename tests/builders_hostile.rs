@@ -485,3 +485,38 @@ fn entries_beneath_a_file_are_rejected() {
     );
     assert_names(&err, "src/a/b");
 }
+
+#[test]
+fn overlong_paths_are_rejected() {
+    let limits = Limits {
+        max_path_bytes: 64,
+        ..Limits::default()
+    };
+    let long = format!("src/{}", "a".repeat(80));
+    let err = read_and_extract(&package_of(&[file(&long, b"x")]), &limits).unwrap_err();
+    assert!(matches!(&err, PackageError::UnsafePath { reason, .. } if *reason == "path too long"));
+    assert_names(&err, &long);
+}
+
+#[cfg(unix)]
+#[test]
+fn source_directories_are_held_to_the_same_rules() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("index.js"), "x").unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", src.join("passwd")).unwrap();
+    let err = SourceTree::from_dir(&src, &Limits::default(), &|_| false).unwrap_err();
+    assert!(matches!(err, PackageError::SymlinkEscapes { .. }));
+    assert_names(&err, "passwd");
+
+    std::fs::remove_file(src.join("passwd")).unwrap();
+    let fifo = std::process::Command::new("mkfifo")
+        .arg(src.join("pipe"))
+        .status()
+        .unwrap();
+    assert!(fifo.success());
+    let err = SourceTree::from_dir(&src, &Limits::default(), &|_| false).unwrap_err();
+    assert!(matches!(err, PackageError::UnsupportedEntryType { .. }));
+    assert_names(&err, "pipe");
+}

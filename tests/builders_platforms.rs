@@ -617,3 +617,37 @@ fn build_context_holds_dockerfile_code_and_a_digest_of_its_bytes() {
     .unwrap();
     assert_ne!(other.digest, context.digest);
 }
+
+#[test]
+fn go_module_nested_at_src_path_builds_in_its_own_directory() {
+    let mut code = SourceTree::new();
+    let file = |text: &str| chaincode_operator::builders::tree::SourceEntry::File {
+        data: text.as_bytes().to_vec(),
+        executable: false,
+    };
+    code.insert(
+        "src/example.com/cc/go.mod".into(),
+        file("module example.com/cc\n"),
+    );
+    code.insert(
+        "src/example.com/cc/main.go".into(),
+        file("package main\nfunc main() {}\n"),
+    );
+    let package = ChaincodePackage {
+        id: chaincode_operator::builders::PackageId::new("nested", b""),
+        metadata: chaincode_operator::builders::PackageMetadata {
+            kind: "golang".into(),
+            label: "nested".into(),
+            path: "example.com/cc".into(),
+        },
+        code,
+    };
+    let steps = platform_of(&package)
+        .unwrap()
+        .local_build_steps(&package, &local_dirs(), &BuildOptions::default())
+        .unwrap()
+        .steps;
+    assert_eq!(steps[0].working_dir, "/work/cc/input/src/example.com/cc");
+    assert_eq!(steps[0].args.last().map(String::as_str), Some("."));
+    assert!(steps[0].args.contains(&"-mod=readonly".to_string()));
+}
