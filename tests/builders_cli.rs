@@ -1,0 +1,252 @@
+//! `chaincode-operator package` and `inspect`, run as the binary a user runs.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use sha2::{Digest, Sha256};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/builders")
+        .join(name)
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("running chaincode-operator")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn package(src: &Path, kind: &str, label: &str, out: &Path) -> Output {
+    run(bin()
+        .arg("package")
+        .arg(src)
+        .args(["--label", label, "--type", kind, "-o"])
+        .arg(out))
+}
+
+#[test]
+fn packaging_is_deterministic_and_reads_back_with_the_same_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first.tar.gz");
+    let output = package(&fixture("node-contract"), "node", "asset_1.0", &first);
+    assert!(output.status.success(), "{output:?}");
+    let bytes = fs::read(&first).unwrap();
+    let expected_id = format!("asset_1.0:{}", hex::encode(Sha256::digest(&bytes)));
+    assert_eq!(stdout(&output).trim(), expected_id);
+
+    // A copy of the tree with other mtimes, an extra node_modules and another directory name.
+    let copy = tmp.path().join("elsewhere");
+    copy_dir(&fixture("node-contract"), &copy);
+    fs::create_dir_all(copy.join("node_modules/left-pad")).unwrap();
+    fs::write(copy.join("node_modules/left-pad/index.js"), "x").unwrap();
+    let file = fs::File::options()
+        .write(true)
+        .open(copy.join("index.js"))
+        .unwrap();
+    file.set_modified(
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000),
+    )
+    .unwrap();
+    let second = tmp.path().join("second.tar.gz");
+    let output = package(&copy, "node", "asset_1.0", &second);
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        fs::read(&second).unwrap(),
+        bytes,
+        "same tree, different bytes"
+    );
+
+    let output = run(bin().arg("inspect").arg(&first));
+    assert!(output.status.success(), "{output:?}");
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!("package id: {expected_id}")),
+        "{text}"
+    );
+    assert!(text.contains("label:      asset_1.0"), "{text}");
+    assert!(text.contains("type:       node"), "{text}");
+    assert!(
+        text.contains("verdict:    ok (built from source)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn golang_packages_record_the_module_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("go.tar.gz");
+    assert!(
+        package(&fixture("go-vendor"), "golang", "gocc_1", &out)
+            .status
+            .success()
+    );
+    let text = stdout(&run(bin().arg("inspect").arg(&out)));
+    assert!(
+        text.contains("path:       github.com/example/asset-cc"),
+        "{text}"
+    );
+    assert!(text.contains("type:       golang"), "{text}");
+}
+
+#[test]
+fn a_package_made_with_plain_tar_in_fabrics_layout_is_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let stage = tmp.path().join("stage");
+    copy_dir(&fixture("node-contract"), &stage.join("src"));
+    fs::rename(stage.join("src/META-INF"), stage.join("META-INF")).unwrap();
+    let work = tmp.path().join("work");
+    fs::create_dir_all(&work).unwrap();
+    let tar = |args: &[&str], dir: &Path| {
+        let status = Command::new("tar")
+            .args(args)
+            .current_dir(dir)
+            .status()
+            .expect("GNU tar");
+        assert!(status.success());
+    };
+    tar(
+        &[
+            "czf",
+            work.join("code.tar.gz").to_str().unwrap(),
+            "src",
+            "META-INF",
+        ],
+        &stage,
+    );
+    fs::write(
+        work.join("metadata.json"),
+        r#"{"path":"","type":"node","label":"plain_tar"}"#,
+    )
+    .unwrap();
+    let pkg = tmp.path().join("plain.tar.gz");
+    tar(
+        &["czf", pkg.to_str().unwrap(), "metadata.json", "code.tar.gz"],
+        &work,
+    );
+
+    let output = run(bin().arg("inspect").arg(&pkg));
+    assert!(output.status.success(), "{output:?}");
+    let id = format!(
+        "plain_tar:{}",
+        hex::encode(Sha256::digest(fs::read(&pkg).unwrap()))
+    );
+    assert!(
+        stdout(&output).contains(&format!("package id: {id}")),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn inspect_fails_with_the_error_for_rejected_packages() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Unsafe archive: rejected by the reader.
+    let evil = tmp.path().join("evil.tar.gz");
+    fs::write(&evil, b"\x1f\x8b\x08\x00garbage").unwrap();
+    let output = run(bin().arg("inspect").arg(&evil));
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a readable gzip/tar stream"));
+
+    // Safe archive, but not a valid node chaincode: the platform's verdict.
+    let src = tmp.path().join("nostart");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(
+        src.join("package.json"),
+        r#"{"name":"x","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    let pkg = tmp.path().join("nostart.tar.gz");
+    assert!(package(&src, "node", "nostart", &pkg).status.success());
+    let output = run(bin().arg("inspect").arg(&pkg));
+    assert!(!output.status.success());
+    assert!(stdout(&output).contains("verdict:    rejected"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("package.json has no start script"));
+}
+
+#[test]
+fn package_refuses_bad_labels_and_unknown_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("x.tar.gz");
+    let output = package(&fixture("node-contract"), "node", "bad label", &out);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("label \"bad label\" is invalid"));
+    let output = package(&fixture("node-contract"), "cobol", "ok", &out);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown chaincode type \"cobol\""));
+    assert!(!out.exists());
+}
+
+#[test]
+fn packages_written_by_us_read_with_gnu_tar_and_gzip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("node.tar.gz");
+    assert!(
+        package(&fixture("node-contract"), "node", "gnu_1", &pkg)
+            .status
+            .success()
+    );
+    let gzip_test = Command::new("gzip")
+        .arg("-t")
+        .arg(&pkg)
+        .status()
+        .expect("gzip");
+    assert!(gzip_test.success());
+    let out = tmp.path().join("x");
+    fs::create_dir_all(&out).unwrap();
+    let status = Command::new("tar")
+        .arg("xzf")
+        .arg(&pkg)
+        .current_dir(&out)
+        .status()
+        .expect("tar");
+    assert!(status.success());
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("metadata.json")).unwrap()).unwrap();
+    assert_eq!(
+        metadata,
+        serde_json::json!({"type": "node", "label": "gnu_1", "path": ""})
+    );
+    let listing = Command::new("tar")
+        .args(["tzvf", "code.tar.gz"])
+        .env("TZ", "UTC")
+        .current_dir(&out)
+        .output()
+        .expect("tar");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("src/lib/assetTransfer.js"), "{listing}");
+    assert!(
+        listing.contains("META-INF/statedb/couchdb/indexes/indexOwner.json"),
+        "{listing}"
+    );
+    // Normalized ownership, modes and timestamps.
+    for line in listing.lines() {
+        assert!(line.contains(" 0/0 "), "{line}");
+        assert!(line.contains("1970-01-01 00:00"), "{line}");
+        assert!(
+            line.starts_with("-rw-r--r--") || line.starts_with("drwxr-xr-x"),
+            "{line}"
+        );
+    }
+}
