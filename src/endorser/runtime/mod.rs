@@ -11,6 +11,7 @@ use base64::Engine as _;
 use futures::future::BoxFuture;
 
 pub mod node_local;
+pub mod packages;
 pub mod process;
 
 /// Identifies one launch of one package; a launch is one instance (one process, one pod).

@@ -1,0 +1,138 @@
+//! Fabric lifecycle packages for the process runtime: a `node` package is read with the builders'
+//! hostile-input checks, validated by the node platform, and unpacked once per package id into the
+//! runtime's work directory, where the process runtime builds and starts it like a source directory.
+use std::path::{Path, PathBuf};
+
+use crate::builders::{
+    Limits, PackageError, PackageId,
+    platform::{PlatformError, platform_of},
+    read_package,
+};
+
+use super::process::ProcessRuntime;
+
+/// Marks a completely unpacked package: an interrupted unpack is redone, never reused.
+const UNPACKED: &str = ".unpacked";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("reading the package: {0}")]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("package {package_id} is of type {kind}: the process runtime runs node chaincode only")]
+    UnsupportedType { package_id: String, kind: String },
+    #[error("package {package_id} has no src/ directory in code.tar.gz")]
+    NoSource { package_id: String },
+    #[error("unpacking package {package_id} into {dir}: {source}")]
+    Io {
+        package_id: String,
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Reads `package_bytes`, unpacks its sources under `work_dir/packages/` and registers them with
+/// `runtime` under the package id (`label:sha256`), which it returns.
+pub fn install_package(
+    runtime: &ProcessRuntime,
+    work_dir: &Path,
+    package_bytes: &[u8],
+    limits: &Limits,
+) -> Result<PackageId, InstallError> {
+    let package = read_package(package_bytes, limits)?;
+    let package_id = package.id.to_string();
+    if package.metadata.kind != "node" {
+        return Err(InstallError::UnsupportedType {
+            package_id,
+            kind: package.metadata.kind.clone(),
+        });
+    }
+    platform_of(&package)?.validate(&package)?;
+
+    // The hash part of the id names the directory: same id, same bytes, so an unpack is reusable.
+    let dir = work_dir.join("packages").join(&package.id.hash);
+    let io = |source| InstallError::Io {
+        package_id: package_id.clone(),
+        dir: dir.clone(),
+        source,
+    };
+    if !dir.join(UNPACKED).is_file() {
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        }
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        package.extract_code(&dir)?;
+        std::fs::write(dir.join(UNPACKED), package_id.as_bytes()).map_err(io)?;
+    }
+    let source = dir.join("src");
+    if !source.join("package.json").is_file() {
+        return Err(InstallError::NoSource { package_id });
+    }
+    runtime.add_source(package_id, source);
+    Ok(package.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::package::package_source_dir;
+    use crate::endorser::runtime::process::ProcessRuntimeConfig;
+
+    fn node_source(dir: &Path) {
+        std::fs::write(
+            dir.join("package.json"),
+            r#"{"name":"cc","version":"1.0.0","scripts":{"start":"fabric-chaincode-node start"}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("index.js"), "module.exports = {};\n").unwrap();
+    }
+
+    #[test]
+    fn node_packages_unpack_once_under_their_id() {
+        let src = tempfile::tempdir().unwrap();
+        node_source(src.path());
+        let bytes =
+            package_source_dir(src.path(), "node", "cc_1.0", None, &Limits::default()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(work.path()));
+
+        let id = install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap();
+        assert_eq!(id, PackageId::new("cc_1.0", &bytes));
+        let unpacked = work.path().join("packages").join(&id.hash).join("src");
+        assert_eq!(
+            std::fs::read_to_string(unpacked.join("index.js")).unwrap(),
+            "module.exports = {};\n"
+        );
+        // A second install of the same bytes reuses the unpacked tree.
+        std::fs::write(unpacked.join("marker"), "kept").unwrap();
+        install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap();
+        assert!(unpacked.join("marker").is_file());
+    }
+
+    #[test]
+    fn other_types_and_invalid_node_packages_are_refused() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(
+            src.path().join("go.mod"),
+            "module example.com/cc\n\ngo 1.22\n",
+        )
+        .unwrap();
+        std::fs::write(src.path().join("main.go"), "package main\nfunc main() {}\n").unwrap();
+        let bytes =
+            package_source_dir(src.path(), "golang", "gocc", None, &Limits::default()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(work.path()));
+        let err = install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap_err();
+        assert!(matches!(err, InstallError::UnsupportedType { ref kind, .. } if kind == "golang"));
+
+        let bad = tempfile::tempdir().unwrap();
+        std::fs::write(bad.path().join("package.json"), r#"{"name":"cc"}"#).unwrap();
+        // Packaging does not judge the code; installing does, before anything is unpacked.
+        let bytes =
+            package_source_dir(bad.path(), "node", "bad", None, &Limits::default()).unwrap();
+        let err = install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap_err();
+        assert!(err.to_string().contains("start"), "{err}");
+        assert!(!work.path().join("packages").exists());
+    }
+}
