@@ -1,5 +1,7 @@
 //! endorser
 pub mod cli;
+pub mod devcrypto;
+pub mod identity;
 pub mod launcher;
 pub mod runtime;
 pub mod tls;
