@@ -2,6 +2,8 @@
 //! them (protoutil.CreateChaincodeProposalWithTxIDNonceAndTransient), with hooks to break them.
 #![allow(dead_code)]
 
+pub mod npm;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
