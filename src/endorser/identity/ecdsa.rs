@@ -2,9 +2,16 @@
 //!
 //! Fabric's BCCSP refuses a signature whose S lies in the upper half of the curve order (the
 //! other of the two valid encodings of the same signature), so we sign low-S and refuse high-S.
-use p256::ecdsa::signature::{MultipartSigner, MultipartVerifier};
+//! The curve arithmetic is ring's (assembly P-256, several times faster than pure Rust: this is
+//! the endorser's hot path); p256 parses keys and normalises S.
+use p256::ecdsa::signature::MultipartSigner;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::scalar::IsHigh;
+use p256::pkcs8::EncodePrivateKey;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_ASN1, ECDSA_P256_SHA256_ASN1_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+};
 
 /// Why a signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,20 +24,68 @@ pub enum SignatureError {
     Invalid,
 }
 
-/// Signs the concatenation of `parts` (SHA-256, RFC 6979) and returns a low-S DER signature.
-pub fn sign_parts(key: &SigningKey, parts: &[&[u8]]) -> Vec<u8> {
-    let signature: Signature = key.multipart_sign(parts);
-    signature.normalize_s().to_der().as_bytes().to_vec()
+/// A P-256 private key ready to sign.
+pub struct EcdsaSigner {
+    key: SigningKey,
+    /// ring's form of the same key; `None` only if ring refused it (then p256 signs).
+    ring_key: Option<EcdsaKeyPair>,
+    rng: SystemRandom,
 }
 
-/// Signs `message`; see [`sign_parts`].
+impl Clone for EcdsaSigner {
+    fn clone(&self) -> Self {
+        Self::new(self.key.clone())
+    }
+}
+
+impl EcdsaSigner {
+    pub fn new(key: SigningKey) -> Self {
+        let rng = SystemRandom::new();
+        let ring_key = key.to_pkcs8_der().ok().and_then(|der| {
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, der.as_bytes(), &rng).ok()
+        });
+        Self { key, ring_key, rng }
+    }
+
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// Signs the concatenation of `parts` (SHA-256) and returns a low-S DER signature.
+    pub fn sign_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
+        if let Some(ring_key) = &self.ring_key {
+            let message = parts.concat();
+            if let Ok(signature) = ring_key.sign(&self.rng, &message)
+                && let Ok(parsed) = Signature::from_der(signature.as_ref())
+            {
+                return parsed.normalize_s().to_der().as_bytes().to_vec();
+            }
+        }
+        // Only when ring is unavailable for this key or its random source failed.
+        let signature: Signature = self.key.multipart_sign(parts);
+        signature.normalize_s().to_der().as_bytes().to_vec()
+    }
+
+    /// Signs `message`; see [`EcdsaSigner::sign_parts`].
+    pub fn sign(&self, message: &[u8]) -> Vec<u8> {
+        self.sign_parts(&[message])
+    }
+}
+
+/// Signs `message` with `key` (low-S DER). For repeated signing keep an [`EcdsaSigner`].
 pub fn sign(key: &SigningKey, message: &[u8]) -> Vec<u8> {
-    sign_parts(key, &[message])
+    EcdsaSigner::new(key.clone()).sign(message)
 }
 
-/// Verifies a DER signature over the concatenation of `parts`, refusing high-S like Fabric.
+/// Uncompressed SEC1 bytes of a public key, the form [`verify_parts`] takes.
+pub fn public_key_bytes(key: &VerifyingKey) -> Vec<u8> {
+    key.to_sec1_point(false).as_bytes().to_vec()
+}
+
+/// Verifies a DER signature over the concatenation of `parts` by the key with uncompressed SEC1
+/// bytes `public_key`, refusing high-S like Fabric.
 pub fn verify_parts(
-    key: &VerifyingKey,
+    public_key: &[u8],
     parts: &[&[u8]],
     der_signature: &[u8],
 ) -> Result<(), SignatureError> {
@@ -38,7 +93,9 @@ pub fn verify_parts(
     if bool::from(signature.s().is_high()) {
         return Err(SignatureError::HighS);
     }
-    key.multipart_verify(parts, &signature)
+    let message = parts.concat();
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_ASN1, public_key)
+        .verify(&message, der_signature)
         .map_err(|_| SignatureError::Invalid)
 }
 
@@ -48,12 +105,13 @@ pub fn verify(
     message: &[u8],
     der_signature: &[u8],
 ) -> Result<(), SignatureError> {
-    verify_parts(key, &[message], der_signature)
+    verify_parts(&public_key_bytes(key), &[message], der_signature)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p256::ecdsa::signature::Verifier;
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_slice(&[seed; 32]).unwrap()
@@ -68,24 +126,26 @@ mod tests {
     }
 
     #[test]
-    fn signatures_are_low_s_der_and_verify() {
-        let signer = key(7);
+    fn signatures_are_low_s_der_and_verify_here_and_with_p256() {
+        let signer = EcdsaSigner::new(key(7));
         for i in 0..64u8 {
             let message = [i; 40];
-            let der = sign(&signer, &message);
+            let der = signer.sign(&message);
             let parsed = Signature::from_der(&der).unwrap();
             assert!(
                 !bool::from(parsed.s().is_high()),
                 "message {i} signed high-S"
             );
             assert_eq!(verify(signer.verifying_key(), &message, &der), Ok(()));
+            // An independent implementation agrees.
+            signer.verifying_key().verify(&message, &parsed).unwrap();
         }
     }
 
     #[test]
     fn multipart_signing_equals_signing_the_concatenation() {
-        let signer = key(9);
-        let der = sign_parts(&signer, &[b"payload", b"endorser"]);
+        let signer = EcdsaSigner::new(key(9));
+        let der = signer.sign_parts(&[b"payload", b"endorser"]);
         assert_eq!(
             verify(signer.verifying_key(), b"payloadendorser", &der),
             Ok(())

@@ -101,7 +101,7 @@ pub struct SigningIdentity {
     mspid: String,
     cert_pem: Vec<u8>,
     cert_der: Vec<u8>,
-    key: SigningKey,
+    signer: ecdsa::EcdsaSigner,
     serialized: Vec<u8>,
 }
 
@@ -135,7 +135,7 @@ impl SigningIdentity {
             serialized: serialize_identity(mspid, cert_pem),
             cert_pem: cert_pem.to_vec(),
             cert_der,
-            key,
+            signer: ecdsa::EcdsaSigner::new(key),
         })
     }
 
@@ -157,16 +157,16 @@ impl SigningIdentity {
     }
 
     pub fn verifying_key(&self) -> &VerifyingKey {
-        self.key.verifying_key()
+        self.signer.verifying_key()
     }
 
     /// Low-S DER ECDSA-SHA256 signature over `message`.
     pub fn sign(&self, message: &[u8]) -> Vec<u8> {
-        ecdsa::sign(&self.key, message)
+        self.signer.sign(message)
     }
 
     /// Low-S DER ECDSA-SHA256 signature over the concatenation of `parts`, without copying them.
     pub fn sign_parts(&self, parts: &[&[u8]]) -> Vec<u8> {
-        ecdsa::sign_parts(&self.key, parts)
+        self.signer.sign_parts(parts)
     }
 }

@@ -175,6 +175,8 @@ pub struct Creator {
     organizational_units: Vec<String>,
     cert_der: Vec<u8>,
     key: VerifyingKey,
+    /// `key` as uncompressed SEC1 bytes, the form the verifier takes.
+    key_bytes: Vec<u8>,
     /// The chain's common validity window, Unix seconds, and its human form.
     valid_from: i64,
     valid_until: i64,
@@ -212,7 +214,7 @@ impl Creator {
 
     /// Verifies the creator's DER ECDSA-SHA256 signature over `message` (low-S only).
     pub fn verify(&self, message: &[u8], der_signature: &[u8]) -> Result<(), SignatureError> {
-        ecdsa::verify(&self.key, message, der_signature)
+        ecdsa::verify_parts(&self.key_bytes, &[message], der_signature)
     }
 
     fn check_validity(&self, at: SystemTime) -> Result<(), CreatorError> {
@@ -365,6 +367,7 @@ impl TrustStore {
             mspid,
             subject,
             cert_der,
+            key_bytes: ecdsa::public_key_bytes(&key),
             key,
             valid_from: window.from,
             valid_until: window.until,
@@ -446,4 +449,32 @@ fn chain_window(org: &Organization, leaf: &X509Certificate<'_>) -> Result<Window
     Err(format!(
         "the chain is longer than {MAX_CHAIN_LENGTH} certificates"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endorser::devcrypto::{DevCa, LeafSpec};
+    use crate::endorser::identity::serialize_identity;
+
+    #[test]
+    fn the_creator_cache_forgets_the_oldest_beyond_capacity() {
+        let ca = DevCa::generate("ca.example.com", "example.com").unwrap();
+        let org = Organization::from_pems("Org1MSP", &[ca.cert_pem().as_bytes()], &[]).unwrap();
+        let store = TrustStore::new([org]);
+        let user = ca
+            .issue(&LeafSpec::identity("User1@example.com", "client"))
+            .unwrap();
+        let creator = serialize_identity("Org1MSP", user.cert_pem.as_bytes());
+        let validated = store.validate_creator(&creator, SystemTime::now()).unwrap();
+        let mut cache = CreatorCache::default();
+        for i in 0..CREATOR_CACHE_CAPACITY + 1 {
+            cache.insert(&i.to_le_bytes(), validated.clone());
+        }
+        assert_eq!(cache.entries.len(), CREATOR_CACHE_CAPACITY);
+        assert!(cache.get(&0usize.to_le_bytes()).is_none());
+        assert!(cache.get(&CREATOR_CACHE_CAPACITY.to_le_bytes()).is_some());
+        // The store remembered the validated creator.
+        assert!(store.cache.lock().unwrap().get(&creator).is_some());
+    }
 }
