@@ -16,7 +16,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::conditions;
-use super::crd::{Chaincode, ChaincodeStatus, ConditionStatus};
+use super::crd::{Chaincode, ChaincodeStatus, ConditionStatus, condition_type};
 use super::desired::{self, TlsMaterial};
 use super::metrics::Metrics;
 use super::plan::{self, ImageOutcome, ImageSource, SpecError};
@@ -419,21 +419,44 @@ async fn write_status(
     )
     .await?;
     let reference = cc.object_ref(&());
+    let mut published: Vec<String> = Vec::new();
     for t in transitions {
-        let type_ = if t.status == ConditionStatus::True {
-            EventType::Normal
-        } else if t.reason.ends_with("Failed")
-            || t.reason == "StartupTimeout"
-            || t.reason == "InvalidSpec"
-        {
-            EventType::Warning
-        } else {
-            EventType::Normal
+        // One Event per reason: a failure shows up on several conditions but is one story.
+        let Some(type_) = event_type(&t) else {
+            continue;
         };
-        let note = format!("{} {:?}: {}", t.type_, t.status, t.message);
+        if published.contains(&t.reason) {
+            continue;
+        }
+        published.push(t.reason.clone());
+        let note = format!("{}={:?}: {}", t.type_, t.status, t.message);
         publish(ctx, &reference, type_, &t.reason, &note).await;
     }
     Ok(())
+}
+
+/// Reasons that mean something went wrong (Warning Events).
+const FAILURE_REASONS: [&str; 6] = [
+    "BuildFailed",
+    "PodFailed",
+    "ImagePullFailed",
+    "PodNotStarting",
+    "StartupTimeout",
+    "InvalidSpec",
+];
+
+/// Which transitions deserve an Event: failures, build progress, and becoming Ready. The launch itself
+/// has its own Event when the Pod is created.
+fn event_type(t: &conditions::Transition) -> Option<EventType> {
+    if FAILURE_REASONS.contains(&t.reason.as_str()) {
+        Some(EventType::Warning)
+    } else if t.type_ == condition_type::BUILT
+        || (t.type_ == condition_type::READY && t.status == ConditionStatus::True)
+    {
+        Some(EventType::Normal)
+    } else {
+        None
+    }
 }
 
 /// Events are best effort: a failed Event must not fail the reconcile.
