@@ -148,7 +148,44 @@ async fn run(
             request.uri()
         );
     }
+    assert_permitted(&seen);
     (result, seen, ctx)
+}
+
+/// Every request the reconcile made is granted by the chart's RBAC table.
+fn assert_permitted(seen: &[Seen]) {
+    use chaincode_operator::operator::rbac::CLUSTER_PERMISSIONS;
+    for s in seen {
+        let parts: Vec<&str> = s.path.trim_start_matches('/').split('/').collect();
+        // /api/v1/namespaces/NS/RES[/NAME[/SUB]] or /apis/GROUP/VERSION/namespaces/NS/RES[/NAME[/SUB]]
+        let (group, rest) = if parts[0] == "api" {
+            ("", &parts[2..])
+        } else {
+            (parts[1], &parts[3..])
+        };
+        let resource = match rest {
+            [_, _, res] => (*res).to_string(),
+            [_, _, res, _] => (*res).to_string(),
+            [_, _, res, _, sub] => format!("{res}/{sub}"),
+            _ => panic!("unexpected path {}", s.path),
+        };
+        let verb = match (s.method.as_str(), rest.len()) {
+            ("GET", 3) => "list",
+            ("GET", _) => "get",
+            ("PATCH", _) => "patch",
+            ("POST", _) => "create",
+            ("DELETE", _) => "delete",
+            (m, _) => panic!("unexpected method {m}"),
+        };
+        assert!(
+            CLUSTER_PERMISSIONS
+                .iter()
+                .any(|p| p.group == group && p.resource == resource && p.verbs.contains(&verb)),
+            "RBAC does not grant {verb} {group}/{resource} used by {} {}",
+            s.method,
+            s.path
+        );
+    }
 }
 
 fn now() -> Timestamp {

@@ -14,5 +14,6 @@ pub mod desired;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod rbac;
 pub mod reconcile;
 pub mod server;
