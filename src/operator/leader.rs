@@ -71,7 +71,7 @@ pub struct Election {
 }
 
 /// One round: read, decide, write. Returns whether we lead afterwards.
-async fn round(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> {
+pub async fn round(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     let existing = api.get_opt(&e.lease_name).await?;
     let current = existing.as_ref().map(view);
