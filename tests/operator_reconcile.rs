@@ -711,3 +711,46 @@ async fn invalid_spec_is_reported_in_status_and_waits_for_a_change() {
     let action = reconcile::error_policy(Arc::new(DeserializeGuard(Ok(cc))), &error, ctx);
     assert_eq!(action, Action::await_change());
 }
+
+#[tokio::test]
+async fn a_missing_tls_secret_is_reported_and_retried_soon() {
+    let mut cc = fixture("node-configmap.yaml");
+    cc.status = Some(launched_status(&cc));
+    let script = vec![
+        ex("GET", format!("{NS}/pods"), 200, list("PodList", vec![])),
+        ex("GET", format!("{NS}/secrets"), 200, meta_list(vec![])),
+        ex(
+            "GET",
+            format!("{NS}/secrets/asset-transfer-launch-tls"),
+            404,
+            not_found(),
+        ),
+        ex(
+            "PATCH",
+            status_path("asset-transfer"),
+            200,
+            applied_chaincode(),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let (result, seen, ctx) = run(cc.clone(), None, script, now()).await;
+    let error = result.expect_err("dependency missing");
+    assert_eq!(error.category(), "dependency");
+    let launched = condition(&seen[3].body, "Launched");
+    assert_eq!(launched["reason"], "TlsSecretUnavailable");
+    assert!(
+        launched["message"]
+            .as_str()
+            .expect("m")
+            .contains("asset-transfer-launch-tls")
+    );
+    assert_eq!(seen[3].body["status"]["phase"], "Launching");
+    let warning = seen[4..]
+        .iter()
+        .find(|s| s.body["reason"] == "TlsSecretUnavailable")
+        .expect("event");
+    assert_eq!(warning.body["type"], "Warning");
+    let action = reconcile::error_policy(Arc::new(DeserializeGuard(Ok(cc))), &error, ctx);
+    assert_eq!(action, Action::requeue(Duration::from_secs(15)));
+}

@@ -561,6 +561,37 @@ pub fn decide_status(
     }
 }
 
+/// Marks the launch as blocked by a missing or unusable dependency (e.g. the endorser's TLS Secret).
+pub fn with_launch_blocked(
+    cc: &Chaincode,
+    mut status: ChaincodeStatus,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> ChaincodeStatus {
+    use condition_type::{LAUNCHED, READY};
+    let current = cc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let wanted = [
+        WantedCondition::new(LAUNCHED, ConditionStatus::False, reason, message),
+        WantedCondition::new(READY, ConditionStatus::False, reason, message),
+    ];
+    status
+        .conditions
+        .retain(|c| c.type_ != LAUNCHED && c.type_ != READY);
+    status.conditions.extend(conditions::merge(
+        current,
+        &wanted,
+        cc.metadata.generation,
+        &k8s_time(now),
+    ));
+    status.phase = Some(Phase::Launching);
+    status
+}
+
 /// Status for a spec the operator cannot act on.
 pub fn invalid_spec_status(cc: &Chaincode, error: &SpecError, now: Timestamp) -> ChaincodeStatus {
     use ConditionStatus::{False, Unknown};

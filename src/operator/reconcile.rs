@@ -143,7 +143,29 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
 
     // launch
     let pod = match &image {
-        ImageOutcome::Ready { image, .. } => Some(launch_step(cc, ctx, &namespace, image).await?),
+        ImageOutcome::Ready {
+            image: reference, ..
+        } => {
+            match launch_step(cc, ctx, &namespace, reference).await {
+                Ok(pod) => Some(pod),
+                Err(error @ Error::TlsSecret { .. }) => {
+                    // Say so in the status, then retry soon: the endorser may still be writing it.
+                    let decision =
+                        plan::decide_status(cc, &image, None, content_digest.as_deref(), now);
+                    let status = plan::with_launch_blocked(
+                        cc,
+                        decision.status,
+                        "TlsSecretUnavailable",
+                        &error.to_string(),
+                        now,
+                    );
+                    ctx.metrics.set_phase(&key, status.phase);
+                    write_status(ctx, &chaincodes, cc, status).await?;
+                    return Err(error);
+                }
+                Err(error) => return Err(error),
+            }
+        }
         _ => None,
     };
 
@@ -436,7 +458,8 @@ async fn write_status(
 }
 
 /// Reasons that mean something went wrong (Warning Events).
-const FAILURE_REASONS: [&str; 6] = [
+const FAILURE_REASONS: [&str; 7] = [
+    "TlsSecretUnavailable",
     "BuildFailed",
     "PodFailed",
     "ImagePullFailed",
