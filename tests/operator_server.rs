@@ -26,7 +26,7 @@ async fn health_readiness_and_metrics_endpoints() {
     let health = Arc::new(Health::default());
     let metrics = Arc::new(Metrics::default());
     metrics.reconciles.inc();
-    metrics.set_phase("ns/a", Some(Phase::Ready));
+    metrics.count_phases([Phase::Ready]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

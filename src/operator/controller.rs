@@ -89,7 +89,16 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
     let ctx = Arc::new(Context::new(client.clone(), Some(store.clone())));
 
     let ctx_for_http = ctx.clone();
-    let app = server::router_with(health.clone(), move || ctx_for_http.metrics.render());
+    let phase_store = store.clone();
+    let app = server::router_with(health.clone(), move || {
+        ctx_for_http.metrics.count_phases(
+            phase_store
+                .state()
+                .iter()
+                .filter_map(|g| g.0.as_ref().ok()?.status.as_ref()?.phase),
+        );
+        ctx_for_http.metrics.render()
+    });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             warn!(%error, "HTTP server stopped");

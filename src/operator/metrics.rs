@@ -1,7 +1,6 @@
 //! Prometheus metrics of the controller: reconciles, failures by category, build and launch durations,
 //! Chaincodes by phase.
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -21,8 +20,6 @@ pub struct Metrics {
     pub build_seconds: Histogram,
     pub launch_seconds: Histogram,
     pub by_phase: Family<Labels, Gauge>,
-    /// Last phase seen per Chaincode (namespace/name), so the gauge moves by one on change.
-    phases: Mutex<HashMap<String, Phase>>,
 }
 
 impl Default for Metrics {
@@ -58,7 +55,6 @@ impl Default for Metrics {
             build_seconds,
             launch_seconds,
             by_phase,
-            phases: Mutex::default(),
         }
     }
 }
@@ -70,28 +66,17 @@ impl Metrics {
             .inc();
     }
 
-    /// Records the phase of one Chaincode (None when it is gone).
-    pub fn set_phase(&self, key: &str, phase: Option<Phase>) {
-        let Ok(mut phases) = self.phases.lock() else {
-            return;
-        };
-        let previous = match phase {
-            Some(p) => phases.insert(key.to_string(), p),
-            None => phases.remove(key),
-        };
-        if previous == phase {
-            return;
+    /// Sets the by-phase gauge from the phases of all Chaincodes known now (the controller's cache),
+    /// so deleted Chaincodes drop out without needing a reconcile.
+    pub fn count_phases(&self, phases: impl IntoIterator<Item = Phase>) {
+        let mut counts: HashMap<Phase, i64> = Phase::ALL.iter().map(|p| (*p, 0)).collect();
+        for phase in phases {
+            *counts.entry(phase).or_default() += 1;
         }
-        let gauge = |p: Phase| {
+        for (phase, count) in counts {
             self.by_phase
-                .get_or_create(&vec![("phase".into(), p.as_str().into())])
-                .clone()
-        };
-        if let Some(p) = previous {
-            gauge(p).dec();
-        }
-        if let Some(p) = phase {
-            gauge(p).inc();
+                .get_or_create(&vec![("phase".into(), phase.as_str().into())])
+                .set(count);
         }
     }
 
@@ -110,11 +95,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn phase_gauge_moves_one_chaincode_between_phases() {
+    fn phase_gauge_counts_the_chaincodes_known_now() {
         let m = Metrics::default();
-        m.set_phase("ns/a", Some(Phase::Building));
-        m.set_phase("ns/a", Some(Phase::Ready));
-        m.set_phase("ns/b", Some(Phase::Ready));
+        m.count_phases([Phase::Building, Phase::Ready, Phase::Ready]);
+        m.count_phases([Phase::Ready, Phase::Ready]);
         let text = m.render();
         assert!(
             text.contains("chaincode_operator_chaincodes{phase=\"Building\"} 0"),
@@ -124,7 +108,7 @@ mod tests {
             text.contains("chaincode_operator_chaincodes{phase=\"Ready\"} 2"),
             "{text}"
         );
-        m.set_phase("ns/a", None);
+        m.count_phases([Phase::Ready]);
         assert!(
             m.render()
                 .contains("chaincode_operator_chaincodes{phase=\"Ready\"} 1")

@@ -116,14 +116,11 @@ pub async fn reconcile_guarded(
 /// Reconciles one Chaincode at time `now`.
 pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
-    let name = cc.name_any();
     let namespace = cc
         .namespace()
         .ok_or_else(|| Error::Malformed("Chaincode without namespace".into()))?;
-    let key = format!("{namespace}/{name}");
     if cc.metadata.deletion_timestamp.is_some() {
         // Pods and Secrets carry ownerReferences: the garbage collector removes them.
-        ctx.metrics.set_phase(&key, None);
         return Ok(Action::await_change());
     }
     let chaincodes: Api<Chaincode> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -159,7 +156,6 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
                         &error.to_string(),
                         now,
                     );
-                    ctx.metrics.set_phase(&key, status.phase);
                     write_status(ctx, &chaincodes, cc, status).await?;
                     return Err(error);
                 }
@@ -172,7 +168,6 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
     // status
     let decision = plan::decide_status(cc, &image, pod.as_ref(), content_digest.as_deref(), now);
     record_durations(ctx, cc, &decision.status, pod.as_ref(), now);
-    ctx.metrics.set_phase(&key, decision.status.phase);
     write_status(ctx, &chaincodes, cc, decision.status).await?;
     Ok(Action::requeue(
         decision.recheck_after.map_or(IDLE_RECHECK, |d| {
