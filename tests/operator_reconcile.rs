@@ -754,3 +754,29 @@ async fn a_missing_tls_secret_is_reported_and_retried_soon() {
     let action = reconcile::error_policy(Arc::new(DeserializeGuard(Ok(cc))), &error, ctx);
     assert_eq!(action, Action::requeue(Duration::from_secs(15)));
 }
+
+#[tokio::test]
+async fn a_malformed_chaincode_gets_a_warning_event_and_waits_for_a_fix() {
+    let guarded: DeserializeGuard<Chaincode> = serde_json::from_value(json!({
+        "apiVersion": "fabric.chaincode.dev/v1alpha1", "kind": "Chaincode",
+        "metadata": {"name": "broken", "namespace": "fabric", "uid": "u-1"},
+        "spec": {"packageId": 42}
+    }))
+    .expect("the guard itself always deserializes");
+    assert!(guarded.0.is_err());
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let ctx = Arc::new(Context::new(Client::new(service, "default"), None));
+    let server = tokio::spawn(serve(handle, vec![ex("POST", EVENTS, 201, event_ok())]));
+    let guarded = Arc::new(guarded);
+    let result = reconcile::reconcile_guarded(guarded.clone(), ctx.clone()).await;
+    let (_, seen) = server.await.expect("mock");
+    assert_eq!(seen[0].body["reason"], "InvalidObject");
+    assert_eq!(seen[0].body["type"], "Warning");
+    assert_eq!(seen[0].body["regarding"]["name"], "broken");
+    let error = result.expect_err("malformed");
+    assert_eq!(error.category(), "spec");
+    assert_eq!(
+        reconcile::error_policy(guarded, &error, ctx),
+        Action::await_change()
+    );
+}

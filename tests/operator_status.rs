@@ -355,3 +355,40 @@ fn known_image_reuses_a_sibling_build_of_the_same_content() {
     );
     assert_eq!(plan::known_image(&[&other], "sha256:aa"), None);
 }
+
+mod properties {
+    use chaincode_operator::operator::conditions::{WantedCondition, merge};
+    use chaincode_operator::operator::crd::ConditionStatus;
+    use proptest::prelude::*;
+
+    fn status() -> impl Strategy<Value = ConditionStatus> {
+        prop_oneof![
+            Just(ConditionStatus::True),
+            Just(ConditionStatus::False),
+            Just(ConditionStatus::Unknown)
+        ]
+    }
+
+    proptest! {
+        /// Over any sequence of reconciles, lastTransitionTime is the time of the last status change.
+        #[test]
+        fn transition_time_is_the_time_of_the_last_change(
+            steps in proptest::collection::vec((status(), "[A-Z][a-z]{0,6}"), 1..30)
+        ) {
+            let mut current = Vec::new();
+            let mut last_change = 0usize;
+            let mut previous: Option<ConditionStatus> = None;
+            for (i, (s, reason)) in steps.iter().enumerate() {
+                if previous != Some(*s) {
+                    last_change = i;
+                }
+                previous = Some(*s);
+                let wanted = [WantedCondition::new("Built", *s, reason.as_str(), "")];
+                current = merge(&current, &wanted, Some(1), &format!("t{i}"));
+                let expected = format!("t{last_change}");
+                prop_assert_eq!(current[0].last_transition_time.as_deref(), Some(expected.as_str()));
+                prop_assert_eq!(&current[0].reason, reason);
+            }
+        }
+    }
+}
