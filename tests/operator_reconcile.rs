@@ -780,3 +780,46 @@ async fn a_malformed_chaincode_gets_a_warning_event_and_waits_for_a_fix() {
         Action::await_change()
     );
 }
+
+#[tokio::test]
+async fn a_reused_build_runs_the_image_from_where_the_job_pushed_it() {
+    let mut cc = fixture("node-configmap.yaml");
+    cc.spec.tls = None;
+    cc.spec.build.registry = Some("other.example.com/mirror".into());
+    let pod_name = desired::launch_pod_name(&cc, &image());
+    let script = vec![
+        ex(
+            "GET",
+            format!("{JOBS}/{JOB_NAME}"),
+            200,
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": JOB_NAME, "annotations": {"fabric.chaincode.dev/repository": "registry.example.com/chaincode/asset-transfer"}},
+            "status": {"succeeded": 1}}),
+        ),
+        ex(
+            "GET",
+            format!("{NS}/pods"),
+            200,
+            list("PodList", vec![job_pod("build", false, 0, &built_digest())]),
+        ),
+        ex("GET", format!("{NS}/pods"), 200, list("PodList", vec![])),
+        ex("GET", format!("{NS}/secrets"), 200, meta_list(vec![])),
+        ex(
+            "PATCH",
+            format!("{NS}/pods/{pod_name}"),
+            201,
+            echo_pod(&pod_name, "Pending"),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+        ex(
+            "PATCH",
+            status_path("asset-transfer"),
+            200,
+            applied_chaincode(),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let (result, seen, _) = run(cc, None, script, now()).await;
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(seen[4].body["spec"]["containers"][0]["image"], image());
+}

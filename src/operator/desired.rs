@@ -25,6 +25,8 @@ pub const LABEL_CHAINCODE: &str = "fabric.chaincode.dev/chaincode";
 pub const LABEL_LAUNCH_ATTEMPT: &str = "fabric.chaincode.dev/launch-attempt";
 pub const LABEL_CONTENT_KEY: &str = "fabric.chaincode.dev/content-key";
 pub const ANNOTATION_CONTENT_DIGEST: &str = "fabric.chaincode.dev/content-digest";
+/// The repository a build Job pushes to; Chaincodes reusing the Job run the image from there.
+pub const ANNOTATION_REPOSITORY: &str = "fabric.chaincode.dev/repository";
 pub const MANAGED_BY: &str = "chaincode-operator";
 /// UID/GID the operator's pods run as when the image does not decide (restricted PSS needs non-root).
 const RUN_AS_ID: i64 = 1000;
@@ -360,10 +362,13 @@ pub fn build_job(cc: &Chaincode, source: &BuildSource, registry: &str, content_h
             name: Some(build_job_name(content_hex)),
             namespace: cc.metadata.namespace.clone(),
             labels: Some(labels.clone()),
-            annotations: Some(BTreeMap::from([(
-                ANNOTATION_CONTENT_DIGEST.into(),
-                format!("sha256:{content_hex}"),
-            )])),
+            annotations: Some(BTreeMap::from([
+                (
+                    ANNOTATION_CONTENT_DIGEST.into(),
+                    format!("sha256:{content_hex}"),
+                ),
+                (ANNOTATION_REPOSITORY.into(), registry.to_string()),
+            ])),
             ..Default::default()
         },
         spec: Some(JobSpec {

@@ -216,9 +216,14 @@ async fn build_step(
     }
 
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    // The first Chaincode to need a context decides where it is pushed; later ones run it from there.
+    let mut pushed_to = registry.clone();
     let state = match jobs.get_opt(&job_name).await? {
         None => None,
         Some(job) => {
+            if let Some(repository) = job.annotations().get(desired::ANNOTATION_REPOSITORY) {
+                pushed_to = repository.clone();
+            }
             let job_pods = if job_finished(&job) {
                 let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
                 pods.list(&ListParams::default().labels(&format!("job-name={job_name}")))
@@ -236,7 +241,7 @@ async fn build_step(
             Some(plan::observe_job(&job, &job_pods))
         }
     };
-    let outcome = plan::image_outcome(registry, &job_name, state.as_ref());
+    let outcome = plan::image_outcome(&pushed_to, &job_name, state.as_ref());
     if let ImageOutcome::BuildStarted { .. } = outcome {
         let job = desired::build_job(
             cc,
