@@ -142,7 +142,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
     let shutdown = async move {
         tokio::select! {
             _ = lost_leadership => { let _ = stop_tx.send(true); }
-            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate_signal() => info!("shutting down"),
         }
     };
     controller
@@ -184,4 +184,27 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
         return Err(ControllerError::LostLeadership(lease_name));
     }
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what the kubelet sends) on Unix.
+async fn terminate_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
