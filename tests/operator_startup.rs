@@ -122,3 +122,43 @@ async fn taking_an_expired_lease_loses_cleanly_to_a_concurrent_writer() {
         "lost the race: not leading"
     );
 }
+
+#[test]
+fn a_build_job_wakes_every_chaincode_of_its_content_key_in_its_namespace() {
+    use chaincode_operator::operator::controller::chaincodes_for_job;
+    use chaincode_operator::operator::desired;
+    use k8s_openapi::api::batch::v1::Job;
+
+    let path = format!(
+        "{}/tests/fixtures/operator/node-configmap.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let base: Chaincode =
+        serde_saphyr::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("parses");
+    let named = |name: &str, namespace: &str, digest: &str| {
+        let mut cc = base.clone();
+        cc.metadata.name = Some(name.into());
+        cc.metadata.namespace = Some(namespace.into());
+        cc.spec.source.as_mut().expect("source").content_digest = digest.into();
+        cc
+    };
+    let same = format!("sha256:{}", "a".repeat(64));
+    let other = format!("sha256:{}", "b".repeat(64));
+    let chaincodes = [
+        named("peer0", "fabric", &same),
+        named("peer1", "fabric", &same),
+        named("elsewhere", "other-ns", &same),
+        named("different", "fabric", &other),
+    ];
+    let source = base.spec.source.clone().expect("source");
+    let job: Job = desired::build_job(&base, &source, "registry.example.com/cc", &"a".repeat(64));
+    let mut names: Vec<String> = chaincodes_for_job(&job, chaincodes.iter())
+        .into_iter()
+        .map(|r| format!("{}/{}", r.namespace.unwrap_or_default(), r.name))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec!["fabric/peer0".to_string(), "fabric/peer1".to_string()]
+    );
+}

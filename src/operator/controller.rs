@@ -70,6 +70,30 @@ where
     }
 }
 
+/// The Chaincodes a build Job serves: same namespace, same content key. Jobs have no owner (they are
+/// shared), so this is how a Job's progress reaches every Chaincode waiting on it.
+pub fn chaincodes_for_job<'a>(
+    job: &Job,
+    chaincodes: impl Iterator<Item = &'a Chaincode>,
+) -> Vec<ObjectRef<DeserializeGuard<Chaincode>>> {
+    let Some(key) = job.labels().get(LABEL_CONTENT_KEY) else {
+        return Vec::new();
+    };
+    let namespace = job.namespace();
+    chaincodes
+        .filter(|cc| cc.namespace() == namespace)
+        .filter(|cc| {
+            cc.spec.source.as_ref().is_some_and(|s| {
+                desired::digest_hex(&s.content_digest)
+                    .is_some_and(|hex| desired::content_key_label(hex) == *key)
+            })
+        })
+        .map(|cc| {
+            ObjectRef::new(&cc.name_any()).within(cc.namespace().as_deref().unwrap_or_default())
+        })
+        .collect()
+}
+
 /// Runs until shutdown (Ctrl-C / SIGTERM) or lost leadership.
 pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerError> {
     let ns = settings.namespace.as_deref();
@@ -150,26 +174,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
         .owns(api::<Secret>(&client, ns), owned)
         // Build Jobs are shared by content key and have no owner: map them to every Chaincode with it.
         .watches(api::<Job>(&client, ns), jobs, move |job: Job| {
-            let key = job
-                .labels()
-                .get(LABEL_CONTENT_KEY)
-                .cloned()
-                .unwrap_or_default();
-            let namespace = job.namespace();
-            job_store
-                .state()
-                .iter()
-                .filter_map(|g| g.0.as_ref().ok())
-                .filter(|cc| cc.namespace() == namespace)
-                .filter(|cc| {
-                    cc.spec.source.as_ref().is_some_and(|s| {
-                        desired::digest_hex(&s.content_digest).is_some_and(|hex| {
-                            !key.is_empty() && desired::content_key_label(hex) == key
-                        })
-                    })
-                })
-                .map(|cc| ObjectRef::from_obj(&DeserializeGuard(Ok(cc.clone()))))
-                .collect::<Vec<_>>()
+            let state = job_store.state();
+            chaincodes_for_job(&job, state.iter().filter_map(|g| g.0.as_ref().ok()))
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile_guarded, reconcile::error_policy, ctx)
