@@ -202,9 +202,8 @@ async fn build_step(
 
     // An image this operator already recorded for the content key needs no Job at all.
     let own = cc.status.iter().collect::<Vec<_>>();
-    let siblings = sibling_statuses(ctx, namespace);
     let known = plan::known_image(&own, &content_digest)
-        .or_else(|| plan::known_image(&siblings.iter().collect::<Vec<_>>(), &content_digest));
+        .or_else(|| sibling_image(ctx, namespace, &content_digest));
     if let Some(image) = known {
         return Ok((
             ImageOutcome::Ready {
@@ -273,17 +272,20 @@ fn cc_has_built(cc: &Chaincode) -> bool {
     })
 }
 
-fn sibling_statuses(ctx: &Context, namespace: &str) -> Vec<ChaincodeStatus> {
-    let Some(store) = &ctx.store else {
-        return Vec::new();
-    };
+/// An image another Chaincode in the namespace already runs for this content digest (from the cache).
+fn sibling_image(ctx: &Context, namespace: &str, content_digest: &str) -> Option<String> {
+    let store = ctx.store.as_ref()?;
     store
         .state()
         .iter()
         .filter_map(|g| g.0.as_ref().ok())
         .filter(|c| c.metadata.namespace.as_deref() == Some(namespace))
-        .filter_map(|c| c.status.clone())
-        .collect()
+        .find_map(|c| {
+            let status = c.status.as_ref()?;
+            (status.content_digest.as_deref() == Some(content_digest))
+                .then(|| status.image_digest.clone())
+                .flatten()
+        })
 }
 
 async fn launch_step(
