@@ -144,7 +144,7 @@ fn main() {
     });
 
     println!(
-        "operator_reconcile: {CHAINCODES} Chaincodes, {PEERS_PER_CONTENT} per content key, concurrency {CONCURRENCY}"
+        "operator_reconcile: {CHAINCODES} Chaincodes (all in the controller cache), {PEERS_PER_CONTENT} per content key, concurrency {CONCURRENCY}"
     );
     println!(
         "  full reconcile (mocked API, {:.1} requests each): {:.0} reconciles/s ({reconciles} ok, {failures} failed, {full_secs:.3} s)",
