@@ -1,0 +1,59 @@
+//! The operator's HTTP port: /healthz, /readyz following readiness, /metrics in OpenMetrics text.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use chaincode_operator::operator::crd::Phase;
+use chaincode_operator::operator::metrics::Metrics;
+use chaincode_operator::operator::server::{Health, router};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (code, response)
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_endpoints() {
+    let health = Arc::new(Health::default());
+    let metrics = Arc::new(Metrics::default());
+    metrics.reconciles.inc();
+    metrics.count_phases([Phase::Ready]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(health.clone(), metrics);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    assert_eq!(get(addr, "/healthz").await.0, 200);
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        503,
+        "not ready before the CRD check"
+    );
+    health.ready.store(true, Ordering::Relaxed);
+    assert_eq!(get(addr, "/readyz").await.0, 200);
+    let (code, body) = get(addr, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("chaincode_operator_reconciles_total 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("chaincode_operator_chaincodes{phase=\"Ready\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("chaincode_operator_build_duration_seconds"),
+        "{body}"
+    );
+}
