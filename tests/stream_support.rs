@@ -322,6 +322,11 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     drop(cc);
     let res = exec.await.unwrap();
     assert_eq!(res, Err(ExecuteError::ChaincodeGone("cc:1".into())));
+    // The gate already knows: a caller retrying on this error gets a relaunch, not the dead handle.
+    assert_eq!(
+        gate.events.lock().unwrap().last().map(String::as_str),
+        Some("gone cc:1 9")
+    );
     assert!(sim.results().is_err());
 }
 
