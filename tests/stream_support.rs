@@ -10,6 +10,7 @@ use chaincode_operator::endorser::registration::{
     RegisterRequest, RegistrationGate, RegistrationTicket, StaticResolver,
 };
 use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
+use chaincode_operator::endorser::tls::ChaincodeCa;
 use chaincode_operator::proto::protos::chaincode_message::Type;
 use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;
 use chaincode_operator::proto::protos::{
@@ -28,6 +29,8 @@ struct RecordingGate {
     handle: Mutex<Option<ChaincodeHandle>>,
     /// Time `gone` takes before it records, to expose callers racing ahead of it.
     gone_delay: Duration,
+    /// The client certificate DER each REGISTER came with.
+    client_certs: Mutex<Vec<Option<Vec<u8>>>>,
 }
 
 impl RegistrationGate for RecordingGate {
@@ -36,6 +39,10 @@ impl RegistrationGate for RecordingGate {
             .lock()
             .unwrap()
             .push(format!("authorize {}", req.chaincode_id));
+        self.client_certs
+            .lock()
+            .unwrap()
+            .push(req.client_cert_der.map(<[u8]>::to_vec));
         if req.chaincode_id == self.allowed {
             Ok(RegistrationTicket {
                 chaincode_id: req.chaincode_id.into(),
@@ -62,6 +69,11 @@ impl RegistrationGate for RecordingGate {
 }
 
 async fn serve(gate: Arc<RecordingGate>) -> String {
+    serve_with(gate, None).await
+}
+
+/// Serves on loopback; with `tls`, mutual TLS requiring a client certificate from that CA.
+async fn serve_with(gate: Arc<RecordingGate>, tls: Option<&ChaincodeCa>) -> String {
     let service = ChaincodeSupportService::new(
         gate,
         Arc::new(StaticResolver::default()),
@@ -69,8 +81,13 @@ async fn serve(gate: Arc<RecordingGate>) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(ca) = tls {
+        let cert = ca.issue_listener(&addr["http://".len()..]).unwrap();
+        server = server.tls_config(ca.tonic_server_tls(&cert)).unwrap();
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(service.into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -147,6 +164,11 @@ async fn register_ready_transaction_and_gone() {
     cc.send(register("cc:1")).await;
     assert_eq!(kind(&cc.recv().await.unwrap()), Type::Registered);
     assert_eq!(kind(&cc.recv().await.unwrap()), Type::Ready);
+    assert_eq!(
+        *gate.client_certs.lock().unwrap(),
+        [None],
+        "plaintext: no certificate"
+    );
     let handle = gate
         .handle
         .lock()
@@ -393,5 +415,44 @@ async fn shutdown_ends_streams_and_fails_their_transactions() {
             .unwrap()
             .iter()
             .any(|e| e == "gone cc:1 9")
+    );
+}
+
+#[tokio::test]
+async fn over_mutual_tls_the_gate_gets_the_presented_client_certificate() {
+    let gate = Arc::new(RecordingGate {
+        allowed: "cc:1".into(),
+        ..Default::default()
+    });
+    let ca = ChaincodeCa::generate("test CA").unwrap();
+    let addr = serve_with(gate.clone(), Some(&ca)).await;
+    let client_cert = ca.issue_client("cc:1").unwrap();
+    let channel = tonic::transport::Channel::from_shared(addr.replace("http://", "https://"))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.root_pem()))
+                .identity(tonic::transport::Identity::from_pem(
+                    &client_cert.cert_pem,
+                    &client_cert.key_pem,
+                ))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, out) = mpsc::channel(16);
+    let mut rx = ChaincodeSupportClient::new(channel)
+        .register(ReceiverStream::new(out))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(register("cc:1")).await.unwrap();
+    let reply = rx.next().await.unwrap().unwrap();
+    assert_eq!(kind(&reply), Type::Registered);
+    assert_eq!(
+        *gate.client_certs.lock().unwrap(),
+        [Some(client_cert.cert_der.clone())]
     );
 }
