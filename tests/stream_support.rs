@@ -10,6 +10,7 @@ use chaincode_operator::endorser::registration::{
     RegisterRequest, RegistrationGate, RegistrationTicket, StaticResolver,
 };
 use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
+use chaincode_operator::endorser::tls::ChaincodeCa;
 use chaincode_operator::proto::protos::chaincode_message::Type;
 use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;
 use chaincode_operator::proto::protos::{
@@ -26,6 +27,10 @@ struct RecordingGate {
     allowed: String,
     events: Mutex<Vec<String>>,
     handle: Mutex<Option<ChaincodeHandle>>,
+    /// Time `gone` takes before it records, to expose callers racing ahead of it.
+    gone_delay: Duration,
+    /// The client certificate DER each REGISTER came with.
+    client_certs: Mutex<Vec<Option<Vec<u8>>>>,
 }
 
 impl RegistrationGate for RecordingGate {
@@ -34,6 +39,10 @@ impl RegistrationGate for RecordingGate {
             .lock()
             .unwrap()
             .push(format!("authorize {}", req.chaincode_id));
+        self.client_certs
+            .lock()
+            .unwrap()
+            .push(req.client_cert_der.map(<[u8]>::to_vec));
         if req.chaincode_id == self.allowed {
             Ok(RegistrationTicket {
                 chaincode_id: req.chaincode_id.into(),
@@ -51,6 +60,7 @@ impl RegistrationGate for RecordingGate {
         *self.handle.lock().unwrap() = Some(handle);
     }
     fn gone(&self, t: &RegistrationTicket) {
+        std::thread::sleep(self.gone_delay);
         self.events
             .lock()
             .unwrap()
@@ -59,6 +69,11 @@ impl RegistrationGate for RecordingGate {
 }
 
 async fn serve(gate: Arc<RecordingGate>) -> String {
+    serve_with(gate, None).await
+}
+
+/// Serves on loopback; with `tls`, mutual TLS requiring a client certificate from that CA.
+async fn serve_with(gate: Arc<RecordingGate>, tls: Option<&ChaincodeCa>) -> String {
     let service = ChaincodeSupportService::new(
         gate,
         Arc::new(StaticResolver::default()),
@@ -66,8 +81,13 @@ async fn serve(gate: Arc<RecordingGate>) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
+    let mut server = tonic::transport::Server::builder();
+    if let Some(ca) = tls {
+        let cert = ca.issue_listener(&addr["http://".len()..]).unwrap();
+        server = server.tls_config(ca.tonic_server_tls(&cert)).unwrap();
+    }
     tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(service.into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
@@ -144,6 +164,11 @@ async fn register_ready_transaction_and_gone() {
     cc.send(register("cc:1")).await;
     assert_eq!(kind(&cc.recv().await.unwrap()), Type::Registered);
     assert_eq!(kind(&cc.recv().await.unwrap()), Type::Ready);
+    assert_eq!(
+        *gate.client_certs.lock().unwrap(),
+        [None],
+        "plaintext: no certificate"
+    );
     let handle = gate
         .handle
         .lock()
@@ -278,10 +303,11 @@ async fn message_before_register_is_a_protocol_error() {
     assert!(gate.events.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     let gate = Arc::new(RecordingGate {
         allowed: "cc:1".into(),
+        gone_delay: Duration::from_millis(100),
         ..Default::default()
     });
     let addr = serve(gate.clone()).await;
@@ -302,9 +328,15 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
         proposal: None,
         simulator: sim.clone(),
     };
-    let exec = tokio::spawn({
+    // The caller runs on its own thread and runtime, so it wakes the moment its transaction fails,
+    // whatever the stream task does next.
+    let exec = std::thread::spawn({
         let handle = handle.clone();
-        async move { handle.execute(req).await }
+        move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(handle.execute(req))
+        }
     });
     cc.recv().await.unwrap();
     cc.send(m(
@@ -320,8 +352,15 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     .await;
     cc.recv().await.unwrap();
     drop(cc);
-    let res = exec.await.unwrap();
+    let res = tokio::task::spawn_blocking(move || exec.join().unwrap())
+        .await
+        .unwrap();
     assert_eq!(res, Err(ExecuteError::ChaincodeGone("cc:1".into())));
+    // The gate already knows: a caller retrying on this error gets a relaunch, not the dead handle.
+    assert_eq!(
+        gate.events.lock().unwrap().last().map(String::as_str),
+        Some("gone cc:1 9")
+    );
     assert!(sim.results().is_err());
 }
 
@@ -376,5 +415,44 @@ async fn shutdown_ends_streams_and_fails_their_transactions() {
             .unwrap()
             .iter()
             .any(|e| e == "gone cc:1 9")
+    );
+}
+
+#[tokio::test]
+async fn over_mutual_tls_the_gate_gets_the_presented_client_certificate() {
+    let gate = Arc::new(RecordingGate {
+        allowed: "cc:1".into(),
+        ..Default::default()
+    });
+    let ca = ChaincodeCa::generate("test CA").unwrap();
+    let addr = serve_with(gate.clone(), Some(&ca)).await;
+    let client_cert = ca.issue_client("cc:1").unwrap();
+    let channel = tonic::transport::Channel::from_shared(addr.replace("http://", "https://"))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca.root_pem()))
+                .identity(tonic::transport::Identity::from_pem(
+                    &client_cert.cert_pem,
+                    &client_cert.key_pem,
+                ))
+                .domain_name("localhost"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let (tx, out) = mpsc::channel(16);
+    let mut rx = ChaincodeSupportClient::new(channel)
+        .register(ReceiverStream::new(out))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(register("cc:1")).await.unwrap();
+    let reply = rx.next().await.unwrap().unwrap();
+    assert_eq!(kind(&reply), Type::Registered);
+    assert_eq!(
+        *gate.client_certs.lock().unwrap(),
+        [Some(client_cert.cert_der.clone())]
     );
 }
