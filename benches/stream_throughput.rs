@@ -1,51 +1,20 @@
 //! Throughput and latency of GET+PUT transactions through a registered real Node chaincode
-//! (fabric-shim and fabric-contract-api 2.5.x) over the ChaincodeSupport stream, with the chaincode
-//! process's CPU share. Reference in the same run: the same GET+PUT on the simulator in-process.
+//! (fabric-shim and fabric-contract-api 2.5.x) launched by the launcher through the process runtime,
+//! over the ChaincodeSupport stream in plaintext and with mutual TLS, with the CPU share of the
+//! chaincode's process group. Reference in the same run: the same GET+PUT on the simulator
+//! in-process, without a chaincode.
 //! Run: `cargo bench --bench stream_throughput` (BENCH_TXS sets the transaction count).
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chaincode_operator::endorser::handle::{ChaincodeHandle, ExecuteRequest};
+use chaincode_operator::endorser::handle::ChaincodeHandle;
 use chaincode_operator::endorser::handler::TxKind;
 use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
-use chaincode_operator::endorser::registration::DevModeGate;
-use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
-use chaincode_operator::proto::protos::ChaincodeInput;
-
-const CHANNEL: &str = "bench";
-
-fn request(sim: &TxSimulator, name: &str, i: usize) -> ExecuteRequest {
-    let key = format!("key{}", i % 1000);
-    let proposal = support::signed_proposal(CHANNEL, sim.tx_id(), &["getput", &key, "value"]);
-    ExecuteRequest {
-        channel_id: CHANNEL.into(),
-        txid: sim.tx_id().to_string(),
-        kind: TxKind::Transaction,
-        chaincode_name: name.into(),
-        input: ChaincodeInput {
-            args: vec![b"getput".to_vec(), key.into_bytes(), b"value".to_vec()],
-            ..Default::default()
-        },
-        proposal: Some(proposal),
-        simulator: sim.clone(),
-    }
-}
-
-/// utime + stime of a process, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    ticks / 100.0
-}
+use support::peer::{LaunchingPeer, PeerOptions};
+use support::procs::{chaincode_group, group_cpu_seconds};
+use support::tx::{CHANNEL, request};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -60,29 +29,38 @@ struct Figures {
     cpu_share: f64,
 }
 
+async fn getput(world: &WorldState, handle: &ChaincodeHandle, name: &str, txid: String, i: usize) {
+    let sim = TxSimulator::new(world.clone(), CHANNEL, &txid);
+    let key = format!("key{}", i % 1000);
+    let out = handle
+        .execute(request(
+            &sim,
+            name,
+            TxKind::Transaction,
+            &["getput", &key, "value"],
+        ))
+        .await
+        .expect("GET+PUT transaction");
+    assert_eq!(out.response.status, 200, "{:?}", out.response);
+}
+
 async fn measure(
     world: &WorldState,
     handle: &ChaincodeHandle,
     name: &str,
-    pid: u32,
+    pgid: u32,
     txs: usize,
 ) -> Figures {
     // Warm-up: JIT and connection.
     for i in 0..50 {
-        let sim = TxSimulator::new(world.clone(), CHANNEL, &format!("{name}-warm-{i}"));
-        handle
-            .execute(request(&sim, name, i))
-            .await
-            .expect("warm-up tx");
+        getput(world, handle, name, format!("{name}-warm-{i}"), i).await;
     }
-    let cpu0 = cpu_seconds(pid);
+    let cpu0 = group_cpu_seconds(pgid);
     let start = Instant::now();
     let mut latencies = Vec::with_capacity(txs);
     for i in 0..txs {
-        let sim = TxSimulator::new(world.clone(), CHANNEL, &format!("{name}-seq-{i}"));
         let t = Instant::now();
-        let out = handle.execute(request(&sim, name, i)).await.expect("tx");
-        assert_eq!(out.response.status, 200);
+        getput(world, handle, name, format!("{name}-seq-{i}"), i).await;
         latencies.push(t.elapsed());
     }
     let seq_elapsed = start.elapsed();
@@ -95,8 +73,7 @@ async fn measure(
         let (world, handle, name) = (world.clone(), handle.clone(), name.to_string());
         tasks.push(tokio::spawn(async move {
             for i in (worker..txs).step_by(concurrency) {
-                let sim = TxSimulator::new(world.clone(), CHANNEL, &format!("{name}-par-{i}"));
-                handle.execute(request(&sim, &name, i)).await.expect("tx");
+                getput(&world, &handle, &name, format!("{name}-par-{i}"), i).await;
             }
         }));
     }
@@ -104,7 +81,7 @@ async fn measure(
         t.await.expect("worker");
     }
     let par_elapsed = start.elapsed();
-    let cpu = cpu_seconds(pid) - cpu0;
+    let cpu = group_cpu_seconds(pgid) - cpu0;
     Figures {
         tps_sequential: txs as f64 / seq_elapsed.as_secs_f64(),
         p50: percentile(&latencies, 0.50),
@@ -114,16 +91,8 @@ async fn measure(
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let txs: usize = std::env::var("BENCH_TXS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let world = WorldState::open(&dir.path().join("state.redb")).expect("open world state");
-
-    // Reference: GET+PUT on the simulator without any chaincode.
+/// GET+PUT on the simulator without any chaincode, in transactions per second.
+fn reference_tps(world: &WorldState, txs: usize) -> f64 {
     let start = Instant::now();
     for i in 0..txs {
         let sim = TxSimulator::new(world.clone(), CHANNEL, &format!("ref-{i}"));
@@ -132,61 +101,50 @@ async fn main() {
         sim.put_state("ref", &key, b"value".to_vec()).expect("put");
         let _ = sim.results().expect("rwset");
     }
-    let reference_tps = txs as f64 / start.elapsed().as_secs_f64();
+    txs as f64 / start.elapsed().as_secs_f64()
+}
 
-    let gate = Arc::new(DevModeGate::new());
-    let service =
-        ChaincodeSupportService::new(gate.clone(), gate.clone(), SupportConfig::default());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let txs: usize = std::env::var("BENCH_TXS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let sources = [
+        ("shimcc", support::installed_e2e_dir("chaincodes/shim")),
+        (
+            "contractcc",
+            support::installed_e2e_dir("chaincodes/contract"),
+        ),
+    ];
     println!(
-        "stream_throughput: {txs} GET+PUT transactions per run, 16 concurrent in the second run"
+        "stream_throughput: {txs} GET+PUT transactions per run, 16 concurrent in the second run; \
+         chaincode launched by the launcher through the process runtime"
     );
-    println!("reference (in-process simulator, no chaincode): {reference_tps:.0} tx/s");
-    for (name, dir, contract) in [
-        ("shimcc", "chaincodes/shim", false),
-        ("contractcc", "chaincodes/contract", true),
-    ] {
-        let dir = support::e2e_dir(dir);
-        support::npm_ci(&dir);
-        let mut cmd = tokio::process::Command::new("node");
-        if contract {
-            cmd.args(["node_modules/fabric-shim/cli.js", "start"]);
-        } else {
-            cmd.arg("index.js");
+    for tls in [false, true] {
+        let peer = LaunchingPeer::start(PeerOptions::new(tls)).await;
+        let reference = reference_tps(&peer.world, txs);
+        let mode = if tls { "mutual TLS" } else { "plaintext" };
+        println!("{mode}: reference (in-process simulator, no chaincode) {reference:.0} tx/s");
+        for (name, source) in &sources {
+            let package_id = format!("{name}:bench-{}", if tls { "tls" } else { "plain" });
+            peer.install(name, &package_id, source);
+            let launch = Instant::now();
+            let handle = peer.handle(&package_id).await;
+            let launch_time = launch.elapsed();
+            let pgid = chaincode_group(&package_id);
+            let f = measure(&peer.world, &handle, name, pgid, txs).await;
+            println!(
+                "  {name:<11} sequential {:>6.0} tx/s (p50 {:>6.2} ms, p99 {:>6.2} ms) | 16 concurrent {:>6.0} tx/s | chaincode CPU {:>5.1}% of one core | reference/sequential {:.0}x | launch (build + start + REGISTER) {:.1} s",
+                f.tps_sequential,
+                f.p50.as_secs_f64() * 1e3,
+                f.p99.as_secs_f64() * 1e3,
+                f.tps_concurrent,
+                f.cpu_share * 100.0,
+                reference / f.tps_sequential,
+                launch_time.as_secs_f64(),
+            );
         }
-        let mut child = cmd
-            .args(["--peer.address", &format!("127.0.0.1:{port}")])
-            .current_dir(&dir)
-            .env("CORE_CHAINCODE_ID_NAME", format!("{name}:1.0"))
-            .env("CORE_PEER_TLS_ENABLED", "false")
-            .env("CORE_CHAINCODE_LOGGING_LEVEL", "warning")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn node");
-        let pid = child.id().expect("pid");
-        let handle = gate
-            .wait_ready(name, Duration::from_secs(60))
-            .await
-            .expect("chaincode registered");
-        let f = measure(&world, &handle, name, pid, txs).await;
-        println!(
-            "{name:<11} sequential {:>6.0} tx/s (p50 {:>6.2} ms, p99 {:>6.2} ms) | 16 concurrent {:>6.0} tx/s | chaincode CPU {:>5.1}% of one core | reference/sequential {:.0}x",
-            f.tps_sequential,
-            f.p50.as_secs_f64() * 1e3,
-            f.p99.as_secs_f64() * 1e3,
-            f.tps_concurrent,
-            f.cpu_share * 100.0,
-            reference_tps / f.tps_sequential,
-        );
-        let _ = child.kill().await;
+        peer.launcher.shutdown().await;
     }
 }

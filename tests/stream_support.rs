@@ -26,6 +26,8 @@ struct RecordingGate {
     allowed: String,
     events: Mutex<Vec<String>>,
     handle: Mutex<Option<ChaincodeHandle>>,
+    /// Time `gone` takes before it records, to expose callers racing ahead of it.
+    gone_delay: Duration,
 }
 
 impl RegistrationGate for RecordingGate {
@@ -51,6 +53,7 @@ impl RegistrationGate for RecordingGate {
         *self.handle.lock().unwrap() = Some(handle);
     }
     fn gone(&self, t: &RegistrationTicket) {
+        std::thread::sleep(self.gone_delay);
         self.events
             .lock()
             .unwrap()
@@ -278,10 +281,11 @@ async fn message_before_register_is_a_protocol_error() {
     assert!(gate.events.lock().unwrap().is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     let gate = Arc::new(RecordingGate {
         allowed: "cc:1".into(),
+        gone_delay: Duration::from_millis(100),
         ..Default::default()
     });
     let addr = serve(gate.clone()).await;
@@ -302,9 +306,15 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
         proposal: None,
         simulator: sim.clone(),
     };
-    let exec = tokio::spawn({
+    // The caller runs on its own thread and runtime, so it wakes the moment its transaction fails,
+    // whatever the stream task does next.
+    let exec = std::thread::spawn({
         let handle = handle.clone();
-        async move { handle.execute(req).await }
+        move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(handle.execute(req))
+        }
     });
     cc.recv().await.unwrap();
     cc.send(m(
@@ -320,8 +330,15 @@ async fn chaincode_crash_mid_transaction_fails_it_and_aborts_the_simulation() {
     .await;
     cc.recv().await.unwrap();
     drop(cc);
-    let res = exec.await.unwrap();
+    let res = tokio::task::spawn_blocking(move || exec.join().unwrap())
+        .await
+        .unwrap();
     assert_eq!(res, Err(ExecuteError::ChaincodeGone("cc:1".into())));
+    // The gate already knows: a caller retrying on this error gets a relaunch, not the dead handle.
+    assert_eq!(
+        gate.events.lock().unwrap().last().map(String::as_str),
+        Some("gone cc:1 9")
+    );
     assert!(sim.results().is_err());
 }
 

@@ -107,6 +107,7 @@ impl ChaincodeSupport for ChaincodeSupportService {
             client_cert,
             out: out_tx,
             ticket: None,
+            gone_reported: false,
         };
         tokio::spawn(stream.run(inbound, self.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(out_rx)))
@@ -120,6 +121,8 @@ struct StreamTask {
     client_cert: Option<Vec<u8>>,
     out: mpsc::Sender<Result<ChaincodeMessage, Status>>,
     ticket: Option<RegistrationTicket>,
+    /// `RegistrationGate::gone` was called for `ticket`.
+    gone_reported: bool,
 }
 
 impl StreamTask {
@@ -149,9 +152,20 @@ impl StreamTask {
                 break;
             }
         }
-        if let Some(ticket) = self.ticket.take() {
+        self.report_gone();
+    }
+
+    /// Tells the gate the chaincode is gone, once. Called before the stream's in-flight
+    /// transactions are failed, so a caller that sees `ChaincodeGone` and asks the launcher again
+    /// gets a relaunch rather than the dead handle.
+    fn report_gone(&mut self) {
+        if self.gone_reported {
+            return;
+        }
+        if let Some(ticket) = &self.ticket {
+            self.gone_reported = true;
             tracing::info!(chaincode = %ticket.chaincode_id, "chaincode stream ended");
-            self.gate.gone(&ticket);
+            self.gate.gone(ticket);
         }
     }
 
@@ -165,7 +179,14 @@ impl StreamTask {
         let mut queue = VecDeque::from([first]);
         let mut close = false;
         while let Some(input) = queue.pop_front() {
-            for output in handler.handle(input) {
+            let outputs = handler.handle(input);
+            if outputs
+                .iter()
+                .any(|output| matches!(output, Output::Close { .. }))
+            {
+                self.report_gone();
+            }
+            for output in outputs {
                 match output {
                     Output::Send(msg) => {
                         if self.out.send(Ok(msg)).await.is_err() {

@@ -1,5 +1,11 @@
-//! Shared test helpers: installs an e2e directory's npm packages from its committed lockfile.
+//! Shared test helpers: installs an e2e directory's npm packages from its committed lockfile,
+//! builds signed proposals, runs transactions (`tx`), wires a launching peer (`peer`) and finds
+//! chaincode processes (`procs`).
 #![allow(dead_code)]
+pub mod peer;
+pub mod procs;
+pub mod tx;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,6 +15,13 @@ use sha2::{Digest, Sha256};
 /// Path of a directory under `e2e/`.
 pub fn e2e_dir(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e").join(rel)
+}
+
+/// The e2e directory `rel` with its npm packages installed.
+pub fn installed_e2e_dir(rel: &str) -> PathBuf {
+    let dir = e2e_dir(rel);
+    npm_ci(&dir);
+    dir
 }
 
 /// Runs `npm ci` in `dir` unless node_modules was installed from the same package-lock.json.
