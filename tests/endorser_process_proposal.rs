@@ -1,9 +1,11 @@
 //! `protos.Endorser/ProcessProposal` over gRPC on loopback: signed proposals in, endorsements
 //! out, checked independently (signature against the endorser's certificate, proposal hash
-//! recomputed from the proposal bytes, rwset decoded). The chaincode is a scripted
+//! recomputed from the proposal bytes, rwset decoded). Most tests use a scripted
 //! `ChaincodeRunner` working on the real transaction simulator, so the pipeline and the wire are
-//! exercised without a chaincode process.
+//! exercised without a chaincode process; `the_node_contract_chaincode_is_launched_and_endorsed`
+//! runs the real Node contract chaincode through the launcher and the process runtime.
 mod proposal_support;
+mod support;
 
 use std::sync::Arc;
 
@@ -316,4 +318,100 @@ async fn garbage_and_tampered_proposals_get_a_clear_error_and_the_next_good_one_
     let response = endorser.send(next.clone()).await;
     assert_eq!(status(&response).0, 200);
     verified_action(&endorser.org, &next, &response);
+}
+
+/// The production wiring: the launcher resolves `basic` through the channel definitions, starts
+/// the Node contract chaincode with the process runtime, and the endorser runs proposals on it.
+#[tokio::test]
+async fn the_node_contract_chaincode_is_launched_and_endorsed() {
+    let peer = support::peer::LaunchingPeer::start(support::peer::PeerOptions::new(false)).await;
+    peer.install(
+        "basic",
+        "basic:1",
+        &support::installed_e2e_dir("chaincodes/contract"),
+    );
+    let org = dev_org();
+    let service = EndorserService::new(EndorserContext {
+        validator: validator(&org),
+        replay: Arc::new(BoundedReplayCache::new(1024)),
+        endorser: org.endorser.clone(),
+        world: peer.world.clone(),
+        runner: Arc::new(chaincode_operator::endorser::gate::LaunchingResolver {
+            definitions: peer.definitions.clone(),
+            launcher: peer.launcher.clone(),
+        }),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut endorser = Endorser {
+        client: EndorserClient::connect(addr).await.unwrap(),
+        org,
+        _db: tempfile::tempdir().unwrap(),
+    };
+
+    let put = good(&endorser.org.user, &[b"put", b"k1", b"v1"]);
+    let response = endorser.send(put.clone()).await;
+    assert_eq!(status(&response).0, 200, "{:?}", status(&response));
+    let rwset = basic_rwset(&verified_action(&endorser.org, &put, &response));
+    assert_eq!(rwset.writes.len(), 1);
+    assert_eq!(rwset.writes[0].key, "k1");
+    assert_eq!(rwset.writes[0].value, b"v1");
+
+    let get = good(&endorser.org.user, &[b"get", b"k1"]);
+    let response = endorser.send(get.clone()).await;
+    assert_eq!(status(&response).0, 200, "{:?}", status(&response));
+    let rwset = basic_rwset(&verified_action(&endorser.org, &get, &response));
+    assert_eq!(rwset.reads.len(), 1);
+    assert_eq!(rwset.reads[0].key, "k1");
+
+    let emit = good(&endorser.org.user, &[b"emit", b"Transfer", b"payload-1"]);
+    let response = endorser.send(emit.clone()).await;
+    let action = verified_action(&endorser.org, &emit, &response);
+    let event = ChaincodeEvent::decode(action.events.as_slice()).unwrap();
+    assert_eq!(
+        (event.chaincode_id.as_str(), event.event_name.as_str()),
+        ("basic", "Transfer")
+    );
+    assert_eq!(event.payload, b"payload-1");
+
+    let response = endorser
+        .send(good(&endorser.org.user, &[b"fail", b"boom"]))
+        .await;
+    let (code, message) = status(&response);
+    assert_eq!(code, 500);
+    assert!(message.contains("boom"), "{message}");
+    assert!(response.endorsement.is_none());
+
+    let garbage = SignedProposal {
+        proposal_bytes: vec![0xff; 8],
+        signature: Vec::new(),
+    };
+    assert_eq!(status(&endorser.send(garbage).await).0, 500);
+    let again = good(&endorser.org.user, &[b"put", b"k2", b"v2"]);
+    assert_eq!(status(&endorser.send(again).await).0, 200);
+
+    // A name with no definition on the channel: the resolver's error, naming it.
+    let user = &endorser.org.user;
+    let mut p = parts(user.serialized(), &[9; 24], &[b"get", b"k"]);
+    let other = ChaincodeId {
+        name: "nosuchcc".into(),
+        ..ChaincodeId::default()
+    };
+    p.channel_header.extension = chaincode_operator::proto::protos::ChaincodeHeaderExtension {
+        chaincode_id: Some(other.clone()),
+    }
+    .encode_to_vec();
+    p.chaincode_spec.chaincode_id = Some(other);
+    let (code, message) = status(&endorser.send(signed(&p, user)).await);
+    assert_eq!(code, 500);
+    assert!(
+        message.contains("chaincode nosuchcc is not defined on channel mychannel"),
+        "{message}"
+    );
+    peer.launcher.shutdown().await;
 }

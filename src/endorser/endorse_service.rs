@@ -16,6 +16,7 @@ use crate::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
 use crate::endorser::handler::TxKind;
 use crate::endorser::identity::SigningIdentity;
 use crate::endorser::ledger::{TxSimulator, WorldState};
+use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::endorser::proposal::{
     ProposalValidator, ReplayCache, SimulationOutcome, ValidatedProposal, proposal_response,
     rejection_response, system_error_response,
@@ -111,10 +112,15 @@ pub async fn simulate(
         .run(request)
         .await
         .map_err(|err| format!("error executing chaincode: {err}"))?;
-    let results = simulator
-        .results()
-        .map_err(|err| format!("error collecting the simulation results: {err}"))?
-        .encode_to_vec();
+    // A failed transaction's simulation is aborted and its writes dropped: nothing to collect.
+    let results = if outcome.response.status >= ERROR_THRESHOLD || simulator.is_aborted() {
+        Vec::new()
+    } else {
+        simulator
+            .results()
+            .map_err(|err| format!("error collecting the simulation results: {err}"))?
+            .encode_to_vec()
+    };
     Ok(SimulationOutcome {
         chaincode_id,
         response: outcome.response,
