@@ -12,7 +12,7 @@ use std::sync::Arc;
 use chaincode_operator::endorser::endorse_service::{
     ChaincodeRunner, EndorserContext, EndorserService, RunError,
 };
-use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
+use chaincode_operator::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::handler::{Completion, TxKind};
 use chaincode_operator::endorser::ledger::WorldState;
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
@@ -34,7 +34,8 @@ use sha2::{Digest, Sha256};
 use tonic::transport::Channel;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// A chaincode `basic` that understands `put k v`, `get k`, `event name payload` and `fail msg`;
+/// A chaincode `basic` that understands `put k v`, `get k`, `event name payload`, `kind` (answers
+/// init or transaction), `fail msg` and `timeout` (the stream gives up);
 /// any other name is undefined, as the launching resolver reports it.
 struct ScriptedChaincode;
 
@@ -72,6 +73,10 @@ impl ScriptedChaincode {
                 });
                 ok(Vec::new())
             }
+            ["kind"] => ok(match request.kind {
+                TxKind::Init => b"init".to_vec(),
+                TxKind::Transaction => b"transaction".to_vec(),
+            }),
             ["fail", message] => Response {
                 status: 500,
                 message: message.into(),
@@ -95,7 +100,11 @@ impl ChaincodeRunner for ScriptedChaincode {
                     request.chaincode_name, request.channel_id
                 )));
             }
-            assert_eq!(request.kind, TxKind::Transaction);
+            if request.input.args.first().map(Vec::as_slice) == Some(b"timeout") {
+                return Err(RunError::Execute(ExecuteError::Timeout(
+                    std::time::Duration::from_secs(30),
+                )));
+            }
             assert!(request.proposal.is_some(), "the shim needs the proposal");
             let outcome = Self::execute(&request).map_err(RunError::Unavailable)?;
             let id = ChaincodeId {
@@ -289,6 +298,34 @@ async fn an_undefined_chaincode_gets_a_500_naming_it() {
     assert!(message.contains("nosuchcc"), "{message}");
     assert!(message.contains(CHANNEL), "{message}");
     assert!(response.endorsement.is_none());
+}
+
+#[tokio::test]
+async fn an_init_proposal_runs_as_init_and_an_invocation_as_transaction() {
+    let mut endorser = start().await;
+    let user = endorser.org.user.clone();
+    let mut init = parts(user.serialized(), &[3; 24], &[b"kind"]);
+    if let Some(input) = init.chaincode_spec.input.as_mut() {
+        input.is_init = true;
+    }
+    let response = endorser.send(signed(&init, &user)).await;
+    assert_eq!(response.response.unwrap().payload, b"init");
+    let response = endorser.send(good(&user, &[b"kind"])).await;
+    assert_eq!(response.response.unwrap().payload, b"transaction");
+}
+
+#[tokio::test]
+async fn a_system_failure_is_a_500_with_its_reason_and_the_service_keeps_serving() {
+    let mut endorser = start().await;
+    let response = endorser.send(good(&endorser.org.user, &[b"timeout"])).await;
+    let (code, message) = status(&response);
+    assert_eq!(code, 500);
+    assert!(message.contains("timed out"), "{message}");
+    assert!(response.endorsement.is_none());
+    let next = endorser
+        .send(good(&endorser.org.user, &[b"put", b"k", b"v"]))
+        .await;
+    assert_eq!(status(&next).0, 200);
 }
 
 #[tokio::test]
