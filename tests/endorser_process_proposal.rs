@@ -359,8 +359,8 @@ async fn garbage_and_tampered_proposals_get_a_clear_error_and_the_next_good_one_
 
 /// The production wiring: the launcher resolves `basic` through the channel definitions, starts
 /// the Node contract chaincode with the process runtime, and the endorser runs proposals on it.
-#[tokio::test]
-async fn the_node_contract_chaincode_is_launched_and_endorsed() {
+/// An endorser whose chaincode `basic` is the Node contract chaincode, launched on demand.
+async fn start_on_node_contract() -> (support::peer::LaunchingPeer, Endorser, String) {
     let peer = support::peer::LaunchingPeer::start(support::peer::PeerOptions::new(false)).await;
     peer.install(
         "basic",
@@ -379,17 +379,24 @@ async fn the_node_contract_chaincode_is_launched_and_endorsed() {
         }),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let host_port = listener.local_addr().unwrap().to_string();
+    let addr = format!("http://{host_port}");
     tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(service.into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    let mut endorser = Endorser {
+    let endorser = Endorser {
         client: EndorserClient::connect(addr).await.unwrap(),
         org,
         _db: tempfile::tempdir().unwrap(),
     };
+    (peer, endorser, host_port)
+}
+
+#[tokio::test]
+async fn the_node_contract_chaincode_is_launched_and_endorsed() {
+    let (peer, mut endorser, _) = start_on_node_contract().await;
 
     let put = good(&endorser.org.user, &[b"put", b"k1", b"v1"]);
     let response = endorser.send(put.clone()).await;
@@ -450,5 +457,58 @@ async fn the_node_contract_chaincode_is_launched_and_endorsed() {
         message.contains("chaincode nosuchcc is not defined on channel mychannel"),
         "{message}"
     );
+    peer.launcher.shutdown().await;
+}
+
+/// fabric-common 2.2 itself sends its proposals to the endorser over gRPC and reads the answers.
+#[tokio::test]
+async fn fabric_common_sends_proposals_and_gets_endorsements() {
+    let (peer, endorser, host_port) = start_on_node_contract().await;
+    let dir = support::e2e_dir("clients");
+    support::npm_ci(&dir);
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("proposals.js"))
+        .arg("send")
+        .arg(MSPID)
+        .arg(&endorser.org.crypto.paths.user.cert)
+        .arg(&endorser.org.crypto.paths.user.key)
+        .arg(format!("grpc://{host_port}"))
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "proposals.js send failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: std::collections::HashMap<String, serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                let report: serde_json::Value = serde_json::from_str(line).unwrap();
+                (report["case"].as_str().unwrap().to_string(), report)
+            })
+            .collect();
+    for case in ["put", "get", "emit"] {
+        let report = &reports[case];
+        assert_eq!(
+            report["statuses"],
+            serde_json::json!([200]),
+            "{case}: {report}"
+        );
+        assert_eq!(
+            report["endorsed"],
+            serde_json::json!([true]),
+            "{case}: {report}"
+        );
+    }
+    let fail = &reports["fail"];
+    assert_eq!(fail["statuses"], serde_json::json!([500]), "{fail}");
+    assert!(
+        fail["messages"][0].as_str().unwrap().contains("boom"),
+        "{fail}"
+    );
+    assert_eq!(fail["endorsed"], serde_json::json!([false]), "{fail}");
     peer.launcher.shutdown().await;
 }
