@@ -10,6 +10,10 @@
 //     reads back a JSON line {proposalResponse} (base64 of an encoded protos.ProposalResponse),
 //     then hands that response to fabric-common as a peer's answer and prints what
 //     fabric-common made of it: {case, errors, statuses, queryResults, envelope}.
+//   node proposals.js send MSPID CERT_FILE KEY_FILE URL
+//     Sends put, get (query), emit and fail proposals with fabric-common to the endorser at URL
+//     (grpc://host:port) and prints one JSON line per case: {case, errors, statuses, messages,
+//     payloads, endorsed}.
 const fs = require('fs');
 const path = require('path');
 const readline = require('readline');
@@ -182,14 +186,42 @@ async function roundtrip(mspid, certFile, keyFile) {
     }
 }
 
+async function send(mspid, certFile, keyFile, url) {
+    const fc = fabricCommon(mspid, fs.readFileSync(certFile, 'utf8'), fs.readFileSync(keyFile, 'utf8'));
+    const endorser = fc.client.newEndorser('peer0', mspid);
+    await endorser.connect(fc.client.newEndpoint({url, requestTimeout: 30000}));
+    const cases = [
+        {name: 'put', kind: 'Endorsement', fcn: 'put', args: ['asset1', 'blue']},
+        {name: 'get', kind: 'Query', fcn: 'get', args: ['asset1']},
+        {name: 'emit', kind: 'Endorsement', fcn: 'emit', args: ['Transfer', 'payload-1']},
+        {name: 'fail', kind: 'Endorsement', fcn: 'fail', args: ['boom']},
+    ];
+    for (const c of cases) {
+        const {proposal} = buildCommon(fc, c);
+        const result = await proposal.send({targets: [endorser], requestTimeout: 60000});
+        const report = {
+            case: c.name,
+            errors: result.errors.map((e) => e.message),
+            statuses: result.responses.map((r) => r.response.status),
+            messages: result.responses.map((r) => r.response.message),
+            payloads: result.responses.map((r) => b64(r.response.payload || Buffer.alloc(0))),
+            endorsed: result.responses.map((r) => Boolean(r.endorsement)),
+        };
+        process.stdout.write(JSON.stringify(report) + '\n');
+    }
+    endorser.disconnect();
+}
+
 async function main() {
     const [mode, ...args] = process.argv.slice(2);
     if (mode === 'build' && args.length === 4) {
         await build(...args);
     } else if (mode === 'roundtrip' && args.length === 3) {
         await roundtrip(...args);
+    } else if (mode === 'send' && args.length === 4) {
+        await send(...args);
     } else {
-        throw new Error('usage: proposals.js build OUT_DIR MSPID CERT KEY | roundtrip MSPID CERT KEY');
+        throw new Error('usage: proposals.js build OUT_DIR MSPID CERT KEY | roundtrip MSPID CERT KEY | send MSPID CERT KEY URL');
     }
 }
 

@@ -3,6 +3,7 @@
 //! the launcher with its runtimes that start chaincodes on demand.
 pub mod cli;
 pub mod devcrypto;
+pub mod endorse_service;
 pub mod gate;
 pub mod handle;
 pub mod handler;

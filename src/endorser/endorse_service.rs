@@ -1,0 +1,185 @@
+//! The `protos.Endorser/ProcessProposal` service: validate → simulate → endorse.
+//!
+//! [`process_proposal`] is the whole pipeline as one small async function over a
+//! [`ChaincodeRunner`] (how a defined chaincode is found, launched and executed) so it is tested
+//! without a chaincode process; [`EndorserService`] is the thin tonic adapter. Every failure
+//! becomes a `ProposalResponse` (status 500 and a message), never a gRPC error or a panic, so a
+//! bad proposal does not stop the next one from being served.
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use futures::future::BoxFuture;
+use prost::Message;
+
+use crate::endorser::gate::LaunchingResolver;
+use crate::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
+use crate::endorser::handler::TxKind;
+use crate::endorser::identity::SigningIdentity;
+use crate::endorser::ledger::{TxSimulator, WorldState};
+use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
+use crate::endorser::proposal::{
+    ProposalValidator, ReplayCache, SimulationOutcome, ValidatedProposal, proposal_response,
+    rejection_response, system_error_response,
+};
+use crate::proto::protos::endorser_server::{Endorser, EndorserServer};
+use crate::proto::protos::{ChaincodeId, ProposalResponse, SignedProposal};
+
+/// Why a proposal's chaincode could not be run to completion.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RunError {
+    /// No definition for the name on the channel, or its package could not be started.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The chaincode was reached but the transaction did not complete.
+    #[error("{0}")]
+    Execute(#[from] ExecuteError),
+}
+
+/// Finds the chaincode defined as `name` on `channel`, makes sure it runs, and executes a
+/// transaction on it.
+pub trait ChaincodeRunner: Send + Sync {
+    fn run<'a>(
+        &'a self,
+        request: ExecuteRequest,
+    ) -> BoxFuture<'a, Result<(ChaincodeId, ExecuteOutcome), RunError>>;
+}
+
+impl ChaincodeRunner for LaunchingResolver {
+    fn run<'a>(
+        &'a self,
+        request: ExecuteRequest,
+    ) -> BoxFuture<'a, Result<(ChaincodeId, ExecuteOutcome), RunError>> {
+        Box::pin(async move {
+            let handle = self
+                .handle(&request.channel_id, &request.chaincode_name)
+                .await
+                .map_err(RunError::Unavailable)?;
+            // Definitions carry no version: the action names the chaincode only.
+            let chaincode_id = ChaincodeId {
+                name: request.chaincode_name.clone(),
+                ..ChaincodeId::default()
+            };
+            let outcome = handle.execute(request).await?;
+            Ok((chaincode_id, outcome))
+        })
+    }
+}
+
+/// What the pipeline needs besides the proposal.
+pub struct EndorserContext {
+    pub validator: ProposalValidator,
+    pub replay: Arc<dyn ReplayCache>,
+    pub endorser: SigningIdentity,
+    pub world: WorldState,
+    pub runner: Arc<dyn ChaincodeRunner>,
+}
+
+fn timestamp(now: SystemTime) -> prost_types::Timestamp {
+    let since = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// Runs the proposal's chaincode in a fresh simulation and collects what it produced.
+pub async fn simulate(
+    proposal: &ValidatedProposal,
+    world: &WorldState,
+    runner: &dyn ChaincodeRunner,
+) -> Result<SimulationOutcome, String> {
+    let simulator = TxSimulator::new(world.clone(), proposal.channel_id(), proposal.tx_id());
+    let mut input = proposal.input.clone();
+    // Fabric hands the chaincode the transient map through the stream's proposal; the shim reads
+    // it from the SignedProposal, so nothing is merged into the input here.
+    input.is_init = proposal.is_init();
+    let request = ExecuteRequest {
+        channel_id: proposal.channel_id().to_string(),
+        txid: proposal.tx_id().to_string(),
+        kind: if proposal.is_init() {
+            TxKind::Init
+        } else {
+            TxKind::Transaction
+        },
+        chaincode_name: proposal.chaincode_name().to_string(),
+        input,
+        proposal: Some(proposal.signed_proposal.clone()),
+        simulator: simulator.clone(),
+    };
+    let (chaincode_id, outcome) = runner
+        .run(request)
+        .await
+        .map_err(|err| format!("error executing chaincode: {err}"))?;
+    // A failed transaction's simulation is aborted and its writes dropped: nothing to collect.
+    let results = if outcome.response.status >= ERROR_THRESHOLD || simulator.is_aborted() {
+        Vec::new()
+    } else {
+        simulator
+            .results()
+            .map_err(|err| format!("error collecting the simulation results: {err}"))?
+            .encode_to_vec()
+    };
+    Ok(SimulationOutcome {
+        chaincode_id,
+        response: outcome.response,
+        results,
+        event: outcome.event,
+    })
+}
+
+/// The endorser's answer to one SignedProposal.
+pub async fn process_proposal(
+    context: &EndorserContext,
+    signed: SignedProposal,
+    now: SystemTime,
+) -> ProposalResponse {
+    let proposal = match context
+        .validator
+        .validate(signed, now, context.replay.as_ref())
+    {
+        Ok(proposal) => proposal,
+        Err(error) => {
+            tracing::info!(%error, "proposal rejected");
+            return rejection_response(&error);
+        }
+    };
+    match simulate(&proposal, &context.world, context.runner.as_ref()).await {
+        Ok(outcome) => proposal_response(&proposal, &outcome, &context.endorser, timestamp(now)),
+        Err(message) => {
+            tracing::info!(tx_id = proposal.tx_id(), %message, "simulation failed");
+            system_error_response(message)
+        }
+    }
+}
+
+/// The tonic `Endorser` service over an [`EndorserContext`].
+#[derive(Clone)]
+pub struct EndorserService {
+    context: Arc<EndorserContext>,
+}
+
+impl EndorserService {
+    pub fn new(context: EndorserContext) -> Self {
+        Self {
+            context: Arc::new(context),
+        }
+    }
+
+    pub fn into_server(self) -> EndorserServer<Self> {
+        EndorserServer::new(self)
+    }
+}
+
+#[tonic::async_trait]
+impl Endorser for EndorserService {
+    async fn process_proposal(
+        &self,
+        request: tonic::Request<SignedProposal>,
+    ) -> Result<tonic::Response<ProposalResponse>, tonic::Status> {
+        let response =
+            process_proposal(&self.context, request.into_inner(), SystemTime::now()).await;
+        Ok(tonic::Response::new(response))
+    }
+}
