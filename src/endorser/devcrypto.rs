@@ -130,6 +130,24 @@ fn new_key() -> Result<KeyPair, DevCryptoError> {
     Ok(KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?)
 }
 
+/// Subject and CA extensions shared by root and intermediate CAs.
+fn ca_params(common_name: &str, organization: &str) -> Result<CertificateParams, DevCryptoError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, organization);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
 impl DevCa {
     /// A self-signed root CA named `common_name` in organisation `organization`.
     pub fn new(
@@ -139,19 +157,7 @@ impl DevCa {
         not_after: OffsetDateTime,
     ) -> Result<Self, DevCryptoError> {
         let key = new_key()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, organization);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(common_name, organization)?;
         params.not_before = not_before;
         params.not_after = not_after;
         let cert = params.self_signed(&key)?;
@@ -178,19 +184,7 @@ impl DevCa {
     ) -> Result<Self, DevCryptoError> {
         let now = OffsetDateTime::now_utc();
         let key = new_key()?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, common_name);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, organization);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        let mut params = ca_params(common_name, organization)?;
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - CLOCK_SKEW;
         params.not_after = now + VALIDITY;
