@@ -168,11 +168,18 @@ fn normalized_kind(kind: &str) -> String {
     kind.trim().to_ascii_lowercase()
 }
 
-/// Whether a source-directory entry is left out of a package: VCS data everywhere, and for node
-/// `node_modules` (rebuilt by `npm install`, as Fabric's node packager does).
+/// State of `chaincode-operator dev` (crypto, ledger), which may sit inside the source directory.
+pub const DEV_STATE_DIR: &str = ".chaincode-dev";
+
+/// Whether a source-directory entry is left out of a package: VCS data and `dev` state
+/// everywhere, and for node `node_modules` (rebuilt by `npm install`, as Fabric's node packager
+/// does).
 pub fn excluded_from_package(kind: &str, path: &str) -> bool {
-    path.split('/')
-        .any(|part| part == ".git" || (normalized_kind(kind) == "node" && part == "node_modules"))
+    path.split('/').any(|part| {
+        part == ".git"
+            || part == DEV_STATE_DIR
+            || (normalized_kind(kind) == "node" && part == "node_modules")
+    })
 }
 
 /// The Go module path declared by a `go.mod` file.

@@ -1,20 +1,20 @@
-//! `endorser` and `dev` subcommands. `endorser` serves ChaincodeSupport with the launcher as the
-//! registration gate and the process runtime launching chaincode on demand; the Endorser and
-//! Gateway services (issue 3) will drive transactions through it.
+//! `endorser` and `dev` subcommands: both run one [`node`](crate::endorser::node) — Endorser and
+//! Gateway for clients, ChaincodeSupport for chaincode launched on demand by the process runtime.
+//! `dev` adds generated crypto and installs and defines one chaincode (see `dev.rs`).
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
-use crate::endorser::gate::{Definitions, LaunchingResolver};
-use crate::endorser::handle::ChaincodeHandle;
-use crate::endorser::launcher::{Launcher, LauncherArgs};
-use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeArgs};
-use crate::endorser::support::{ChaincodeSupportService, SupportConfig};
-use crate::endorser::tls::ChaincodeCa;
+pub use super::dev::DevArgs;
+use crate::endorser::identity::{
+    Organization, SigningIdentity, load_organization, load_signing_identity,
+};
+use crate::endorser::launcher::LauncherArgs;
+use crate::endorser::node::{self, NodeConfig, RunningNode, ServerTls};
+use crate::endorser::runtime::process::ProcessRuntimeArgs;
 
 /// Which runtime launches chaincode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -62,25 +62,17 @@ pub fn parse_local_chaincode(arg: &str) -> Result<LocalChaincode, String> {
     })
 }
 
+/// Where the chaincode stream and the launcher listen, and how they launch chaincode.
 #[derive(Debug, clap::Args)]
-pub struct EndorserArgs {
-    /// Address the ChaincodeSupport service listens on.
-    #[arg(long, default_value = "127.0.0.1:7052")]
-    pub listen: SocketAddr,
-    /// HOST:PORT chaincode dials (default: the listen address).
-    #[arg(long = "peer-address")]
-    pub peer_address: Option<String>,
-    /// MSP id handed to chaincode as CORE_PEER_LOCALMSPID.
-    #[arg(long, default_value = "Org1MSP")]
-    pub mspid: String,
+pub struct ChaincodeArgs {
+    /// Address the ChaincodeSupport service (the chaincode stream) listens on.
+    #[arg(long = "chaincode-listen", default_value = "127.0.0.1:7052")]
+    pub chaincode_listen: SocketAddr,
+    /// HOST:PORT chaincode dials (default: the chaincode listen address).
+    #[arg(long = "chaincode-address")]
+    pub chaincode_address: Option<String>,
     #[arg(long, value_enum, default_value = "process")]
     pub runtime: RuntimeKind,
-    /// Chaincode to make launchable, as NAME=DIR (a Node source directory); repeatable.
-    #[arg(long = "chaincode", value_name = "NAME=DIR", value_parser = parse_local_chaincode)]
-    pub chaincodes: Vec<LocalChaincode>,
-    /// Channels the chaincodes are defined on (INVOKE_CHAINCODE resolves names through them).
-    #[arg(long = "channel", default_values = ["mychannel"])]
-    pub channels: Vec<String>,
     #[command(flatten)]
     pub launcher: LauncherArgs,
     #[command(flatten)]
@@ -88,35 +80,135 @@ pub struct EndorserArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct DevArgs {}
+pub struct EndorserArgs {
+    /// Address the Endorser and Gateway services listen on.
+    #[arg(long, default_value = "127.0.0.1:7051")]
+    pub listen: SocketAddr,
+    /// Ledger, block log, installed packages and definitions live here.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// The endorser's MSP id.
+    #[arg(long, default_value = "Org1MSP")]
+    pub mspid: String,
+    /// MSP folder of the endorser's signing identity (signcerts/, keystore/, cacerts/); its
+    /// organisation is trusted.
+    #[arg(long = "msp-dir", value_name = "DIR")]
+    pub msp_dir: PathBuf,
+    /// Another organisation whose members may send proposals, as MSPID=MSP_DIR; repeatable.
+    #[arg(long = "trust", value_name = "MSPID=DIR", value_parser = parse_trusted_org)]
+    pub trusted: Vec<TrustedOrg>,
+    /// TLS certificate (PEM) of the Endorser/Gateway listener; TLS is off without it.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) of the Endorser/Gateway listener.
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Channels served; repeatable.
+    #[arg(long = "channel", default_values = ["mychannel"])]
+    pub channels: Vec<String>,
+    /// A Node source directory to run as NAME on every channel without a lifecycle install
+    /// (development convenience); repeatable.
+    #[arg(long = "chaincode", value_name = "NAME=DIR", value_parser = parse_local_chaincode)]
+    pub chaincodes: Vec<LocalChaincode>,
+    #[command(flatten)]
+    pub chaincode: ChaincodeArgs,
+}
 
-pub fn endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
+/// An organisation given on the command line as MSPID=DIR.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedOrg {
+    pub mspid: String,
+    pub dir: PathBuf,
+}
+
+/// Parses `MSPID=DIR`.
+pub fn parse_trusted_org(arg: &str) -> Result<TrustedOrg, String> {
+    match arg.split_once('=') {
+        Some((mspid, dir)) if !mspid.is_empty() && !dir.is_empty() => Ok(TrustedOrg {
+            mspid: mspid.to_string(),
+            dir: PathBuf::from(dir),
+        }),
+        _ => Err(format!("expected MSPID=MSP_DIR, got {arg:?}")),
+    }
+}
+
+pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
+        .with_writer(std::io::stderr)
         .try_init();
+}
+
+pub fn endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(serve_endorser(args))
 }
 
-async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listening on {}", args.listen))?;
-    let local = listener
-        .local_addr()
-        .context("reading the listen address")?;
-    let peer_address = args
-        .peer_address
-        .clone()
-        .unwrap_or_else(|| local.to_string());
+fn read_tls(cert: &Path, key: &Path) -> anyhow::Result<ServerTls> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+    };
+    Ok(ServerTls {
+        cert_pem: read(cert)?,
+        key_pem: read(key)?,
+    })
+}
 
-    let RuntimeKind::Process = args.runtime;
-    let runtime = Arc::new(ProcessRuntime::new(args.process.config()));
-    let definitions = Arc::new(Definitions::default());
+/// The node configuration shared by `endorser` and `dev`.
+pub(crate) fn node_config(
+    data_dir: &Path,
+    signing: SigningIdentity,
+    organizations: Vec<Organization>,
+    channels: Vec<String>,
+    listen: SocketAddr,
+    tls: Option<ServerTls>,
+    chaincode: &ChaincodeArgs,
+) -> NodeConfig {
+    let RuntimeKind::Process = chaincode.runtime;
+    let mut config = NodeConfig::local(data_dir, signing, channels);
+    config.organizations = organizations;
+    config.listen = listen;
+    config.tls = tls;
+    config.chaincode_listen = chaincode.chaincode_listen;
+    config.chaincode_address = chaincode.chaincode_address.clone();
+    config.launcher = chaincode.launcher.config("", config.signing.mspid());
+    config.chaincode_plaintext = chaincode.launcher.plaintext;
+    config.runtime = chaincode.process.config(&data_dir.join("chaincode"));
+    config
+}
+
+async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
+    let signing = load_signing_identity(&args.mspid, &args.msp_dir)
+        .with_context(|| format!("loading the signing identity from {}", args.msp_dir.display()))?;
+    let mut organizations = vec![
+        load_organization(&args.mspid, &args.msp_dir)
+            .with_context(|| format!("loading organisation {}", args.mspid))?,
+    ];
+    for org in &args.trusted {
+        organizations.push(
+            load_organization(&org.mspid, &org.dir)
+                .with_context(|| format!("loading organisation {}", org.mspid))?,
+        );
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(read_tls(cert, key)?),
+        _ => None,
+    };
+    let config = node_config(
+        &args.data_dir,
+        signing,
+        organizations,
+        args.channels.clone(),
+        args.listen,
+        tls,
+        &args.chaincode,
+    );
+    let mut node = node::start(config).await?;
     for chaincode in &args.chaincodes {
         let dir = std::fs::canonicalize(&chaincode.dir)
             .with_context(|| format!("chaincode {} directory", chaincode.name))?;
@@ -125,67 +217,38 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
             dir,
         };
         let package_id = chaincode.package_id();
-        runtime.add_source(&package_id, &chaincode.dir);
+        node.runtime.add_source(&package_id, &chaincode.dir);
+        let definitions = node.lifecycle.definitions();
         for channel in &args.channels {
             definitions.define(channel, &chaincode.name, &package_id);
         }
-        tracing::info!(name = %chaincode.name, %package_id, dir = %chaincode.dir.display(), "chaincode installed");
+        tracing::info!(name = %chaincode.name, %package_id, dir = %chaincode.dir.display(), "chaincode source defined");
     }
-
-    let ca = if args.launcher.plaintext {
-        None
-    } else {
-        Some(Arc::new(
-            ChaincodeCa::generate("chaincode-operator endorser chaincode CA")
-                .context("generating the chaincode TLS CA")?,
-        ))
-    };
-    let launcher: Launcher<ChaincodeHandle> = Launcher::new(
-        runtime,
-        ca.clone(),
-        args.launcher.config(&peer_address, &args.mspid),
-    );
-    let resolver = Arc::new(LaunchingResolver {
-        definitions,
-        launcher: launcher.clone(),
-    });
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let service = ChaincodeSupportService::new(
-        Arc::new(launcher.clone()),
-        resolver,
-        SupportConfig::default(),
-    )
-    .with_shutdown(shutdown_rx);
-    let mut server = tonic::transport::Server::builder();
-    if let Some(ca) = &ca {
-        let cert = ca
-            .issue_listener(&peer_address)
-            .context("issuing the listener certificate")?;
-        server = server
-            .tls_config(ca.tonic_server_tls(&cert))
-            .context("configuring TLS on the listener")?;
-    }
-    tracing::info!(listen = %local, %peer_address, tls = ca.is_some(), "serving ChaincodeSupport");
-    println!("ChaincodeSupport listening on {local}");
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-        let _ = shutdown_tx.send(true);
-    };
-    server
-        .add_service(service.into_server())
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            stop,
-        )
-        .await
-        .context("serving ChaincodeSupport")?;
-    launcher.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    println!("Endorser and Gateway listening on {}", node.address);
+    println!("ChaincodeSupport listening on {}", node.chaincode_address);
+    serve_until_interrupted(node).await
 }
 
-pub fn dev(_args: DevArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("dev: not implemented yet")
+/// Serves until SIGINT/SIGTERM (then stops chaincode and exits 0) or a listener fails.
+pub(crate) async fn serve_until_interrupted(mut node: RunningNode) -> anyhow::Result<ExitCode> {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+    let outcome = tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+        served = node.wait() => served,
+    };
+    tracing::info!("shutting down");
+    node.shutdown().await;
+    outcome.map(|()| ExitCode::SUCCESS)
+}
+
+pub fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    tokio::runtime::Runtime::new()
+        .context("starting the async runtime")?
+        .block_on(super::dev::run(args))
 }
 
 #[cfg(test)]
@@ -244,13 +307,21 @@ mod tests {
     }
 
     #[test]
-    fn command_line_collects_chaincodes_channels_and_launcher_options() {
+    fn command_line_collects_identity_trust_tls_chaincodes_and_launcher_options() {
         let cli = Cli::try_parse_from([
             "endorser",
             "--listen",
             "127.0.0.1:0",
-            "--runtime",
-            "process",
+            "--data-dir",
+            "/var/lib/endorser",
+            "--msp-dir",
+            "/etc/org1/msp",
+            "--trust",
+            "Org2MSP=/etc/org2/msp",
+            "--tls-cert",
+            "/etc/tls/server.crt",
+            "--tls-key",
+            "/etc/tls/server.key",
             "--chaincode",
             "a=/src/a",
             "--chaincode",
@@ -268,17 +339,23 @@ mod tests {
         assert_eq!(args.chaincodes.len(), 2);
         assert_eq!(args.chaincodes[1].name, "b");
         assert_eq!(args.channels, ["ch1", "ch2"]);
-        assert!(args.launcher.plaintext);
-        assert_eq!(args.process.work_dir, PathBuf::from("/tmp/work"));
-        let err = Cli::try_parse_from([
-            "endorser",
-            "--chaincode",
-            "nodir",
-            "--chaincode-work-dir",
-            "/w",
-        ])
-        .unwrap_err()
-        .to_string();
+        assert_eq!(args.trusted[0].mspid, "Org2MSP");
+        assert!(args.chaincode.launcher.plaintext);
+        assert_eq!(
+            args.chaincode.process.work_dir.as_deref(),
+            Some(Path::new("/tmp/work"))
+        );
+        let base = ["endorser", "--data-dir", "/d", "--msp-dir", "/m"];
+        let err = Cli::try_parse_from(base.iter().chain(&["--chaincode", "nodir"]))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected NAME=DIR"), "{err}");
+        let err = Cli::try_parse_from(base.iter().chain(&["--trust", "Org2MSP"]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected MSPID=MSP_DIR"), "{err}");
+        // A certificate without its key is refused before anything starts.
+        assert!(Cli::try_parse_from(base.iter().chain(&["--tls-cert", "/c"])).is_err());
+        assert!(Cli::try_parse_from(["endorser", "--data-dir", "/d"]).is_err());
     }
 }

@@ -129,12 +129,21 @@ pub async fn simulate(
     })
 }
 
-/// The endorser's answer to one SignedProposal.
-pub async fn process_proposal(
+/// A proposal that passed validation and was simulated: the endorser's response (endorsed or a
+/// chaincode failure) beside the proposal it answers, for the Gateway to assemble a transaction.
+#[derive(Debug, Clone)]
+pub struct Endorsed {
+    pub proposal: ValidatedProposal,
+    pub response: ProposalResponse,
+}
+
+/// Validates, simulates and endorses one SignedProposal. `Err` is the response for a proposal
+/// refused before its chaincode ran (invalid, replayed, or a system failure).
+pub async fn endorse(
     context: &EndorserContext,
     signed: SignedProposal,
     now: SystemTime,
-) -> ProposalResponse {
+) -> Result<Endorsed, ProposalResponse> {
     let proposal = match context
         .validator
         .validate(signed, now, context.replay.as_ref())
@@ -142,15 +151,31 @@ pub async fn process_proposal(
         Ok(proposal) => proposal,
         Err(error) => {
             tracing::info!(%error, "proposal rejected");
-            return rejection_response(&error);
+            return Err(rejection_response(&error));
         }
     };
     match simulate(&proposal, &context.world, context.runner.as_ref()).await {
-        Ok(outcome) => proposal_response(&proposal, &outcome, &context.endorser, timestamp(now)),
+        Ok(outcome) => {
+            let response =
+                proposal_response(&proposal, &outcome, &context.endorser, timestamp(now));
+            Ok(Endorsed { proposal, response })
+        }
         Err(message) => {
             tracing::info!(tx_id = proposal.tx_id(), %message, "simulation failed");
-            system_error_response(message)
+            Err(system_error_response(message))
         }
+    }
+}
+
+/// The endorser's answer to one SignedProposal.
+pub async fn process_proposal(
+    context: &EndorserContext,
+    signed: SignedProposal,
+    now: SystemTime,
+) -> ProposalResponse {
+    match endorse(context, signed, now).await {
+        Ok(endorsed) => endorsed.response,
+        Err(refused) => refused,
     }
 }
 
@@ -162,9 +187,16 @@ pub struct EndorserService {
 
 impl EndorserService {
     pub fn new(context: EndorserContext) -> Self {
-        Self {
-            context: Arc::new(context),
-        }
+        Self::shared(Arc::new(context))
+    }
+
+    /// A service over a context the Gateway shares.
+    pub fn shared(context: Arc<EndorserContext>) -> Self {
+        Self { context }
+    }
+
+    pub fn context(&self) -> Arc<EndorserContext> {
+        self.context.clone()
     }
 
     pub fn into_server(self) -> EndorserServer<Self> {

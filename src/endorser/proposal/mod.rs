@@ -6,6 +6,7 @@
 //!   `ProposalResponse` Fabric clients expect, or the failure responses Fabric sends instead.
 //!
 //! The replay cache ([`ReplayCache`]) is the one piece of state; the service owns it.
+pub mod build;
 pub mod endorse;
 pub mod replay;
 pub mod validate;

@@ -60,9 +60,10 @@ impl ProcessRuntimeConfig {
 /// Process runtime options on the command line; `#[command(flatten)]` them into `endorser` and `dev`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProcessRuntimeArgs {
-    /// Directory holding chaincode builds (cached per package id) and per-launch TLS files.
+    /// Directory holding chaincode builds (cached per package id) and per-launch TLS files
+    /// (default: `chaincode/` in the data directory).
     #[arg(long = "chaincode-work-dir", value_name = "DIR")]
-    pub work_dir: PathBuf,
+    pub work_dir: Option<PathBuf>,
     /// Custom npm registry for Node chaincode builds (Fabric's NODE_REGISTRY).
     #[arg(long = "node-registry", env = "NODE_REGISTRY", value_name = "URL")]
     pub node_registry: Option<String>,
@@ -76,8 +77,10 @@ pub struct ProcessRuntimeArgs {
 }
 
 impl ProcessRuntimeArgs {
-    pub fn config(&self) -> ProcessRuntimeConfig {
-        let mut config = ProcessRuntimeConfig::new(&self.work_dir);
+    /// The runtime configuration; `default_work_dir` unless `--chaincode-work-dir` was given.
+    pub fn config(&self, default_work_dir: &Path) -> ProcessRuntimeConfig {
+        let work_dir = self.work_dir.as_deref().unwrap_or(default_work_dir);
+        let mut config = ProcessRuntimeConfig::new(work_dir);
         config.node.registry = self.node_registry.clone();
         config.stop_grace = Duration::from_secs(self.stop_grace_secs);
         config
@@ -607,17 +610,15 @@ mod tests {
             "9",
         ])
         .unwrap();
-        let config = cli.process.config();
+        let config = cli.process.config(Path::new("/data/chaincode"));
         assert_eq!(config.work_dir, Path::new("/var/lib/cc"));
         assert_eq!(
             config.node.registry.as_deref(),
             Some("https://npm.example.test/")
         );
         assert_eq!(config.stop_grace, Duration::from_secs(9));
-        assert!(
-            Cli::try_parse_from(["x"]).is_err(),
-            "the work dir is required"
-        );
+        let defaulted = Cli::try_parse_from(["x"]).unwrap().process.config(Path::new("/data/cc"));
+        assert_eq!(defaulted.work_dir, Path::new("/data/cc"));
     }
 
     #[tokio::test]

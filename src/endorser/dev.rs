@@ -1,0 +1,324 @@
+//! `chaincode-operator dev`: one command from a chaincode source directory to an endorser the
+//! standard Fabric clients can use. It generates (or reuses) development crypto, starts a node on
+//! loopback with the process runtime, packages the chaincode, installs and defines it through
+//! admin-signed `_lifecycle` proposals (the same path a remote admin uses), launches it once so
+//! build errors show at once, and writes what a client needs to `dev.json`.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use prost::Message;
+use serde::Serialize;
+
+use super::cli::{ChaincodeArgs, node_config, serve_until_interrupted};
+use crate::builders::package::package_source_dir;
+use crate::builders::{Limits, PackageId};
+use crate::endorser::devcrypto::{self, DevCryptoPaths, DevCryptoSpec};
+use crate::endorser::endorse_service::process_proposal;
+use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
+use crate::endorser::lifecycle::LIFECYCLE_NAME;
+use crate::endorser::node::{self, RunningNode, ServerTls};
+use crate::endorser::proposal::build::{ProposalSpec, signed_proposal};
+use crate::proto::lifecycle::{
+    ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource, CommitChaincodeDefinitionArgs,
+    InstallChaincodeArgs, InstallChaincodeResult, QueryChaincodeDefinitionArgs,
+    QueryChaincodeDefinitionResult, chaincode_source,
+};
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Chaincode source directory (Node: package.json with a start script).
+    #[arg(long = "chaincode", value_name = "DIR")]
+    pub source: PathBuf,
+    /// Chaincode name (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Channel the chaincode is defined on.
+    #[arg(long, default_value = "mychannel")]
+    pub channel: String,
+    /// Where crypto, ledger and dev.json live; kept between runs, so state and client
+    /// configuration survive a restart.
+    #[arg(long = "dir", default_value = ".chaincode-dev")]
+    pub dir: PathBuf,
+    /// Address the Endorser and Gateway services listen on.
+    #[arg(long, default_value = "127.0.0.1:7051")]
+    pub listen: SocketAddr,
+    /// Serve clients without TLS.
+    #[arg(long = "no-tls")]
+    pub no_tls: bool,
+    /// MSP id of the generated organisation.
+    #[arg(long, default_value = "Org1MSP")]
+    pub mspid: String,
+    #[command(flatten)]
+    pub chaincode: ChaincodeArgs,
+}
+
+/// What a client needs, as printed and as written to `dev.json`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DevInfo {
+    /// HOST:PORT of the Endorser and Gateway services.
+    pub endpoint: String,
+    /// TLS root certificate to trust, when TLS is on.
+    pub tls_root_cert: Option<PathBuf>,
+    /// Name the listener's certificate is issued for (use as the TLS server name override).
+    pub tls_host_name: Option<String>,
+    pub channel: String,
+    pub chaincode: String,
+    pub package_id: String,
+    pub sequence: i64,
+    pub msp_id: String,
+    /// The client identity (User1).
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    /// The admin identity, for `_lifecycle` calls.
+    pub admin_cert_path: PathBuf,
+    pub admin_key_path: PathBuf,
+}
+
+/// Fabric's chaincode name rule: letters and digits, single `-` or `_` between them.
+fn default_name(source: &Path) -> anyhow::Result<String> {
+    let base = source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect::<String>()
+        .split('-')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    anyhow::ensure!(
+        !name.is_empty(),
+        "cannot derive a chaincode name from {}: pass --name",
+        source.display()
+    );
+    Ok(name)
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let source = std::fs::canonicalize(&args.source)
+        .with_context(|| format!("chaincode directory {}", args.source.display()))?;
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => default_name(&source)?,
+    };
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
+    let dir = std::fs::canonicalize(&args.dir)
+        .with_context(|| format!("dev directory {}", args.dir.display()))?;
+
+    let paths = DevCryptoPaths::new(&dir.join("crypto"));
+    if paths.ca_cert.is_file() && paths.user.key.is_file() {
+        tracing::info!(dir = %paths.root.display(), "reusing development crypto");
+    } else {
+        devcrypto::generate(
+            &paths.root,
+            &DevCryptoSpec {
+                mspid: args.mspid.clone(),
+                ..DevCryptoSpec::default()
+            },
+        )
+        .context("generating development crypto")?;
+        tracing::info!(dir = %paths.root.display(), "generated development crypto");
+    }
+    let signing = load_signing_identity(&args.mspid, &paths.endorser.dir)
+        .context("loading the endorser identity")?;
+    let admin = load_signing_identity(&args.mspid, &paths.admin.dir)
+        .context("loading the admin identity")?;
+    let org = load_organization(&args.mspid, &paths.endorser.dir)
+        .context("loading the development organisation")?;
+    let tls = if args.no_tls {
+        None
+    } else {
+        Some(ServerTls {
+            cert_pem: std::fs::read_to_string(&paths.tls_server_cert)
+                .context("reading the TLS certificate")?,
+            key_pem: std::fs::read_to_string(&paths.tls_server_key)
+                .context("reading the TLS key")?,
+        })
+    };
+    let config = node_config(
+        &dir.join("data"),
+        signing,
+        vec![org],
+        vec![args.channel.clone()],
+        args.listen,
+        tls,
+        &args.chaincode,
+    );
+    let node = node::start(config).await?;
+
+    let bytes = package_source_dir(&source, "node", &name, None, &Limits::default())
+        .with_context(|| format!("packaging {}", source.display()))?;
+    let package_id = PackageId::new(&name, &bytes).to_string();
+    let sequence = install_and_define(&node, &admin, &args.channel, &name, bytes, &package_id)
+        .await
+        .context("installing and defining the chaincode")?;
+    if let Err(err) = node.launch(&package_id).await {
+        tracing::warn!(%err, "the chaincode did not start; it is launched again on the next proposal");
+    }
+
+    let info = DevInfo {
+        endpoint: node.address.to_string(),
+        tls_root_cert: (!args.no_tls).then(|| paths.tls_root()),
+        tls_host_name: (!args.no_tls).then(|| "localhost".to_string()),
+        channel: args.channel.clone(),
+        chaincode: name,
+        package_id,
+        sequence,
+        msp_id: args.mspid.clone(),
+        cert_path: paths.user.cert.clone(),
+        key_path: paths.user.key.clone(),
+        admin_cert_path: paths.admin.cert.clone(),
+        admin_key_path: paths.admin.key.clone(),
+    };
+    let json = serde_json::to_string_pretty(&info).context("encoding dev.json")?;
+    let dev_json = dir.join("dev.json");
+    std::fs::write(&dev_json, format!("{json}\n"))
+        .with_context(|| format!("writing {}", dev_json.display()))?;
+    print_info(&info, &dev_json);
+    serve_until_interrupted(node).await
+}
+
+fn print_info(info: &DevInfo, dev_json: &Path) {
+    println!("chaincode-operator dev: serving {} on channel {}", info.chaincode, info.channel);
+    println!("  endpoint:      {}", info.endpoint);
+    match &info.tls_root_cert {
+        Some(root) => println!(
+            "  TLS root:      {} (server name {})",
+            root.display(),
+            info.tls_host_name.as_deref().unwrap_or("localhost")
+        ),
+        None => println!("  TLS:           off"),
+    }
+    println!("  MSP id:        {}", info.msp_id);
+    println!("  certificate:   {}", info.cert_path.display());
+    println!("  private key:   {}", info.key_path.display());
+    println!("  package id:    {} (sequence {})", info.package_id, info.sequence);
+    println!("  written to:    {}", dev_json.display());
+    println!("ready");
+}
+
+/// Sends one admin-signed `_lifecycle` proposal through the node's own pipeline.
+async fn lifecycle_call(
+    node: &RunningNode,
+    admin: &SigningIdentity,
+    channel: &str,
+    function: &str,
+    args: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let spec = ProposalSpec::new(
+        channel,
+        LIFECYCLE_NAME,
+        [function.as_bytes().to_vec(), args],
+    );
+    let (signed, _) =
+        signed_proposal(admin, &spec).map_err(|_| "no randomness for a nonce".to_string())?;
+    let response = process_proposal(&node.context, signed, SystemTime::now()).await;
+    match response.response {
+        Some(r) if r.status == 200 => Ok(r.payload),
+        Some(r) => Err(format!("{function}: {} {}", r.status, r.message)),
+        None => Err(format!("{function}: no response")),
+    }
+}
+
+/// Installs the package (already installed is fine) and defines it as `name` on `channel` with
+/// the next sequence, unless the current definition already runs this package. Returns the
+/// definition's sequence.
+async fn install_and_define(
+    node: &RunningNode,
+    admin: &SigningIdentity,
+    channel: &str,
+    name: &str,
+    package: Vec<u8>,
+    package_id: &str,
+) -> anyhow::Result<i64> {
+    let install = InstallChaincodeArgs {
+        chaincode_install_package: package,
+    }
+    .encode_to_vec();
+    match lifecycle_call(node, admin, "", "InstallChaincode", install).await {
+        Ok(payload) => {
+            let result = InstallChaincodeResult::decode(payload.as_slice())
+                .context("decoding InstallChaincodeResult")?;
+            anyhow::ensure!(
+                result.package_id == package_id,
+                "installed as {} but packaged as {package_id}",
+                result.package_id
+            );
+            tracing::info!(%package_id, "installed");
+        }
+        Err(message) if message.contains("already successfully installed") => {
+            tracing::info!(%package_id, "already installed");
+        }
+        Err(message) => anyhow::bail!(message),
+    }
+
+    let query = QueryChaincodeDefinitionArgs {
+        name: name.to_string(),
+    }
+    .encode_to_vec();
+    let current = match lifecycle_call(node, admin, channel, "QueryChaincodeDefinition", query)
+        .await
+    {
+        Ok(payload) => Some(
+            QueryChaincodeDefinitionResult::decode(payload.as_slice())
+                .context("decoding QueryChaincodeDefinitionResult")?,
+        ),
+        Err(_) => None,
+    };
+    let current_sequence = current.as_ref().map(|c| c.sequence).unwrap_or(0);
+    if node.lifecycle.definitions().package_id(channel, name).as_deref() == Some(package_id) {
+        tracing::info!(%name, sequence = current_sequence, "definition unchanged");
+        return Ok(current_sequence);
+    }
+    let sequence = current_sequence + 1;
+    let version = sequence.to_string();
+    let approve = ApproveChaincodeDefinitionForMyOrgArgs {
+        sequence,
+        name: name.to_string(),
+        version: version.clone(),
+        source: Some(ChaincodeSource {
+            r#type: Some(chaincode_source::Type::LocalPackage(
+                chaincode_source::Local {
+                    package_id: package_id.to_string(),
+                },
+            )),
+        }),
+        ..ApproveChaincodeDefinitionForMyOrgArgs::default()
+    }
+    .encode_to_vec();
+    lifecycle_call(node, admin, channel, "ApproveChaincodeDefinitionForMyOrg", approve)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let commit = CommitChaincodeDefinitionArgs {
+        sequence,
+        name: name.to_string(),
+        version,
+        ..CommitChaincodeDefinitionArgs::default()
+    }
+    .encode_to_vec();
+    lifecycle_call(node, admin, channel, "CommitChaincodeDefinition", commit)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(%name, sequence, %package_id, "defined");
+    Ok(sequence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_follow_fabric_chaincode_name_rules() {
+        assert_eq!(default_name(Path::new("/src/asset-transfer")).unwrap(), "asset-transfer");
+        assert_eq!(default_name(Path::new("/src/my chaincode!")).unwrap(), "my-chaincode");
+        assert_eq!(default_name(Path::new("/src/--x--")).unwrap(), "x");
+        assert!(default_name(Path::new("/")).is_err());
+    }
+}

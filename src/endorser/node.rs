@@ -1,0 +1,299 @@
+//! One endorser node assembled from its parts, as `endorser` and `dev` run it: the client-facing
+//! listener (Endorser + Gateway, optional TLS), the chaincode listener (ChaincodeSupport, mutual
+//! TLS with per-launch certificates unless plaintext), the process runtime launching chaincode on
+//! demand, `_lifecycle`, and the embedded committer. Everything durable lives in the data
+//! directory:
+//!
+//! ```text
+//! DATA/ledger.redb     world state and history
+//! DATA/blocks/         the block log, one file per channel
+//! DATA/lifecycle/      installed packages and chaincode definitions
+//! DATA/chaincode/      chaincode builds and per-launch TLS files (default work dir)
+//! ```
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::endorser::commit::Committer;
+use crate::endorser::endorse_service::{EndorserContext, EndorserService};
+use crate::endorser::gate::LaunchingResolver;
+use crate::endorser::gateway::{GatewayConfig, GatewayService};
+use crate::endorser::handle::ChaincodeHandle;
+use crate::endorser::identity::{Organization, SigningIdentity, TrustStore};
+use crate::endorser::launcher::{Launcher, LauncherConfig};
+use crate::endorser::ledger::WorldState;
+use crate::endorser::lifecycle::{LIFECYCLE_NAME, Lifecycle};
+use crate::endorser::proposal::{BoundedReplayCache, ProposalValidator};
+use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use crate::endorser::support::{ChaincodeSupportService, SupportConfig};
+use crate::endorser::tls::ChaincodeCa;
+
+/// The client-facing listener's certificate and key (PEM).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// Largest gRPC message the client-facing services accept; packages for `_lifecycle`
+/// InstallChaincode are the big ones.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
+
+/// Transaction ids remembered to refuse a replayed proposal.
+const REPLAY_CACHE_CAPACITY: usize = 100_000;
+
+/// Everything a node needs; see the module docs for the data directory.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub signing: SigningIdentity,
+    /// Organisations whose members may send proposals and transactions (the endorser's own is
+    /// added when missing).
+    pub organizations: Vec<Organization>,
+    pub channels: Vec<String>,
+    /// Endorser + Gateway.
+    pub listen: SocketAddr,
+    pub tls: Option<ServerTls>,
+    /// ChaincodeSupport.
+    pub chaincode_listen: SocketAddr,
+    /// HOST:PORT chaincode dials (default: the chaincode listener's address).
+    pub chaincode_address: Option<String>,
+    /// The launcher's settings; its peer address and mspid are filled in by the node.
+    pub launcher: LauncherConfig,
+    /// Plaintext chaincode stream instead of mutual TLS (development only).
+    pub chaincode_plaintext: bool,
+    pub runtime: ProcessRuntimeConfig,
+    pub max_message_bytes: usize,
+    pub execute_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// A node on loopback ports chosen by the OS, TLS off, data in `data_dir`.
+    pub fn local(data_dir: &Path, signing: SigningIdentity, channels: Vec<String>) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            launcher: LauncherConfig::new("", signing.mspid()),
+            runtime: ProcessRuntimeConfig::new(data_dir.join("chaincode")),
+            data_dir: data_dir.to_path_buf(),
+            signing,
+            organizations: Vec::new(),
+            channels,
+            listen: loopback,
+            tls: None,
+            chaincode_listen: loopback,
+            chaincode_address: None,
+            chaincode_plaintext: false,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            execute_timeout: SupportConfig::default().execute_timeout,
+        }
+    }
+}
+
+/// A started node. Dropping it does not stop it: call [`RunningNode::shutdown`].
+pub struct RunningNode {
+    /// Where clients reach Endorser and Gateway.
+    pub address: SocketAddr,
+    /// Where chaincode reaches ChaincodeSupport.
+    pub chaincode_address: String,
+    pub context: Arc<EndorserContext>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub committer: Committer,
+    pub runtime: Arc<ProcessRuntime>,
+    launcher: Launcher<ChaincodeHandle>,
+    shutdown: watch::Sender<bool>,
+    servers: JoinSet<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningNode {
+    /// Serves until one listener fails or [`RunningNode::shutdown`] is called from elsewhere.
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        match self.servers.join_next().await {
+            Some(Ok(Ok(()))) | None => Ok(()),
+            Some(Ok(Err(err))) => Err(anyhow::Error::new(err).context("serving gRPC")),
+            Some(Err(err)) => Err(anyhow::Error::new(err).context("a listener task failed")),
+        }
+    }
+
+    /// Starts the chaincode `package_id` now instead of at its first proposal.
+    pub async fn launch(&self, package_id: &str) -> anyhow::Result<()> {
+        self.launcher
+            .ensure_registered(package_id)
+            .await
+            .map(drop)
+            .map_err(|err| anyhow::anyhow!("launching {package_id}: {err}"))
+    }
+
+    /// Stops both listeners and every chaincode this node launched.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.servers.join_next().await.is_some() {}
+        self.launcher.shutdown().await;
+    }
+}
+
+async fn until_shutdown(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Opens the data directory, binds both listeners and starts serving.
+pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let world = WorldState::open(&data_dir.join("ledger.redb")).context("opening the ledger")?;
+
+    let mut organizations = config.organizations.clone();
+    if !organizations
+        .iter()
+        .any(|org| org.mspid() == config.signing.mspid())
+    {
+        anyhow::bail!(
+            "the endorser's own organisation {} is not among the trusted organisations",
+            config.signing.mspid()
+        );
+    }
+    organizations.dedup_by(|a, b| a.mspid() == b.mspid());
+    let trust = Arc::new(TrustStore::new(organizations));
+
+    let chaincode_listener = tokio::net::TcpListener::bind(config.chaincode_listen)
+        .await
+        .with_context(|| format!("listening for chaincode on {}", config.chaincode_listen))?;
+    let chaincode_local = chaincode_listener
+        .local_addr()
+        .context("reading the chaincode listen address")?;
+    let chaincode_address = config
+        .chaincode_address
+        .clone()
+        .unwrap_or_else(|| chaincode_local.to_string());
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    let address = listener
+        .local_addr()
+        .context("reading the listen address")?;
+
+    let runtime = Arc::new(ProcessRuntime::new(config.runtime.clone()));
+    let lifecycle = Arc::new(
+        Lifecycle::open(
+            &data_dir.join("lifecycle"),
+            runtime.clone(),
+            &config.runtime.work_dir,
+            config.signing.mspid(),
+        )
+        .context("opening the chaincode lifecycle")?,
+    );
+    let ca = if config.chaincode_plaintext {
+        None
+    } else {
+        Some(Arc::new(
+            ChaincodeCa::generate("chaincode-operator endorser chaincode CA")
+                .context("generating the chaincode TLS CA")?,
+        ))
+    };
+    let mut launcher_config = config.launcher.clone();
+    launcher_config.peer_address = chaincode_address.clone();
+    launcher_config.mspid = config.signing.mspid().to_string();
+    let launcher: Launcher<ChaincodeHandle> =
+        Launcher::new(runtime.clone(), ca.clone(), launcher_config);
+    let resolver = Arc::new(LaunchingResolver {
+        definitions: lifecycle.definitions(),
+        launcher: launcher.clone(),
+    });
+    let committer = Committer::open(&data_dir.join("blocks"), world.clone(), trust.clone())
+        .context("opening the block log")?;
+
+    let validator = ProposalValidator::new(trust, config.channels.iter().cloned())
+        .with_max_proposal_bytes(config.max_message_bytes)
+        .with_channelless_chaincodes([LIFECYCLE_NAME.to_string()]);
+    let context = Arc::new(EndorserContext {
+        validator,
+        replay: Arc::new(BoundedReplayCache::new(REPLAY_CACHE_CAPACITY)),
+        endorser: config.signing.clone(),
+        world,
+        runner: resolver.clone(),
+        lifecycle: Some(lifecycle.clone()),
+    });
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut servers = JoinSet::new();
+
+    let support = ChaincodeSupportService::new(
+        Arc::new(launcher.clone()),
+        resolver,
+        SupportConfig {
+            execute_timeout: config.execute_timeout,
+        },
+    )
+    .with_shutdown(shutdown_rx.clone());
+    let mut chaincode_server = tonic::transport::Server::builder();
+    if let Some(ca) = &ca {
+        let cert = ca
+            .issue_listener(&chaincode_address)
+            .context("issuing the chaincode listener certificate")?;
+        chaincode_server = chaincode_server
+            .tls_config(ca.tonic_server_tls(&cert))
+            .context("configuring TLS on the chaincode listener")?;
+    }
+    servers.spawn(
+        chaincode_server
+            .add_service(support.into_server())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(chaincode_listener),
+                until_shutdown(shutdown_rx.clone()),
+            ),
+    );
+
+    let gateway = GatewayService::new(
+        context.clone(),
+        committer.clone(),
+        GatewayConfig {
+            address: address.to_string(),
+            ..GatewayConfig::default()
+        },
+    );
+    let mut client_server = tonic::transport::Server::builder();
+    if let Some(tls) = &config.tls {
+        let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        client_server = client_server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("configuring TLS on the client listener")?;
+    }
+    let limit = config.max_message_bytes;
+    servers.spawn(
+        client_server
+            .add_service(
+                EndorserService::shared(context.clone())
+                    .into_server()
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(gateway.into_server().max_decoding_message_size(limit))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                until_shutdown(shutdown_rx),
+            ),
+    );
+    tracing::info!(
+        %address,
+        tls = config.tls.is_some(),
+        chaincode = %chaincode_address,
+        chaincode_tls = ca.is_some(),
+        data_dir = %data_dir.display(),
+        "endorser serving Endorser, Gateway and ChaincodeSupport"
+    );
+    Ok(RunningNode {
+        address,
+        chaincode_address,
+        context,
+        lifecycle,
+        committer,
+        runtime,
+        launcher,
+        shutdown,
+        servers,
+    })
+}
