@@ -1,28 +1,44 @@
-//! The `endorser` subcommand as a process: it serves ChaincodeSupport gated by the launcher, so a
-//! REGISTER that no launch expects is refused, and it exits cleanly on SIGINT.
+//! The `endorser` subcommand as a process, configured the way an operator would: its own MSP
+//! folder, a data directory and a TLS certificate. It endorses a proposal over TLS on its client
+//! listener, its chaincode listener refuses a REGISTER that no launch expects, and it exits 0 on
+//! SIGINT.
 use std::process::Stdio;
 use std::time::Duration;
 
+use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
+use chaincode_operator::endorser::identity::load_signing_identity;
+use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
 use chaincode_operator::proto::protos::chaincode_message::Type;
 use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;
+use chaincode_operator::proto::protos::endorser_client::EndorserClient;
 use chaincode_operator::proto::protos::{ChaincodeId, ChaincodeMessage};
 use prost::Message;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_stream::StreamExt;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+fn address<'a>(line: &'a str, prefix: &str) -> &'a str {
+    line.strip_prefix(prefix)
+        .unwrap_or_else(|| panic!("expected {prefix:?}, got {line:?}"))
+}
 
 #[tokio::test]
-async fn endorser_serves_chaincode_support_with_the_launcher_as_gate() {
+async fn endorser_endorses_over_tls_and_gates_chaincode_registration() {
     let work = tempfile::tempdir().unwrap();
+    let crypto = devcrypto::generate(&work.path().join("crypto"), &DevCryptoSpec::default())
+        .expect("dev crypto");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
-        .args([
-            "endorser",
-            "--listen",
-            "127.0.0.1:0",
-            "--runtime",
-            "process",
-        ])
-        .args(["--chaincode-plaintext", "--chaincode-work-dir"])
-        .arg(work.path())
+        .args(["endorser", "--listen", "127.0.0.1:0"])
+        .args(["--chaincode-listen", "127.0.0.1:0", "--runtime", "process"])
+        .arg("--data-dir")
+        .arg(work.path().join("data"))
+        .arg("--msp-dir")
+        .arg(&crypto.paths.endorser.dir)
+        .arg("--tls-cert")
+        .arg(&crypto.paths.tls_server_cert)
+        .arg("--tls-key")
+        .arg(&crypto.paths.tls_server_key)
+        .arg("--chaincode-plaintext")
         .arg("--chaincode")
         .arg(format!(
             "shimcc={}/e2e/chaincodes/shim",
@@ -34,16 +50,47 @@ async fn endorser_serves_chaincode_support_with_the_launcher_as_gate() {
         .spawn()
         .expect("run chaincode-operator endorser");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("endorser prints its address")
-        .unwrap()
-        .unwrap();
-    let addr = first
-        .strip_prefix("ChaincodeSupport listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    let mut next_line = async || {
+        tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("endorser prints its addresses")
+            .unwrap()
+            .unwrap()
+    };
+    let client_line = next_line().await;
+    let client_addr = address(&client_line, "Endorser and Gateway listening on ").to_string();
+    let chaincode_line = next_line().await;
+    let chaincode_addr = address(&chaincode_line, "ChaincodeSupport listening on ").to_string();
 
-    let mut client = ChaincodeSupportClient::connect(format!("http://{addr}"))
+    // A proposal to an undefined chaincode over TLS: validated, then refused naming it.
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&crypto.tls_ca.cert_pem))
+        .domain_name("localhost");
+    let channel = Endpoint::from_shared(format!("https://{client_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("TLS connection to the endorser");
+    let user = load_signing_identity("Org1MSP", &crypto.paths.user.dir).unwrap();
+    let (proposal, _) =
+        signed_proposal(&user, &ProposalSpec::new("mychannel", "nosuchcc", [b"get".to_vec()]))
+            .unwrap();
+    let response = EndorserClient::new(channel)
+        .process_proposal(proposal)
+        .await
+        .expect("ProcessProposal answers")
+        .into_inner();
+    let response = response.response.expect("a response");
+    assert_eq!(response.status, 500);
+    assert!(
+        response.message.contains("nosuchcc") && response.message.contains("mychannel"),
+        "{}",
+        response.message
+    );
+
+    let mut client = ChaincodeSupportClient::connect(format!("http://{chaincode_addr}"))
         .await
         .unwrap();
     let register = ChaincodeMessage {
