@@ -360,6 +360,30 @@ async fn garbage_and_tampered_proposals_get_a_clear_error_and_the_next_good_one_
 /// The production wiring: the launcher resolves `basic` through the channel definitions, starts
 /// the Node contract chaincode with the process runtime, and the endorser runs proposals on it.
 /// An endorser whose chaincode `basic` is the Node contract chaincode, launched on demand.
+/// Commits `pairs` to the `basic` namespace on the channel as one block.
+fn seed(world: &WorldState, pairs: &[(&str, &str)]) {
+    use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator};
+    let sim = TxSimulator::new(world.clone(), CHANNEL, "seed");
+    for (key, value) in pairs {
+        sim.put_state("basic", key, value.as_bytes().to_vec()).unwrap();
+    }
+    let rwset = sim.results().unwrap();
+    let block = world
+        .commit_block(
+            CHANNEL,
+            &[CommitTx {
+                tx_id: "seed",
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &rwset,
+            }],
+        )
+        .unwrap();
+    assert_eq!(
+        block.validation,
+        [chaincode_operator::proto::protos::TxValidationCode::Valid]
+    );
+}
+
 async fn start_on_node_contract() -> (support::peer::LaunchingPeer, Endorser, String) {
     let peer = support::peer::LaunchingPeer::start(support::peer::PeerOptions::new(false)).await;
     peer.install(
@@ -464,6 +488,7 @@ async fn the_node_contract_chaincode_is_launched_and_endorsed() {
 #[tokio::test]
 async fn fabric_common_sends_proposals_and_gets_endorsements() {
     let (peer, endorser, host_port) = start_on_node_contract().await;
+    seed(&peer.world, &[("asset1", "seeded-1"), ("asset2", "seeded-2")]);
     let dir = support::e2e_dir("clients");
     support::npm_ci(&dir);
     let output = tokio::process::Command::new("node")
@@ -490,7 +515,7 @@ async fn fabric_common_sends_proposals_and_gets_endorsements() {
                 (report["case"].as_str().unwrap().to_string(), report)
             })
             .collect();
-    for case in ["put", "get", "emit"] {
+    for case in ["put", "get", "range", "emit", "whoami"] {
         let report = &reports[case];
         assert_eq!(
             report["statuses"],
@@ -503,6 +528,58 @@ async fn fabric_common_sends_proposals_and_gets_endorsements() {
             "{case}: {report}"
         );
     }
+    // What fabric-common received, checked independently: the endorsement signature against the
+    // endorser's certificate, the proposal hash recomputed from fabric-common's proposal bytes,
+    // and the rwset's contents.
+    let decoded = |case: &str| {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let report = &reports[case];
+        let proposal = SignedProposal::decode(
+            b64.decode(report["signedProposal"].as_str().unwrap())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        let response = ProposalResponse::decode(
+            b64.decode(report["proposalResponses"][0].as_str().unwrap())
+                .unwrap()
+                .as_slice(),
+        )
+        .unwrap();
+        let action = verified_action(&endorser.org, &proposal, &response);
+        let payload = response.response.unwrap().payload;
+        (action, String::from_utf8(payload).unwrap())
+    };
+    let (put, _) = decoded("put");
+    let writes = basic_rwset(&put).writes;
+    assert_eq!(
+        (writes.len(), writes[0].key.as_str(), writes[0].value.as_slice()),
+        (1, "asset1", b"blue".as_slice())
+    );
+    let (get, value) = decoded("get");
+    assert_eq!(value, "seeded-1", "the committed value, not the unsubmitted put");
+    assert_eq!(basic_rwset(&get).reads[0].key, "asset1");
+    let (range, keys) = decoded("range");
+    assert_eq!(keys, r#"["asset1","asset2"]"#);
+    let range_info = &basic_rwset(&range).range_queries_info;
+    assert_eq!(
+        (range_info[0].start_key.as_str(), range_info[0].end_key.as_str()),
+        ("asset0", "asset9")
+    );
+    let (emit, _) = decoded("emit");
+    let event = ChaincodeEvent::decode(emit.events.as_slice()).unwrap();
+    assert_eq!(
+        (event.event_name.as_str(), event.payload.as_slice()),
+        ("Transfer", b"payload-1".as_slice())
+    );
+    let (_, whoami) = decoded("whoami");
+    let whoami: serde_json::Value = serde_json::from_str(&whoami).unwrap();
+    assert_eq!(whoami["mspid"], MSPID);
+    assert!(
+        whoami["id"].as_str().unwrap().contains("CN=User1@org1.example.com"),
+        "{whoami}"
+    );
     let fail = &reports["fail"];
     assert_eq!(fail["statuses"], serde_json::json!([500]), "{fail}");
     assert!(

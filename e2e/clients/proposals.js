@@ -11,9 +11,10 @@
 //     then hands that response to fabric-common as a peer's answer and prints what
 //     fabric-common made of it: {case, errors, statuses, queryResults, envelope}.
 //   node proposals.js send MSPID CERT_FILE KEY_FILE URL
-//     Sends put, get (query), emit and fail proposals with fabric-common to the endorser at URL
-//     (grpc://host:port) and prints one JSON line per case: {case, errors, statuses, messages,
-//     payloads, endorsed}.
+//     Sends put, get (query), range (query), emit, whoami (query) and fail proposals with
+//     fabric-common to the endorser at URL (grpc://host:port) and prints one JSON line per case:
+//     {case, errors, statuses, messages, payloads, endorsed, signedProposal, proposalResponses}
+//     (the last two base64 protobufs, for the test to verify signatures, hashes and rwsets).
 const fs = require('fs');
 const path = require('path');
 const readline = require('readline');
@@ -193,11 +194,13 @@ async function send(mspid, certFile, keyFile, url) {
     const cases = [
         {name: 'put', kind: 'Endorsement', fcn: 'put', args: ['asset1', 'blue']},
         {name: 'get', kind: 'Query', fcn: 'get', args: ['asset1']},
+        {name: 'range', kind: 'Query', fcn: 'range', args: ['asset0', 'asset9']},
         {name: 'emit', kind: 'Endorsement', fcn: 'emit', args: ['Transfer', 'payload-1']},
+        {name: 'whoami', kind: 'Query', fcn: 'whoami', args: []},
         {name: 'fail', kind: 'Endorsement', fcn: 'fail', args: ['boom']},
     ];
     for (const c of cases) {
-        const {proposal} = buildCommon(fc, c);
+        const {proposal, bytes} = buildCommon(fc, c);
         const result = await proposal.send({targets: [endorser], requestTimeout: 60000});
         const report = {
             case: c.name,
@@ -206,6 +209,8 @@ async function send(mspid, certFile, keyFile, url) {
             messages: result.responses.map((r) => r.response.message),
             payloads: result.responses.map((r) => b64(r.response.payload || Buffer.alloc(0))),
             endorsed: result.responses.map((r) => Boolean(r.endorsement)),
+            signedProposal: b64(bytes),
+            proposalResponses: result.responses.map((r) => b64(fabproto6.protos.ProposalResponse.encode(r).finish())),
         };
         process.stdout.write(JSON.stringify(report) + '\n');
     }
