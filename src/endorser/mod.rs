@@ -2,6 +2,7 @@
 //! `identity`), the chaincode stream (`support`, `handler`), the ledger it reads and writes, and
 //! the launcher with its runtimes that start chaincodes on demand.
 pub mod cli;
+pub mod commit;
 pub mod devcrypto;
 pub mod endorse_service;
 pub mod gate;
