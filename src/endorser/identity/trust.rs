@@ -217,6 +217,12 @@ impl Creator {
         ecdsa::verify_parts(&self.key_bytes, &[message], der_signature)
     }
 
+    /// Verifies a signature over the concatenation of `parts` (e.g. an endorsement's
+    /// `payload || endorser`) without copying them.
+    pub fn verify_parts(&self, parts: &[&[u8]], der_signature: &[u8]) -> Result<(), SignatureError> {
+        ecdsa::verify_parts(&self.key_bytes, parts, der_signature)
+    }
+
     fn check_validity(&self, at: SystemTime) -> Result<(), CreatorError> {
         let now = unix_seconds(at);
         if now < self.valid_from {
@@ -300,6 +306,11 @@ impl TrustStore {
 
     pub fn organization(&self, mspid: &str) -> Option<&Organization> {
         self.organizations.get(mspid)
+    }
+
+    /// Number of trusted organisations.
+    pub fn organization_count(&self) -> usize {
+        self.organizations.len()
     }
 
     /// Validates serialized creator bytes at time `at`; see the module documentation.

@@ -234,6 +234,18 @@ impl WorldState {
         Ok(out)
     }
 
+    /// Channels with at least one committed block.
+    pub fn channels(&self) -> Result<Vec<String>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HEIGHTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (channel, _) = entry?;
+            out.push(channel.value().to_string());
+        }
+        Ok(out)
+    }
+
     /// Number of blocks committed on `channel` so far (the next block number).
     pub fn height(&self, channel: &str) -> Result<u64, StoreError> {
         let read = self.db.begin_read()?;
@@ -250,55 +262,102 @@ impl WorldState {
         channel: &str,
         txs: &[CommitTx<'_>],
     ) -> Result<CommittedBlock, StoreError> {
-        let write = self.db.begin_write()?;
-        let block_num;
-        let mut validation = Vec::with_capacity(txs.len());
-        {
-            let mut heights = write.open_table(HEIGHTS)?;
-            block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
-            let mut state = write.open_table(STATE)?;
-            let mut history = write.open_table(HISTORY)?;
-            for (tx_num, tx) in txs.iter().enumerate() {
-                let version = Version {
-                    block_num,
-                    tx_num: tx_num as u64,
-                };
-                let mut sets = Vec::with_capacity(tx.rwset.ns_rwset.len());
-                for ns in &tx.rwset.ns_rwset {
-                    match KvrwSet::decode(ns.rwset.as_slice()) {
-                        Ok(kv) => sets.push((ns.namespace.as_str(), kv)),
-                        Err(_) => break,
-                    }
-                }
-                let code = if sets.len() != tx.rwset.ns_rwset.len() {
-                    TxValidationCode::BadRwset
-                } else {
-                    // Earlier transactions of this block are already applied in `state`.
-                    validate_reads(&state, channel, &sets)?
-                };
-                if code == TxValidationCode::Valid {
-                    for (namespace, kv) in &sets {
-                        apply_ns(
-                            &mut state,
-                            &mut history,
-                            channel,
-                            namespace,
-                            kv,
-                            &version,
-                            tx,
-                        )?;
-                    }
-                }
-                validation.push(code);
-            }
-            heights.insert(channel, block_num + 1)?;
-        }
-        write.commit()?;
-        Ok(CommittedBlock {
-            block_num,
-            validation,
-        })
+        let prechecked = vec![TxValidationCode::Valid; txs.len()];
+        self.commit_block_prechecked(channel, txs, &prechecked)
     }
+
+    /// [`Self::commit_block`] for transactions some of which were already found invalid by an
+    /// earlier check (`prechecked[i]` other than VALID, e.g. ENDORSEMENT_POLICY_FAILURE): those
+    /// keep their code, take their place (tx number) in the block and change nothing.
+    pub fn commit_block_prechecked(
+        &self,
+        channel: &str,
+        txs: &[CommitTx<'_>],
+        prechecked: &[TxValidationCode],
+    ) -> Result<CommittedBlock, StoreError> {
+        let write = self.db.begin_write()?;
+        let block = run_block(&write, channel, txs, prechecked)?;
+        write.commit()?;
+        Ok(block)
+    }
+
+    /// The codes [`Self::commit_block_prechecked`] would give `txs` as the next block on
+    /// `channel`, without changing anything: the same validation (later transactions see the
+    /// writes of earlier valid ones) in a write transaction that is then aborted.
+    pub fn validate_block(
+        &self,
+        channel: &str,
+        txs: &[CommitTx<'_>],
+        prechecked: &[TxValidationCode],
+    ) -> Result<CommittedBlock, StoreError> {
+        let write = self.db.begin_write()?;
+        let block = run_block(&write, channel, txs, prechecked)?;
+        write.abort()?;
+        Ok(block)
+    }
+}
+
+/// Validates `txs` and applies the valid ones inside `write`, and advances the channel's height.
+fn run_block(
+    write: &redb::WriteTransaction,
+    channel: &str,
+    txs: &[CommitTx<'_>],
+    prechecked: &[TxValidationCode],
+) -> Result<CommittedBlock, StoreError> {
+    if prechecked.len() != txs.len() {
+        return Err(StoreError::InvalidRwSet(format!(
+            "{} pre-checked codes for {} transactions",
+            prechecked.len(),
+            txs.len()
+        )));
+    }
+    let mut heights = write.open_table(HEIGHTS)?;
+    let block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
+    let mut state = write.open_table(STATE)?;
+    let mut history = write.open_table(HISTORY)?;
+    let mut validation = Vec::with_capacity(txs.len());
+    for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
+        if *precheck != TxValidationCode::Valid {
+            validation.push(*precheck);
+            continue;
+        }
+        let version = Version {
+            block_num,
+            tx_num: tx_num as u64,
+        };
+        let mut sets = Vec::with_capacity(tx.rwset.ns_rwset.len());
+        for ns in &tx.rwset.ns_rwset {
+            match KvrwSet::decode(ns.rwset.as_slice()) {
+                Ok(kv) => sets.push((ns.namespace.as_str(), kv)),
+                Err(_) => break,
+            }
+        }
+        let code = if sets.len() != tx.rwset.ns_rwset.len() {
+            TxValidationCode::BadRwset
+        } else {
+            // Earlier transactions of this block are already applied in `state`.
+            validate_reads(&state, channel, &sets)?
+        };
+        if code == TxValidationCode::Valid {
+            for (namespace, kv) in &sets {
+                apply_ns(
+                    &mut state,
+                    &mut history,
+                    channel,
+                    namespace,
+                    kv,
+                    &version,
+                    tx,
+                )?;
+            }
+        }
+        validation.push(code);
+    }
+    heights.insert(channel, block_num + 1)?;
+    Ok(CommittedBlock {
+        block_num,
+        validation,
+    })
 }
 
 fn committed_version(

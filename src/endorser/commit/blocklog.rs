@@ -1,0 +1,523 @@
+//! The durable, append-only block log of one channel: Fabric `common.Block`s, one per frame.
+//!
+//! A frame is `u32 length (LE) || u32 crc32 of the block bytes (LE) || block bytes`. An append is
+//! acknowledged only after the frame is written and `fsync`ed. A crash can leave at most the last
+//! frame incomplete; [`ChannelLog::open`] keeps every complete block (length, checksum, decoding
+//! and the block number must all be right) and truncates the rest. Blocks are chained like
+//! Fabric's: `data_hash = sha256(concatenation of the envelopes)`, `previous_hash =
+//! sha256(ASN.1 DER of the previous header)`, and `metadata[TRANSACTIONS_FILTER]` holds one
+//! validation code byte per transaction.
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use crate::proto::common::{Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex};
+use crate::proto::protos::TxValidationCode;
+
+/// Frame header: length and checksum.
+const FRAME_HEADER: usize = 8;
+/// Largest block accepted when reading a frame; a larger length can only be a torn or corrupt
+/// header (Fabric's default maximum block size is far below this).
+const MAX_BLOCK_BYTES: usize = 1 << 30;
+/// Metadata slots of a Fabric block (SIGNATURES .. COMMIT_HASH).
+const METADATA_SLOTS: usize = 5;
+
+/// Failures of the block log.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockLogError {
+    #[error("block log {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("block log {path}: block at offset {offset} has number {found}, expected {expected}")]
+    OutOfSequence {
+        path: PathBuf,
+        offset: u64,
+        found: u64,
+        expected: u64,
+    },
+    #[error("block log {path}: cannot append block {found}, the next block is {expected}")]
+    WrongNumber {
+        path: PathBuf,
+        found: u64,
+        expected: u64,
+    },
+    #[error("block log {path}: block {number} is not in the log (height {height})")]
+    NoSuchBlock {
+        path: PathBuf,
+        number: u64,
+        height: u64,
+    },
+    #[error("block log {path}: stored block {number} is corrupt: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        number: u64,
+        reason: String,
+    },
+    #[error(
+        "block log {path}: an earlier append failed and could not be undone; reopen the log to recover"
+    )]
+    Poisoned { path: PathBuf },
+}
+
+/// Fabric's block data hash: sha256 over the concatenated envelopes.
+pub fn block_data_hash(data: &BlockData) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    for envelope in &data.data {
+        hasher.update(envelope);
+    }
+    hasher.finalize().to_vec()
+}
+
+fn der_length(len: usize, out: &mut Vec<u8>) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+fn der_element(tag: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(tag);
+    der_length(content.len(), out);
+    out.extend_from_slice(content);
+}
+
+/// Fabric's `BlockHeaderBytes`: ASN.1 DER `SEQUENCE { INTEGER number, OCTET STRING
+/// previous_hash, OCTET STRING data_hash }` (Go's `asn1.Marshal` with a big.Int number).
+pub fn block_header_bytes(header: &BlockHeader) -> Vec<u8> {
+    let number = header.number.to_be_bytes();
+    let skip = number.iter().take_while(|b| **b == 0).count().min(7);
+    let mut integer = Vec::with_capacity(9);
+    // A positive INTEGER whose top bit is set needs a leading zero byte.
+    if number[skip] & 0x80 != 0 {
+        integer.push(0);
+    }
+    integer.extend_from_slice(&number[skip..]);
+    let mut content = Vec::with_capacity(80);
+    der_element(0x02, &integer, &mut content);
+    der_element(0x04, &header.previous_hash, &mut content);
+    der_element(0x04, &header.data_hash, &mut content);
+    let mut out = Vec::with_capacity(content.len() + 4);
+    der_element(0x30, &content, &mut out);
+    out
+}
+
+/// Fabric's block hash: sha256 of [`block_header_bytes`]; the next block's `previous_hash`.
+pub fn block_header_hash(header: &BlockHeader) -> Vec<u8> {
+    Sha256::digest(block_header_bytes(header)).to_vec()
+}
+
+/// The validation codes of a block's transactions (`metadata[TRANSACTIONS_FILTER]`).
+pub fn transactions_filter(block: &Block) -> Vec<TxValidationCode> {
+    block
+        .metadata
+        .as_ref()
+        .and_then(|m| m.metadata.get(BlockMetadataIndex::TransactionsFilter as usize))
+        .map(|filter| {
+            filter
+                .iter()
+                .map(|code| {
+                    TxValidationCode::try_from(i32::from(*code))
+                        .unwrap_or(TxValidationCode::InvalidOtherReason)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Builds block `number` after the block whose header hash is `previous_hash`, holding the
+/// encoded `envelopes` with their validation `codes`.
+pub fn new_block(
+    number: u64,
+    previous_hash: Vec<u8>,
+    envelopes: Vec<Vec<u8>>,
+    codes: &[TxValidationCode],
+) -> Block {
+    let data = BlockData { data: envelopes };
+    let mut metadata = vec![Vec::new(); METADATA_SLOTS];
+    metadata[BlockMetadataIndex::TransactionsFilter as usize] =
+        codes.iter().map(|code| *code as i32 as u8).collect();
+    Block {
+        header: Some(BlockHeader {
+            number,
+            previous_hash,
+            data_hash: block_data_hash(&data),
+        }),
+        data: Some(data),
+        metadata: Some(BlockMetadata { metadata }),
+    }
+}
+
+/// The block log of one channel, open for appending.
+#[derive(Debug)]
+pub struct ChannelLog {
+    path: PathBuf,
+    file: File,
+    /// Byte offset of every block's frame; `offsets.len()` is the height.
+    offsets: Vec<u64>,
+    end: u64,
+    last_hash: Vec<u8>,
+    poisoned: bool,
+}
+
+/// What opening a log found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes after the last complete block that were cut off (a torn append).
+    pub truncated_bytes: u64,
+}
+
+enum Frame {
+    Block(Block, u64),
+    /// End of file, or an incomplete / corrupt frame: the torn tail.
+    End,
+}
+
+fn read_frame(reader: &mut impl Read) -> std::io::Result<Frame> {
+    let mut head = [0u8; FRAME_HEADER];
+    if let Err(e) = reader.read_exact(&mut head) {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Ok(Frame::End),
+            _ => Err(e),
+        };
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len > MAX_BLOCK_BYTES {
+        return Ok(Frame::End);
+    }
+    let mut bytes = vec![0u8; len];
+    if let Err(e) = reader.read_exact(&mut bytes) {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => Ok(Frame::End),
+            _ => Err(e),
+        };
+    }
+    if crc32fast::hash(&bytes) != crc {
+        return Ok(Frame::End);
+    }
+    match Block::decode(bytes.as_slice()) {
+        Ok(block) => Ok(Frame::Block(block, (FRAME_HEADER + len) as u64)),
+        Err(_) => Ok(Frame::End),
+    }
+}
+
+impl ChannelLog {
+    fn io(&self, source: std::io::Error) -> BlockLogError {
+        BlockLogError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Opens (or creates) the log at `path`, keeping every complete block and truncating a torn
+    /// tail. Blocks must be numbered 0, 1, 2, ... in order.
+    pub fn open(path: &Path) -> Result<(Self, Recovery), BlockLogError> {
+        let io = |source| BlockLogError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
+        let mut reader = BufReader::new(file.try_clone().map_err(io)?);
+        let mut offsets = Vec::new();
+        let mut end = 0u64;
+        let mut last_hash = Vec::new();
+        while let Frame::Block(block, frame_len) = read_frame(&mut reader).map_err(io)? {
+            let expected = offsets.len() as u64;
+            let found = block.header.as_ref().map(|h| h.number).unwrap_or(u64::MAX);
+            if found != expected {
+                return Err(BlockLogError::OutOfSequence {
+                    path: path.to_path_buf(),
+                    offset: end,
+                    found,
+                    expected,
+                });
+            }
+            last_hash = block
+                .header
+                .as_ref()
+                .map(block_header_hash)
+                .unwrap_or_default();
+            offsets.push(end);
+            end += frame_len;
+        }
+        let truncated_bytes = file_len - end.min(file_len);
+        if truncated_bytes > 0 {
+            file.set_len(end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        let mut log = Self {
+            path: path.to_path_buf(),
+            file,
+            offsets,
+            end,
+            last_hash,
+            poisoned: false,
+        };
+        log.file.seek(SeekFrom::Start(end)).map_err(|e| log.io(e))?;
+        Ok((log, Recovery { truncated_bytes }))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of blocks in the log (the next block number).
+    pub fn height(&self) -> u64 {
+        self.offsets.len() as u64
+    }
+
+    /// Header hash of the last block (empty before the first): the next block's previous hash.
+    pub fn last_hash(&self) -> &[u8] {
+        &self.last_hash
+    }
+
+    /// Appends the next block and makes it durable (fsync) before returning. On failure the log
+    /// is cut back to its previous end and refuses further appends until it is reopened: after a
+    /// failed write or fsync what the file holds is unknown, and reopening re-reads it.
+    pub fn append(&mut self, block: &Block) -> Result<(), BlockLogError> {
+        if self.poisoned {
+            return Err(BlockLogError::Poisoned {
+                path: self.path.clone(),
+            });
+        }
+        let found = block.header.as_ref().map(|h| h.number).unwrap_or(u64::MAX);
+        if found != self.height() {
+            return Err(BlockLogError::WrongNumber {
+                path: self.path.clone(),
+                found,
+                expected: self.height(),
+            });
+        }
+        let bytes = block.encode_to_vec();
+        let len = u32::try_from(bytes.len())
+            .ok()
+            .filter(|len| (*len as usize) <= MAX_BLOCK_BYTES)
+            .ok_or_else(|| {
+                self.io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("block of {} bytes is too large", bytes.len()),
+                ))
+            })?;
+        let mut frame = Vec::with_capacity(FRAME_HEADER + bytes.len());
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        frame.extend_from_slice(&bytes);
+        let written = self
+            .file
+            .write_all(&frame)
+            .and_then(|()| self.file.sync_data());
+        if let Err(source) = written {
+            let undone = self
+                .file
+                .set_len(self.end)
+                .and_then(|()| self.file.seek(SeekFrom::Start(self.end)).map(|_| ()))
+                .and_then(|()| self.file.sync_all());
+            self.poisoned = true;
+            if let Err(error) = undone {
+                tracing::error!(path = %self.path.display(), %error, "cannot undo a failed block append");
+            }
+            return Err(self.io(source));
+        }
+        self.offsets.push(self.end);
+        self.end += frame.len() as u64;
+        self.last_hash = block
+            .header
+            .as_ref()
+            .map(block_header_hash)
+            .unwrap_or_default();
+        Ok(())
+    }
+
+    /// The blocks from number `start` to the end of the log.
+    pub fn read_from(&self, start: u64) -> Result<Vec<Block>, BlockLogError> {
+        if start >= self.height() {
+            return Ok(Vec::new());
+        }
+        let Some(offset) = usize::try_from(start)
+            .ok()
+            .and_then(|i| self.offsets.get(i))
+        else {
+            return Err(BlockLogError::NoSuchBlock {
+                path: self.path.clone(),
+                number: start,
+                height: self.height(),
+            });
+        };
+        let mut file = File::open(&self.path).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(*offset)).map_err(|e| self.io(e))?;
+        let mut reader = BufReader::new(file.take(self.end - offset));
+        let mut blocks = Vec::new();
+        for number in start..self.height() {
+            match read_frame(&mut reader).map_err(|e| self.io(e))? {
+                Frame::Block(block, _) => blocks.push(block),
+                Frame::End => {
+                    return Err(BlockLogError::Corrupt {
+                        path: self.path.clone(),
+                        number,
+                        reason: "incomplete or failing its checksum".into(),
+                    });
+                }
+            }
+        }
+        Ok(blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_after(log: &ChannelLog, txs: &[&[u8]]) -> Block {
+        let codes = vec![TxValidationCode::Valid; txs.len()];
+        new_block(
+            log.height(),
+            log.last_hash().to_vec(),
+            txs.iter().map(|t| t.to_vec()).collect(),
+            &codes,
+        )
+    }
+
+    #[test]
+    fn the_header_is_encoded_as_go_asn1_marshals_it() {
+        let header = BlockHeader {
+            number: 0,
+            previous_hash: Vec::new(),
+            data_hash: vec![0xaa; 2],
+        };
+        assert_eq!(
+            block_header_bytes(&header),
+            [0x30, 0x09, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x02, 0xaa, 0xaa]
+        );
+        let header = BlockHeader {
+            number: 128,
+            previous_hash: vec![1; 32],
+            data_hash: vec![2; 32],
+        };
+        let bytes = block_header_bytes(&header);
+        assert_eq!(&bytes[..6], [0x30, 0x48, 0x02, 0x02, 0x00, 0x80]);
+        assert_eq!(bytes.len(), 2 + 0x48);
+    }
+
+    #[test]
+    fn blocks_are_chained_and_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ch.blocks");
+        let (mut log, _) = ChannelLog::open(&path).unwrap();
+        let first = block_after(&log, &[b"tx0", b"tx1"]);
+        log.append(&first).unwrap();
+        let second = block_after(&log, &[b"tx2"]);
+        log.append(&second).unwrap();
+        assert_eq!(
+            second.header.as_ref().unwrap().previous_hash,
+            block_header_hash(first.header.as_ref().unwrap())
+        );
+        assert_eq!(
+            first.header.as_ref().unwrap().data_hash,
+            Sha256::digest(b"tx0tx1").to_vec()
+        );
+        drop(log);
+        let (log, recovery) = ChannelLog::open(&path).unwrap();
+        assert_eq!(recovery.truncated_bytes, 0);
+        assert_eq!(log.height(), 2);
+        assert_eq!(log.read_from(0).unwrap(), vec![first, second.clone()]);
+        assert_eq!(log.read_from(1).unwrap(), vec![second]);
+        assert!(log.read_from(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_back_to_the_last_complete_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ch.blocks");
+        let (mut log, _) = ChannelLog::open(&path).unwrap();
+        let first = block_after(&log, &[b"tx0"]);
+        log.append(&first).unwrap();
+        let complete_len = std::fs::metadata(&path).unwrap().len();
+        let second = block_after(&log, &[b"tx1"]);
+        log.append(&second).unwrap();
+        drop(log);
+        // Cut the second frame in half, as a crash during the write would.
+        let full = std::fs::metadata(&path).unwrap().len();
+        let torn = complete_len + (full - complete_len) / 2;
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(torn)
+            .unwrap();
+        let (mut log, recovery) = ChannelLog::open(&path).unwrap();
+        assert_eq!(recovery.truncated_bytes, torn - complete_len);
+        assert_eq!(log.height(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), complete_len);
+        // The next append continues the chain from the last complete block.
+        let again = block_after(&log, &[b"tx1"]);
+        log.append(&again).unwrap();
+        assert_eq!(log.read_from(0).unwrap(), vec![first, again]);
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_block_fails_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ch.blocks");
+        let (mut log, _) = ChannelLog::open(&path).unwrap();
+        log.append(&block_after(&log, &[b"tx0"])).unwrap();
+        drop(log);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let (log, recovery) = ChannelLog::open(&path).unwrap();
+        assert_eq!(log.height(), 0);
+        assert_eq!(recovery.truncated_bytes, bytes.len() as u64);
+    }
+
+    #[test]
+    fn only_the_next_block_number_is_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _) = ChannelLog::open(&dir.path().join("ch.blocks")).unwrap();
+        let skipped = new_block(1, Vec::new(), Vec::new(), &[]);
+        assert!(matches!(
+            log.append(&skipped),
+            Err(BlockLogError::WrongNumber {
+                found: 1,
+                expected: 0,
+                ..
+            })
+        ));
+        assert_eq!(log.height(), 0);
+    }
+
+    #[test]
+    fn the_transactions_filter_holds_one_code_per_transaction() {
+        let block = new_block(
+            0,
+            Vec::new(),
+            vec![b"a".to_vec(), b"b".to_vec()],
+            &[
+                TxValidationCode::Valid,
+                TxValidationCode::MvccReadConflict,
+            ],
+        );
+        assert_eq!(block.metadata.as_ref().unwrap().metadata.len(), 5);
+        assert_eq!(block.metadata.as_ref().unwrap().metadata[2], vec![0, 11]);
+        assert_eq!(
+            transactions_filter(&block),
+            vec![TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+        );
+    }
+}

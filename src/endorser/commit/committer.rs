@@ -1,0 +1,717 @@
+//! The embedded single-node commit path: an orderer and a committing peer in one.
+//!
+//! [`Committer::submit`] takes a signed transaction envelope. Envelopes that do not decode or
+//! whose creator did not sign them are refused (like an orderer's Broadcast) and leave no trace.
+//! Every other envelope is committed in a block, in this order, per channel and one block at a
+//! time:
+//!
+//! 1. decide each transaction's validation code: structure and proposal hash, duplicate tx id,
+//!    endorsement policy, then MVCC against the world state (a dry run of the store's own
+//!    validation, which sees the writes of earlier valid transactions of the same block);
+//! 2. append the block (envelopes + codes) to the channel's block log and fsync it;
+//! 3. apply the valid write sets to the world state in one redb transaction (the store
+//!    re-validates and must reach the same codes);
+//! 4. record the statuses, then wake waiters and subscribers.
+//!
+//! A crash between 2 and 3 leaves the log one block ahead of the state; [`Committer::open`] (and
+//! the next commit) re-applies such blocks from the log with their recorded codes. The state can
+//! never be ahead of the log; if it is (the log was removed or cut), opening fails with a clear
+//! error instead of guessing. Concurrent submits on a channel are batched into one block.
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+
+use prost::Message;
+use tokio::sync::{Notify, broadcast, oneshot};
+
+use super::blocklog::{BlockLogError, ChannelLog, new_block, transactions_filter};
+use super::transaction::{
+    EndorsedAction, EndorsementPolicy, EnvelopeError, EnvelopeHeader, accept_envelope,
+    decode_envelope, unpack_action,
+};
+use crate::endorser::identity::TrustStore;
+use crate::endorser::ledger::{CommitTx, StoreError, WorldState};
+use crate::proto::common::{Block, Envelope};
+use crate::proto::protos::{ChaincodeEvent, TxValidationCode};
+use crate::proto::rwset::TxReadWriteSet;
+
+/// File name suffix of a channel's block log inside the committer's directory.
+const LOG_SUFFIX: &str = ".blocks";
+/// Most transactions cut into one block; more waiting submits go into the next one.
+const MAX_BLOCK_TXS: usize = 500;
+/// Committed blocks buffered for slow subscribers before they start missing blocks.
+const SUBSCRIBER_BUFFER: usize = 1024;
+/// Fabric's longest channel name.
+const MAX_CHANNEL_NAME: usize = 249;
+
+/// Where a committed transaction ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxStatus {
+    pub block_number: u64,
+    pub code: TxValidationCode,
+}
+
+/// One transaction of a committed block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedTx {
+    pub tx_id: String,
+    pub code: TxValidationCode,
+    /// `ChaincodeAction.events` of a VALID transaction (none for an invalid one).
+    pub chaincode_events: Vec<ChaincodeEvent>,
+}
+
+/// A block as committed on a channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommittedBlock {
+    pub channel: String,
+    pub number: u64,
+    pub txs: Vec<CommittedTx>,
+}
+
+/// The commit path could not do its work; nothing that was acknowledged is lost.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("commit directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Log(#[from] BlockLogError),
+    #[error("world state: {0}")]
+    Store(#[from] StoreError),
+    #[error(
+        "channel {channel}: the world state holds {state_height} blocks but the block log only \
+         {log_height}; the log was removed or cut, restore it (or start from an empty world state)"
+    )]
+    StateAheadOfLog {
+        channel: String,
+        state_height: u64,
+        log_height: u64,
+    },
+    #[error("channel {channel} block {number}: {reason}")]
+    Inconsistent {
+        channel: String,
+        number: u64,
+        reason: String,
+    },
+    #[error(
+        "block {number} of channel {channel} is in the block log but could not be applied to the \
+         world state yet ({source}); it is applied on the next commit or restart"
+    )]
+    NotApplied {
+        channel: String,
+        number: u64,
+        source: StoreError,
+    },
+    #[error("the commit task stopped: {0}")]
+    Task(String),
+}
+
+/// Why a submitted transaction has no status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SubmitError {
+    /// Refused before ordering: nothing was appended.
+    #[error(transparent)]
+    Refused(#[from] EnvelopeError),
+    /// The block holding the transaction could not be made durable or applied.
+    #[error("the transaction was not committed: {0}")]
+    Commit(Arc<CommitError>),
+}
+
+impl From<CommitError> for SubmitError {
+    fn from(error: CommitError) -> Self {
+        SubmitError::Commit(Arc::new(error))
+    }
+}
+
+/// What the committer enforces besides the trust store.
+#[derive(Debug, Clone, Default)]
+pub struct CommitterConfig {
+    pub policy: EndorsementPolicy,
+    /// Channels that accept transactions; `None` accepts any valid channel name.
+    pub channels: Option<HashSet<String>>,
+}
+
+/// Fabric's channel name rule (`[a-z][a-z0-9.-]*`, at most 249 characters); it also keeps the
+/// name safe as a file name.
+pub fn is_valid_channel_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    name.len() <= MAX_CHANNEL_NAME
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+}
+
+/// An accepted transaction waiting for its block.
+struct Pending {
+    header: EnvelopeHeader,
+    envelope: Vec<u8>,
+    /// The structural checks: the action, or the code that makes the transaction invalid.
+    action: Result<EndorsedAction, TxValidationCode>,
+    endorsed: bool,
+    reply: oneshot::Sender<Result<TxStatus, SubmitError>>,
+}
+
+struct Channel {
+    name: String,
+    log: Mutex<ChannelLog>,
+    pending: Mutex<Vec<Pending>>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    world: WorldState,
+    trust: Arc<TrustStore>,
+    config: CommitterConfig,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    /// channel → tx id → status of the first transaction with that id.
+    statuses: RwLock<HashMap<String, HashMap<String, TxStatus>>>,
+    blocks: broadcast::Sender<Arc<CommittedBlock>>,
+    committed: Notify,
+}
+
+/// The commit path: cheap to clone, shared by the gateway's handlers.
+#[derive(Clone)]
+pub struct Committer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Committer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Committer")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Locks a mutex, going on after a panic elsewhere: every critical section here leaves the
+/// data consistent (the log's own state is only advanced after a durable append).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Committer {
+    /// Opens the block logs in `dir` (created if missing) over `world`, with the default
+    /// [`CommitterConfig`] (any channel, at least one trusted org endorses).
+    pub fn open(
+        dir: &Path,
+        world: WorldState,
+        trust: Arc<TrustStore>,
+    ) -> Result<Committer, CommitError> {
+        Self::open_with(dir, world, trust, CommitterConfig::default())
+    }
+
+    /// Opens the block logs in `dir`: cuts torn tails, rebuilds the tx-id index, re-applies
+    /// blocks the world state is missing, and refuses a world state that is ahead of its log.
+    pub fn open_with(
+        dir: &Path,
+        world: WorldState,
+        trust: Arc<TrustStore>,
+        config: CommitterConfig,
+    ) -> Result<Committer, CommitError> {
+        let io = |source| CommitError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let inner = Inner {
+            dir: dir.to_path_buf(),
+            world,
+            trust,
+            config,
+            channels: Mutex::default(),
+            statuses: RwLock::default(),
+            blocks: broadcast::channel(SUBSCRIBER_BUFFER).0,
+            committed: Notify::new(),
+        };
+        let mut logged = HashSet::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let name = entry.map_err(io)?.file_name();
+            let Some(channel) = name.to_str().and_then(|n| n.strip_suffix(LOG_SUFFIX)) else {
+                continue;
+            };
+            if !is_valid_channel_name(channel) {
+                continue;
+            }
+            let channel = inner.open_channel(channel)?;
+            let log = lock(&channel.log);
+            inner.index_and_catch_up(&channel.name, &log, true)?;
+            drop(log);
+            logged.insert(channel.name.clone());
+        }
+        for channel in inner.world.channels()? {
+            let state_height = inner.world.height(&channel)?;
+            if !logged.contains(&channel) && state_height > 0 {
+                return Err(CommitError::StateAheadOfLog {
+                    channel,
+                    state_height,
+                    log_height: 0,
+                });
+            }
+        }
+        Ok(Committer {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Orders, validates and commits one transaction envelope; resolves once its block is durable
+    /// and applied, with the transaction's validation code. A refused envelope changes nothing.
+    pub async fn submit(&self, envelope: Envelope) -> Result<TxStatus, SubmitError> {
+        let inner = self.inner.clone();
+        let now = SystemTime::now();
+        // Signature checks and the blocking commit (file IO, fsync, redb) run off the async
+        // threads. The commit runs to its end even if this future is dropped.
+        let reply = tokio::task::spawn_blocking(move || inner.enqueue_and_commit(envelope, now))
+            .await
+            .map_err(|e| CommitError::Task(e.to_string()))??;
+        reply
+            .await
+            .map_err(|_| CommitError::Task("the commit ended without an answer".into()))?
+    }
+
+    /// The status of `tx_id` on `channel`, once its block is committed.
+    pub fn status(&self, channel: &str, tx_id: &str) -> Option<TxStatus> {
+        self.inner.status(channel, tx_id)
+    }
+
+    /// Resolves with the status of `tx_id` on `channel` once it is committed (at once if it
+    /// already is). The caller bounds the wait.
+    pub async fn wait_status(&self, channel: &str, tx_id: &str) -> TxStatus {
+        loop {
+            let notified = self.inner.committed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a commit in between is not missed.
+            notified.as_mut().enable();
+            if let Some(status) = self.status(channel, tx_id) {
+                return status;
+            }
+            notified.await;
+        }
+    }
+
+    /// Every block committed from now on, on every channel.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<CommittedBlock>> {
+        self.inner.blocks.subscribe()
+    }
+
+    /// The committed blocks of `channel` from number `start` on, read from the block log (empty
+    /// for a channel without blocks). Reads files: call it from a blocking context for long logs.
+    pub fn blocks_from(
+        &self,
+        channel: &str,
+        start: u64,
+    ) -> Result<Vec<Arc<CommittedBlock>>, CommitError> {
+        self.raw_blocks_from(channel, start)?
+            .iter()
+            .map(|block| committed_block(channel, block).map(Arc::new))
+            .collect()
+    }
+
+    /// The Fabric `common.Block`s of `channel` from number `start` on, as logged.
+    pub fn raw_blocks_from(&self, channel: &str, start: u64) -> Result<Vec<Block>, CommitError> {
+        let Some(channel) = lock(&self.inner.channels).get(channel).cloned() else {
+            return Ok(Vec::new());
+        };
+        let blocks = lock(&channel.log).read_from(start)?;
+        Ok(blocks)
+    }
+
+    /// Number of blocks committed on `channel`.
+    pub fn height(&self, channel: &str) -> u64 {
+        lock(&self.inner.channels)
+            .get(channel)
+            .map(|c| lock(&c.log).height())
+            .unwrap_or(0)
+    }
+}
+
+/// Decodes a logged block into what subscribers see.
+fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, CommitError> {
+    let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
+    let corrupt = |reason: String| CommitError::Inconsistent {
+        channel: channel.to_string(),
+        number,
+        reason,
+    };
+    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
+    let codes = transactions_filter(block);
+    if codes.len() != data.len() {
+        return Err(corrupt(format!(
+            "{} validation codes for {} transactions",
+            codes.len(),
+            data.len()
+        )));
+    }
+    let mut txs = Vec::with_capacity(data.len());
+    for (index, (bytes, code)) in data.iter().zip(codes).enumerate() {
+        let header = Envelope::decode(bytes.as_slice())
+            .map_err(|e| e.to_string())
+            .and_then(|envelope| decode_envelope(&envelope).map_err(|e| e.to_string()))
+            .map_err(|reason| corrupt(format!("transaction {index}: {reason}")))?;
+        let chaincode_events = if code == TxValidationCode::Valid {
+            unpack_action(&header)
+                .map_err(|code| {
+                    corrupt(format!(
+                        "VALID transaction {index} does not unpack ({code:?})"
+                    ))
+                })?
+                .event
+                .into_iter()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        txs.push(CommittedTx {
+            tx_id: header.tx_id().to_string(),
+            code,
+            chaincode_events,
+        });
+    }
+    Ok(CommittedBlock {
+        channel: channel.to_string(),
+        number,
+        txs,
+    })
+}
+
+/// A logged block's transactions ready to re-apply: headers, actions and recorded codes.
+struct Replay {
+    headers: Vec<EnvelopeHeader>,
+    rwsets: Vec<TxReadWriteSet>,
+    codes: Vec<TxValidationCode>,
+    committed: CommittedBlock,
+}
+
+fn replay_of(channel: &str, block: &Block) -> Result<Replay, CommitError> {
+    let committed = committed_block(channel, block)?;
+    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
+    let codes = transactions_filter(block);
+    let mut headers = Vec::with_capacity(data.len());
+    let mut rwsets = Vec::with_capacity(data.len());
+    for (bytes, code) in data.iter().zip(&codes) {
+        // committed_block decoded these already; the errors cannot occur here.
+        let header = Envelope::decode(bytes.as_slice())
+            .ok()
+            .and_then(|envelope| decode_envelope(&envelope).ok());
+        let Some(header) = header else {
+            return Err(CommitError::Inconsistent {
+                channel: channel.to_string(),
+                number: committed.number,
+                reason: "an envelope does not decode".into(),
+            });
+        };
+        let rwset = match code {
+            TxValidationCode::Valid => unpack_action(&header)
+                .map(|action| action.rwset)
+                .unwrap_or_default(),
+            _ => TxReadWriteSet::default(),
+        };
+        headers.push(header);
+        rwsets.push(rwset);
+    }
+    Ok(Replay {
+        headers,
+        rwsets,
+        codes,
+        committed,
+    })
+}
+
+impl Inner {
+    fn status(&self, channel: &str, tx_id: &str) -> Option<TxStatus> {
+        self.statuses
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(channel)?
+            .get(tx_id)
+            .copied()
+    }
+
+    fn is_served(&self, channel: &str) -> bool {
+        is_valid_channel_name(channel)
+            && self
+                .config
+                .channels
+                .as_ref()
+                .is_none_or(|served| served.contains(channel))
+    }
+
+    /// The channel's open log, opening (or creating) it on first use.
+    fn open_channel(&self, name: &str) -> Result<Arc<Channel>, CommitError> {
+        let mut channels = lock(&self.channels);
+        if let Some(channel) = channels.get(name) {
+            return Ok(channel.clone());
+        }
+        let (log, recovery) = ChannelLog::open(&self.dir.join(format!("{name}{LOG_SUFFIX}")))?;
+        if recovery.truncated_bytes > 0 {
+            tracing::warn!(
+                channel = name,
+                bytes = recovery.truncated_bytes,
+                height = log.height(),
+                "cut an incomplete block off the end of the block log"
+            );
+        }
+        let state_height = self.world.height(name)?;
+        if state_height > log.height() {
+            return Err(CommitError::StateAheadOfLog {
+                channel: name.to_string(),
+                state_height,
+                log_height: log.height(),
+            });
+        }
+        let channel = Arc::new(Channel {
+            name: name.to_string(),
+            log: Mutex::new(log),
+            pending: Mutex::default(),
+        });
+        channels.insert(name.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Indexes the log's blocks (all of them when `index_all`, else only those re-applied) and
+    /// re-applies the blocks the world state does not have yet, with their recorded codes.
+    fn index_and_catch_up(
+        &self,
+        channel: &str,
+        log: &ChannelLog,
+        index_all: bool,
+    ) -> Result<(), CommitError> {
+        let state_height = self.world.height(channel)?;
+        if state_height > log.height() {
+            return Err(CommitError::StateAheadOfLog {
+                channel: channel.to_string(),
+                state_height,
+                log_height: log.height(),
+            });
+        }
+        let first = if index_all { 0 } else { state_height };
+        let mut replayed = false;
+        for block in log.read_from(first)? {
+            let replay = replay_of(channel, &block)?;
+            let number = replay.committed.number;
+            if number >= state_height {
+                let txs: Vec<CommitTx<'_>> = replay
+                    .headers
+                    .iter()
+                    .zip(&replay.rwsets)
+                    .map(|(header, rwset)| CommitTx {
+                        tx_id: header.tx_id(),
+                        timestamp: header.timestamp(),
+                        rwset,
+                    })
+                    .collect();
+                let applied = self
+                    .world
+                    .commit_block_prechecked(channel, &txs, &replay.codes)?;
+                if applied.block_num != number || applied.validation != replay.codes {
+                    return Err(CommitError::Inconsistent {
+                        channel: channel.to_string(),
+                        number,
+                        reason: format!(
+                            "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
+                            applied.block_num, applied.validation, replay.codes
+                        ),
+                    });
+                }
+                tracing::info!(channel, block = number, "re-applied a logged block");
+                replayed = true;
+            }
+            self.index(&replay.committed);
+            if number >= state_height {
+                // Ignored when nobody listens.
+                let _ = self.blocks.send(Arc::new(replay.committed));
+            }
+        }
+        if replayed {
+            self.committed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Records the statuses of a committed block; the first transaction with an id keeps it.
+    fn index(&self, block: &CommittedBlock) {
+        let mut statuses = self
+            .statuses
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let channel = statuses.entry(block.channel.clone()).or_default();
+        for tx in &block.txs {
+            channel.entry(tx.tx_id.clone()).or_insert(TxStatus {
+                block_number: block.number,
+                code: tx.code,
+            });
+        }
+    }
+
+    /// Accepts the envelope, queues it on its channel and commits what is queued there.
+    fn enqueue_and_commit(
+        &self,
+        envelope: Envelope,
+        now: SystemTime,
+    ) -> Result<oneshot::Receiver<Result<TxStatus, SubmitError>>, SubmitError> {
+        let header = accept_envelope(&envelope, &self.trust, |c| self.is_served(c), now)?;
+        let action = unpack_action(&header);
+        let endorsed = action
+            .as_ref()
+            .is_ok_and(|action| self.config.policy.is_satisfied(action, &self.trust, now));
+        let channel = self.open_channel(header.channel_id())?;
+        let (reply, answer) = oneshot::channel();
+        lock(&channel.pending).push(Pending {
+            header,
+            envelope: envelope.encode_to_vec(),
+            action,
+            endorsed,
+            reply,
+        });
+        self.drain(&channel);
+        Ok(answer)
+    }
+
+    /// Commits everything queued on `channel`, one block per batch. Whoever holds the log
+    /// commits the transactions queued meanwhile by others.
+    fn drain(&self, channel: &Channel) {
+        let mut log = lock(&channel.log);
+        loop {
+            let batch: Vec<Pending> = {
+                let mut pending = lock(&channel.pending);
+                let take = pending.len().min(MAX_BLOCK_TXS);
+                pending.drain(..take).collect()
+            };
+            if batch.is_empty() {
+                return;
+            }
+            match self.commit_batch(channel, &mut log, &batch) {
+                Ok(statuses) => {
+                    for (pending, status) in batch.into_iter().zip(statuses) {
+                        // The submitter may have gone away; the transaction is committed anyway.
+                        let _ = pending.reply.send(Ok(status));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(channel = %channel.name, %error, "commit failed");
+                    let error = Arc::new(error);
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(SubmitError::Commit(error.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decides the codes of `batch`, appends it as the next block and applies it.
+    fn commit_batch(
+        &self,
+        channel: &Channel,
+        log: &mut ChannelLog,
+        batch: &[Pending],
+    ) -> Result<Vec<TxStatus>, CommitError> {
+        let name = channel.name.as_str();
+        // A block logged but not applied (a failed apply earlier) goes first.
+        self.index_and_catch_up(name, log, false)?;
+        let number = log.height();
+        let empty = TxReadWriteSet::default();
+        let mut seen = HashSet::new();
+        let mut prechecked = Vec::with_capacity(batch.len());
+        let mut txs = Vec::with_capacity(batch.len());
+        for pending in batch {
+            let tx_id = pending.header.tx_id();
+            let duplicate = !seen.insert(tx_id) || self.status(name, tx_id).is_some();
+            // Fabric's order: structure, duplicate id, endorsement policy, then MVCC.
+            let code = match &pending.action {
+                Err(code) => *code,
+                Ok(_) if duplicate => TxValidationCode::DuplicateTxid,
+                Ok(_) if !pending.endorsed => TxValidationCode::EndorsementPolicyFailure,
+                Ok(_) => TxValidationCode::Valid,
+            };
+            prechecked.push(code);
+            txs.push(CommitTx {
+                tx_id,
+                timestamp: pending.header.timestamp(),
+                rwset: match &pending.action {
+                    Ok(action) if code == TxValidationCode::Valid => &action.rwset,
+                    _ => &empty,
+                },
+            });
+        }
+        let decided = self.world.validate_block(name, &txs, &prechecked)?;
+        if decided.block_num != number {
+            return Err(CommitError::Inconsistent {
+                channel: name.to_string(),
+                number,
+                reason: format!("the world state expects block {}", decided.block_num),
+            });
+        }
+        let block = new_block(
+            number,
+            log.last_hash().to_vec(),
+            batch.iter().map(|p| p.envelope.clone()).collect(),
+            &decided.validation,
+        );
+        log.append(&block)?;
+        let applied = self
+            .world
+            .commit_block_prechecked(name, &txs, &prechecked)
+            .map_err(|source| CommitError::NotApplied {
+                channel: name.to_string(),
+                number,
+                source,
+            })?;
+        if applied != decided {
+            return Err(CommitError::Inconsistent {
+                channel: name.to_string(),
+                number,
+                reason: format!(
+                    "applying gave codes {:?}, the log records {:?}",
+                    applied.validation, decided.validation
+                ),
+            });
+        }
+        let committed = CommittedBlock {
+            channel: name.to_string(),
+            number,
+            txs: batch
+                .iter()
+                .zip(&decided.validation)
+                .map(|(pending, code)| CommittedTx {
+                    tx_id: pending.header.tx_id().to_string(),
+                    code: *code,
+                    chaincode_events: match &pending.action {
+                        Ok(action) if *code == TxValidationCode::Valid => {
+                            action.event.iter().cloned().collect()
+                        }
+                        _ => Vec::new(),
+                    },
+                })
+                .collect(),
+        };
+        self.index(&committed);
+        let _ = self.blocks.send(Arc::new(committed));
+        self.committed.notify_waiters();
+        Ok(decided
+            .validation
+            .iter()
+            .map(|code| TxStatus {
+                block_number: number,
+                code: *code,
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_names_follow_fabric_and_are_safe_file_names() {
+        for good in ["mychannel", "a", "ch-1.test"] {
+            assert!(is_valid_channel_name(good), "{good}");
+        }
+        for bad in ["", "MyChannel", "1ch", "../etc", "a/b", "ch\0", &"a".repeat(250)] {
+            assert!(!is_valid_channel_name(bad), "{bad:?}");
+        }
+    }
+}
