@@ -46,7 +46,8 @@ function describeError(err) {
         code: err.code,
         message: err.message,
         details: (err.details ?? []).map((d) => ({mspId: d.mspId, address: d.address, message: d.message})),
-        status: err.code !== undefined && err.transactionId && typeof err.code === 'number' ? codeName(err.code) : undefined,
+        // A CommitError's code is the transaction's validation code, not a gRPC status.
+        status: err.constructor.name === 'CommitError' ? codeName(err.code) : undefined,
     };
 }
 

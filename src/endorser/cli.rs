@@ -208,7 +208,7 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
         tls,
         &args.chaincode,
     );
-    let mut node = node::start(config).await?;
+    let node = node::start(config).await?;
     for chaincode in &args.chaincodes {
         let dir = std::fs::canonicalize(&chaincode.dir)
             .with_context(|| format!("chaincode {} directory", chaincode.name))?;
