@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use prost::Message;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
@@ -66,6 +66,8 @@ pub struct GatewayService {
     endorser: Arc<EndorserContext>,
     committer: Committer,
     config: Arc<GatewayConfig>,
+    /// Becomes true when the node stops: open event streams and waits end so the server can.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl GatewayService {
@@ -74,7 +76,15 @@ impl GatewayService {
             endorser,
             committer,
             config: Arc::new(config),
+            shutdown: watch::channel(false).1,
         }
+    }
+
+    /// Ends ChaincodeEvents streams and CommitStatus waits when `shutdown` becomes true; a
+    /// graceful server shutdown waits for them otherwise.
+    pub fn with_shutdown(mut self, shutdown: watch::Receiver<bool>) -> Self {
+        self.shutdown = shutdown;
+        self
     }
 
     pub fn into_server(self) -> GatewayServer<Self> {
@@ -251,14 +261,18 @@ impl Gateway for GatewayService {
         let wait = self
             .committer
             .wait_status(&request.channel_id, &request.transaction_id);
-        let status = tokio::time::timeout(self.config.commit_status_timeout, wait)
-            .await
-            .map_err(|_| {
+        let mut shutdown = self.shutdown.clone();
+        let status = tokio::select! {
+            waited = tokio::time::timeout(self.config.commit_status_timeout, wait) => waited.map_err(|_| {
                 Status::deadline_exceeded(format!(
                     "transaction {} was not committed on channel {} within {:?}",
                     request.transaction_id, request.channel_id, self.config.commit_status_timeout
                 ))
-            })?;
+            })?,
+            _ = stopped(&mut shutdown) => {
+                return Err(Status::unavailable("the endorser is shutting down"));
+            }
+        };
         Ok(Response::new(CommitStatusResponse {
             result: status.code as i32,
             block_number: status.block_number,
@@ -276,11 +290,7 @@ impl Gateway for GatewayService {
             Status::invalid_argument(format!("malformed ChaincodeEventsRequest: {err}"))
         })?;
         self.verify_signed_request(&signed.request, &request.identity, &signed.signature)?;
-        let height = self
-            .endorser
-            .world
-            .height(&request.channel_id)
-            .map_err(|err| Status::internal(format!("reading the ledger height: {err}")))?;
+        let height = self.committer.height(&request.channel_id);
         let start = match request.start_position.and_then(|p| p.r#type) {
             Some(Seek::Specified(specified)) => specified.number,
             Some(Seek::Oldest(_)) => 0,
@@ -297,7 +307,13 @@ impl Gateway for GatewayService {
                 .then_some(request.after_transaction_id),
             next_block: start,
         };
-        tokio::spawn(stream_events(self.committer.clone(), filter, live, tx));
+        tokio::spawn(stream_events(
+            self.committer.clone(),
+            filter,
+            live,
+            tx,
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream))
     }
 }
@@ -342,6 +358,15 @@ impl EventFilter {
     }
 }
 
+/// Resolves once the node is stopping; never when nobody can stop it (no sender).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 type EventSender = mpsc::Sender<Result<ChaincodeEventsResponse, Status>>;
 
 /// Sends what the log holds from the start block, then follows new commits, until the client
@@ -351,6 +376,7 @@ async fn stream_events(
     mut filter: EventFilter,
     mut live: broadcast::Receiver<Arc<CommittedBlock>>,
     tx: EventSender,
+    mut shutdown: watch::Receiver<bool>,
 ) {
     if !catch_up(&committer, &mut filter, &tx).await {
         return;
@@ -358,6 +384,11 @@ async fn stream_events(
     loop {
         tokio::select! {
             _ = tx.closed() => return,
+            _ = stopped(&mut shutdown) => {
+                // Never wait on a client that is not reading: the shutdown must not block.
+                let _ = tx.try_send(Err(Status::unavailable("the endorser is shutting down")));
+                return;
+            }
             received = live.recv() => match received {
                 Ok(block) => {
                     if let Some(response) = filter.take(&block)
@@ -380,8 +411,19 @@ async fn stream_events(
 /// Sends the matching events of every logged block from the filter's next block; false when the
 /// stream is over (client gone or the log unreadable, which the client is told).
 async fn catch_up(committer: &Committer, filter: &mut EventFilter, tx: &EventSender) -> bool {
-    let blocks = match committer.blocks_from(&filter.channel, filter.next_block) {
-        Ok(blocks) => blocks,
+    let (reader, channel, start) = (committer.clone(), filter.channel.clone(), filter.next_block);
+    // The log is read from files: off the async threads.
+    let read = tokio::task::spawn_blocking(move || reader.blocks_from(&channel, start)).await;
+    let blocks = match read {
+        Ok(Ok(blocks)) => blocks,
+        Ok(Err(err)) => {
+            let _ = tx
+                .send(Err(Status::internal(format!(
+                    "reading the block log: {err}"
+                ))))
+                .await;
+            return false;
+        }
         Err(err) => {
             let _ = tx
                 .send(Err(Status::internal(format!(

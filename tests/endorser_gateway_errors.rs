@@ -1,0 +1,278 @@
+//! The Gateway's refusals, over gRPC against a node started in-process on the real Node contract
+//! chaincode: what a client that gets a detail wrong sees, and that nothing is committed for it.
+//! The happy path with Hyperledger's client is tests/endorser_gateway.rs.
+mod proposal_support;
+mod support;
+
+use std::time::Duration;
+
+use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
+use chaincode_operator::endorser::identity::{SigningIdentity, load_signing_identity};
+use chaincode_operator::endorser::node::{self, NodeConfig, RunningNode};
+use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
+use chaincode_operator::proto::common::Envelope;
+use chaincode_operator::proto::gateway::gateway_client::GatewayClient;
+use chaincode_operator::proto::gateway::{
+    ChaincodeEventsRequest, CommitStatusRequest, EndorseRequest, ErrorDetail, EvaluateRequest,
+    SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest,
+};
+use chaincode_operator::proto::orderer::{SeekPosition, SeekSpecified, seek_position};
+use chaincode_operator::proto::protos::TxValidationCode;
+use prost::Message;
+use proposal_support::{CHANNEL, MSPID, Org, dev_org};
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::transport::Channel;
+
+struct Node {
+    org: Org,
+    node: RunningNode,
+    client: GatewayClient<Channel>,
+}
+
+async fn start() -> Node {
+    let org = dev_org();
+    let data = org.dir.path().join("data");
+    let mut config = NodeConfig::local(&data, org.endorser.clone(), vec![CHANNEL.to_string()]);
+    config.organizations = vec![
+        chaincode_operator::endorser::identity::load_organization(
+            MSPID,
+            &org.crypto.paths.endorser.dir,
+        )
+        .unwrap(),
+    ];
+    config.chaincode_plaintext = true;
+    config.launcher.logging.level = "warning".into();
+    let node = node::start(config).await.expect("node starts");
+    let package_id = "basic:contract";
+    node.runtime
+        .add_source(package_id, support::installed_e2e_dir("chaincodes/contract"));
+    node.lifecycle
+        .definitions()
+        .define(CHANNEL, "basic", package_id);
+    let client = GatewayClient::connect(format!("http://{}", node.address))
+        .await
+        .unwrap();
+    Node { org, node, client }
+}
+
+fn proposal(signer: &SigningIdentity, args: &[&str]) -> (chaincode_operator::proto::protos::SignedProposal, String) {
+    signed_proposal(
+        signer,
+        &ProposalSpec::new(CHANNEL, "basic", args.iter().map(|a| a.as_bytes().to_vec())),
+    )
+    .unwrap()
+}
+
+fn detail_messages(status: &tonic::Status) -> Vec<String> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct RpcStatus {
+        #[prost(int32, tag = "1")]
+        code: i32,
+        #[prost(string, tag = "2")]
+        message: String,
+        #[prost(message, repeated, tag = "3")]
+        details: Vec<prost_types::Any>,
+    }
+    RpcStatus::decode(status.details())
+        .map(|rpc| {
+            rpc.details
+                .iter()
+                .map(|any| ErrorDetail::decode(any.value.as_slice()).unwrap().message)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn signed_status_request(
+    signer: &SigningIdentity,
+    identity: &[u8],
+    tx_id: &str,
+) -> SignedCommitStatusRequest {
+    let request = CommitStatusRequest {
+        transaction_id: tx_id.to_string(),
+        channel_id: CHANNEL.to_string(),
+        identity: identity.to_vec(),
+    }
+    .encode_to_vec();
+    SignedCommitStatusRequest {
+        signature: signer.sign(&request),
+        request,
+    }
+}
+
+/// Endorses `args` as `signer` and returns the prepared (unsigned) transaction and its id.
+async fn endorse(n: &mut Node, args: &[&str]) -> (Envelope, String) {
+    let (signed, tx_id) = proposal(&n.org.user, args);
+    let prepared = n
+        .client
+        .endorse(EndorseRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(signed),
+            endorsing_organizations: Vec::new(),
+        })
+        .await
+        .expect("endorsed")
+        .into_inner()
+        .prepared_transaction
+        .expect("a prepared transaction");
+    (prepared, tx_id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_refusals_are_clear_and_commit_nothing() {
+    let mut n = start().await;
+
+    // Nothing to evaluate.
+    let err = n
+        .client
+        .evaluate(EvaluateRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+
+    // An undefined chaincode: ABORTED, and the detail names it.
+    let (undefined, tx_id) = signed_proposal(
+        &n.org.user,
+        &ProposalSpec::new(CHANNEL, "nosuchcc", [b"get".to_vec()]),
+    )
+    .unwrap();
+    let err = n
+        .client
+        .endorse(EndorseRequest {
+            transaction_id: tx_id,
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(undefined),
+            endorsing_organizations: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err}");
+    let details = detail_messages(&err);
+    assert!(
+        details.iter().any(|d| d.contains("chaincode nosuchcc is not defined on channel mychannel")),
+        "{details:?}"
+    );
+
+    // Submitting without the client's signature, or signed by someone other than the creator.
+    let (mut prepared, tx_id) = endorse(&mut n, &["put", "k", "v"]).await;
+    let err = n
+        .client
+        .submit(SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(prepared.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err}");
+    let mut forged = prepared.clone();
+    forged.signature = n.org.admin.sign(&forged.payload);
+    let err = n
+        .client
+        .submit(SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(forged),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err}");
+    assert!(err.message().contains("signature"), "{}", err.message());
+    assert_eq!(n.node.committer.status(CHANNEL, &tx_id), None, "nothing appended");
+    assert_eq!(n.node.committer.height(CHANNEL), 0);
+
+    // Signed properly: committed, and CommitStatus says so to its creator.
+    prepared.signature = n.org.user.sign(&prepared.payload);
+    n.client
+        .submit(SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(prepared),
+        })
+        .await
+        .expect("submitted");
+    let user_identity = n.org.user.serialized().to_vec();
+    let status = n
+        .client
+        .commit_status(signed_status_request(&n.org.user, &user_identity, &tx_id))
+        .await
+        .expect("commit status")
+        .into_inner();
+    assert_eq!(status.result, TxValidationCode::Valid as i32);
+    assert_eq!(status.block_number, 0);
+
+    // CommitStatus signed by a key other than the identity's, or by an untrusted organisation.
+    let err = n
+        .client
+        .commit_status(signed_status_request(&n.org.admin, &user_identity, &tx_id))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger_org = devcrypto::generate(
+        stranger_dir.path(),
+        &DevCryptoSpec {
+            mspid: "Org2MSP".into(),
+            domain: "org2.example.com".into(),
+            ..DevCryptoSpec::default()
+        },
+    )
+    .unwrap();
+    let stranger = load_signing_identity("Org2MSP", &stranger_org.paths.user.dir).unwrap();
+    let err = n
+        .client
+        .commit_status(signed_status_request(
+            &stranger,
+            &stranger.serialized().to_vec(),
+            &tx_id,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(err.message().contains("untrusted"), "{}", err.message());
+
+    // Events already in the log are replayed from the requested block.
+    let (mut emit, emit_tx) = endorse(&mut n, &["emit", "created", "k"]).await;
+    emit.signature = n.org.user.sign(&emit.payload);
+    n.client
+        .submit(SubmitRequest {
+            transaction_id: emit_tx.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(emit),
+        })
+        .await
+        .expect("submitted");
+    let request = ChaincodeEventsRequest {
+        channel_id: CHANNEL.into(),
+        chaincode_id: "basic".into(),
+        identity: user_identity.clone(),
+        start_position: Some(SeekPosition {
+            r#type: Some(seek_position::Type::Specified(SeekSpecified { number: 0 })),
+        }),
+        after_transaction_id: String::new(),
+    }
+    .encode_to_vec();
+    let mut events = n
+        .client
+        .chaincode_events(SignedChaincodeEventsRequest {
+            signature: n.org.user.sign(&request),
+            request,
+        })
+        .await
+        .expect("event stream")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("an event from the log")
+        .expect("stream open")
+        .expect("no error");
+    assert_eq!(first.block_number, 1);
+    assert_eq!(first.events.len(), 1);
+    assert_eq!(
+        (first.events[0].event_name.as_str(), first.events[0].tx_id.as_str()),
+        ("created", emit_tx.as_str())
+    );
+    n.node.shutdown().await;
+}
