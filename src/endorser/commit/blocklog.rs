@@ -120,7 +120,10 @@ pub fn transactions_filter(block: &Block) -> Vec<TxValidationCode> {
     block
         .metadata
         .as_ref()
-        .and_then(|m| m.metadata.get(BlockMetadataIndex::TransactionsFilter as usize))
+        .and_then(|m| {
+            m.metadata
+                .get(BlockMetadataIndex::TransactionsFilter as usize)
+        })
         .map(|filter| {
             filter
                 .iter()
@@ -360,7 +363,8 @@ impl ChannelLog {
             });
         };
         let mut file = File::open(&self.path).map_err(|e| self.io(e))?;
-        file.seek(SeekFrom::Start(*offset)).map_err(|e| self.io(e))?;
+        file.seek(SeekFrom::Start(*offset))
+            .map_err(|e| self.io(e))?;
         let mut reader = BufReader::new(file.take(self.end - offset));
         let mut blocks = Vec::new();
         for number in start..self.height() {
@@ -402,7 +406,9 @@ mod tests {
         };
         assert_eq!(
             block_header_bytes(&header),
-            [0x30, 0x09, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x02, 0xaa, 0xaa]
+            [
+                0x30, 0x09, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x02, 0xaa, 0xaa
+            ]
         );
         let header = BlockHeader {
             number: 128,
@@ -508,10 +514,7 @@ mod tests {
             0,
             Vec::new(),
             vec![b"a".to_vec(), b"b".to_vec()],
-            &[
-                TxValidationCode::Valid,
-                TxValidationCode::MvccReadConflict,
-            ],
+            &[TxValidationCode::Valid, TxValidationCode::MvccReadConflict],
         );
         assert_eq!(block.metadata.as_ref().unwrap().metadata.len(), 5);
         assert_eq!(block.metadata.as_ref().unwrap().metadata[2], vec![0, 11]);

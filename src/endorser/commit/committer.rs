@@ -336,7 +336,11 @@ fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, Commi
         number,
         reason,
     };
-    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
+    let data = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or(&[]);
     let codes = transactions_filter(block);
     if codes.len() != data.len() {
         return Err(corrupt(format!(
@@ -387,7 +391,11 @@ struct Replay {
 
 fn replay_of(channel: &str, block: &Block) -> Result<Replay, CommitError> {
     let committed = committed_block(channel, block)?;
-    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
+    let data = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or(&[]);
     let codes = transactions_filter(block);
     let mut headers = Vec::with_capacity(data.len());
     let mut rwsets = Vec::with_capacity(data.len());
@@ -710,7 +718,15 @@ mod tests {
         for good in ["mychannel", "a", "ch-1.test"] {
             assert!(is_valid_channel_name(good), "{good}");
         }
-        for bad in ["", "MyChannel", "1ch", "../etc", "a/b", "ch\0", &"a".repeat(250)] {
+        for bad in [
+            "",
+            "MyChannel",
+            "1ch",
+            "../etc",
+            "a/b",
+            "ch\0",
+            &"a".repeat(250),
+        ] {
             assert!(!is_valid_channel_name(bad), "{bad:?}");
         }
     }

@@ -40,9 +40,7 @@ pub enum BuildError {
         message: &'static str,
         reason: String,
     },
-    #[error(
-        "proposal response {index} was not successful: status {status}, message {message:?}"
-    )]
+    #[error("proposal response {index} was not successful: status {status}, message {message:?}")]
     NotSuccessful {
         index: usize,
         status: i32,
@@ -203,7 +201,9 @@ pub fn decode_envelope(envelope: &Envelope) -> Result<EnvelopeHeader, EnvelopeEr
         return Err(EnvelopeError::Missing("Envelope.payload"));
     }
     let payload: Payload = decode_envelope_part("Payload", &envelope.payload)?;
-    let header = payload.header.ok_or(EnvelopeError::Missing("Payload.header"))?;
+    let header = payload
+        .header
+        .ok_or(EnvelopeError::Missing("Payload.header"))?;
     let channel_header: ChannelHeader =
         decode_envelope_part("ChannelHeader", &header.channel_header)?;
     let signature_header: SignatureHeader =
@@ -319,7 +319,8 @@ pub fn unpack_action(tx: &EnvelopeHeader) -> Result<EndorsedAction, TxValidation
     }
     let chaincode_action = ChaincodeAction::decode(response_payload.extension.as_slice())
         .map_err(|_| BadResponsePayload)?;
-    let rwset = TxReadWriteSet::decode(chaincode_action.results.as_slice()).map_err(|_| BadRwset)?;
+    let rwset =
+        TxReadWriteSet::decode(chaincode_action.results.as_slice()).map_err(|_| BadRwset)?;
     let event = if chaincode_action.events.is_empty() {
         None
     } else {
@@ -409,7 +410,12 @@ impl EndorsementPolicy {
     }
 
     /// Whether the counted endorsements of `action` satisfy the policy.
-    pub fn is_satisfied(&self, action: &EndorsedAction, trust: &TrustStore, now: SystemTime) -> bool {
+    pub fn is_satisfied(
+        &self,
+        action: &EndorsedAction,
+        trust: &TrustStore,
+        now: SystemTime,
+    ) -> bool {
         let endorsing = self.endorsing_orgs(action, trust, now).len();
         let trusted = trust.organization_count();
         endorsing > 0
@@ -476,11 +482,9 @@ mod tests {
 
     #[test]
     fn the_transaction_carries_the_endorsements_and_no_transient_data() {
-        let payload = build_transaction(
-            &proposal(),
-            &[response(200, b"prp"), response(200, b"prp")],
-        )
-        .unwrap();
+        let payload =
+            build_transaction(&proposal(), &[response(200, b"prp"), response(200, b"prp")])
+                .unwrap();
         assert_eq!(payload.header.unwrap().signature_header, b"sh");
         let tx = Transaction::decode(payload.data.as_slice()).unwrap();
         assert_eq!(tx.actions.len(), 1);
