@@ -330,6 +330,24 @@ async fn the_second_of_two_transactions_endorsed_on_the_same_read_is_an_mvcc_con
 }
 
 #[tokio::test]
+async fn of_two_conflicting_transactions_submitted_together_exactly_one_is_valid() {
+    let peer = Peer::start();
+    let (_, first) = peer.transaction(&[b"put", b"k", b"v0"]).await;
+    peer.committer.submit(first).await.unwrap();
+    let (_, a) = peer.transaction(&[b"update", b"k", b"from-a"]).await;
+    let (_, b) = peer.transaction(&[b"update", b"k", b"from-b"]).await;
+    // Whether they share a block or not, the later one in the log read a stale version.
+    let (a_status, b_status) = tokio::join!(peer.committer.submit(a), peer.committer.submit(b));
+    let (a_status, b_status) = (a_status.unwrap(), b_status.unwrap());
+    let winner = match (a_status.code, b_status.code) {
+        (TxValidationCode::Valid, TxValidationCode::MvccReadConflict) => b"from-a",
+        (TxValidationCode::MvccReadConflict, TxValidationCode::Valid) => b"from-b",
+        codes => panic!("expected one VALID and one MVCC_READ_CONFLICT, got {codes:?}"),
+    };
+    assert_eq!(peer.value("k").unwrap().0, winner);
+}
+
+#[tokio::test]
 async fn concurrent_submits_each_get_the_status_the_log_records() {
     let peer = Peer::start();
     let mut envelopes = Vec::new();
