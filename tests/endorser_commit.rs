@@ -4,11 +4,15 @@
 //! block log in a temporary directory, and checked through statuses, the world state, the
 //! logged blocks and a reopened committer.
 mod proposal_support;
+mod support;
 
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use base64::Engine;
 use chaincode_operator::endorser::commit::blocklog::block_header_hash;
 use chaincode_operator::endorser::commit::{
     CommitError, Committer, CommitterConfig, EndorsementPolicy, EnvelopeError, RequiredOrgs,
@@ -734,4 +738,76 @@ fn the_envelope_is_the_proposal_header_and_the_endorsed_action() {
     let tx = Transaction::decode(payload.data.as_slice()).unwrap();
     let action = ChaincodeActionPayload::decode(tx.actions[0].payload.as_slice()).unwrap();
     assert_eq!(action.action.unwrap().proposal_response_payload, b"prp");
+}
+
+/// fabric-common 2.2 (e2e/clients/proposals.js `roundtrip`) sends its proposals to a stub peer
+/// that answers with our endorsements, then builds and signs the transaction envelope itself.
+/// Our `build_transaction` must produce the same transaction, and the committer must commit the
+/// SDK's envelope.
+#[tokio::test]
+async fn fabric_common_builds_the_same_transaction_and_its_envelope_commits() {
+    let peer = Peer::start();
+    let dir = support::e2e_dir("clients");
+    support::npm_ci(&dir);
+    let mut child = Command::new("node")
+        .arg(dir.join("proposals.js"))
+        .current_dir(&dir)
+        .arg("roundtrip")
+        .arg(MSPID)
+        .arg(&peer.org.crypto.paths.user.cert)
+        .arg(&peer.org.crypto.paths.user.key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut put = None;
+    // The script's four cases (put, get, failing, status0); only `put` matters here.
+    for _ in 0..4 {
+        let request: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let bytes = b64
+            .decode(request["signedProposal"].as_str().unwrap())
+            .unwrap();
+        let signed = SignedProposal::decode(bytes.as_slice()).unwrap();
+        let response = process_proposal(&peer.endorser, signed.clone(), SystemTime::now()).await;
+        let answer =
+            serde_json::json!({ "proposalResponse": b64.encode(response.encode_to_vec()) });
+        writeln!(stdin, "{answer}").unwrap();
+        let report: serde_json::Value =
+            serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if request["case"] == "put" {
+            put = Some((signed, response, report));
+        }
+    }
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+
+    let (signed, response, report) = put.expect("the put case");
+    assert_eq!(response.response.as_ref().unwrap().status, 200);
+    let sdk_envelope = Envelope::decode(
+        b64.decode(
+            report["envelope"]
+                .as_str()
+                .expect("fabric-common built an envelope"),
+        )
+        .unwrap()
+        .as_slice(),
+    )
+    .unwrap();
+    let sdk_payload = Payload::decode(sdk_envelope.payload.as_slice()).unwrap();
+    let proposal = Proposal::decode(signed.proposal_bytes.as_slice()).unwrap();
+    let ours = build_transaction(&proposal, std::slice::from_ref(&response)).unwrap();
+    assert_eq!(ours, sdk_payload);
+    assert_eq!(ours.encode_to_vec(), sdk_envelope.payload);
+
+    let tx_id = ChannelHeader::decode(ours.header.as_ref().unwrap().channel_header.as_slice())
+        .unwrap()
+        .tx_id;
+    assert_eq!(peer.committer.submit(sdk_envelope).await.unwrap(), valid(0));
+    assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(0)));
+    assert_eq!(peer.value("asset1").unwrap().0, b"blue");
 }
