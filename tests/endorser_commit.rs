@@ -438,6 +438,88 @@ async fn a_bad_creator_signature_or_tampered_payload_is_refused_and_logs_nothing
     assert_eq!(peer.committer.submit(envelope).await.unwrap(), valid(0));
 }
 
+/// Signs `payload` as the user, as a client that built it itself would.
+fn signed_envelope(signer: &SigningIdentity, payload: &Payload) -> Envelope {
+    let payload = payload.encode_to_vec();
+    Envelope {
+        signature: signer.sign(&payload),
+        payload,
+    }
+}
+
+#[tokio::test]
+async fn a_signed_but_broken_transaction_is_recorded_invalid_and_changes_nothing() {
+    let peer = Peer::start();
+    let (_, a) = peer.transaction(&[b"put", b"k", b"from-a"]).await;
+    let (b_id, b) = peer.transaction(&[b"put", b"k", b"from-b"]).await;
+    let a = Payload::decode(a.payload.as_slice()).unwrap();
+    let b = Payload::decode(b.payload.as_slice()).unwrap();
+
+    // B's header carrying A's endorsed action: the endorsements are for another proposal.
+    let a_action = Transaction::decode(a.data.as_slice()).unwrap().actions[0].clone();
+    let b_header = b.header.clone().unwrap();
+    let reused = Payload {
+        data: Transaction {
+            actions: vec![chaincode_operator::proto::protos::TransactionAction {
+                header: b_header.signature_header.clone(),
+                payload: a_action.payload,
+            }],
+        }
+        .encode_to_vec(),
+        ..b.clone()
+    };
+    let status = peer
+        .committer
+        .submit(signed_envelope(&peer.org.user, &reused))
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        TxStatus {
+            block_number: 0,
+            code: TxValidationCode::InvalidEndorserTransaction
+        }
+    );
+
+    // Not a transaction at all, under a fresh proposal's header.
+    let (proposal, _) = peer
+        .endorse_with(&peer.endorser, &[b"put", b"k", b"x"])
+        .await;
+    let header = Header::decode(
+        Proposal::decode(proposal.proposal_bytes.as_slice())
+            .unwrap()
+            .header
+            .as_slice(),
+    )
+    .unwrap();
+    let garbage = Payload {
+        header: Some(header),
+        data: vec![0xff; 16],
+    };
+    let status = peer
+        .committer
+        .submit(signed_envelope(&peer.org.user, &garbage))
+        .await
+        .unwrap();
+    assert_eq!(status.code, TxValidationCode::BadPayload);
+    assert_eq!(peer.value("k"), None);
+
+    // B's tx id was spent by the broken transaction: B itself is now a duplicate.
+    assert_eq!(
+        peer.committer
+            .submit(signed_envelope(&peer.org.user, &b))
+            .await
+            .unwrap()
+            .code,
+        TxValidationCode::DuplicateTxid
+    );
+    assert_eq!(
+        peer.committer.status(CHANNEL, &b_id).unwrap().code,
+        TxValidationCode::InvalidEndorserTransaction
+    );
+    assert_eq!(peer.value("k"), None);
+}
+
 /// The transaction with every occurrence of `from` replaced by `to` (same length).
 fn tamper(transaction: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     let mut out = transaction.to_vec();
