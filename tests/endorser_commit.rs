@@ -501,7 +501,7 @@ async fn a_signed_but_broken_transaction_is_recorded_invalid_and_changes_nothing
         .submit(signed_envelope(&peer.org.user, &garbage))
         .await
         .unwrap();
-    assert_eq!(status.code, TxValidationCode::BadPayload);
+    assert_eq!(status.code, TxValidationCode::InvalidEndorserTransaction);
     assert_eq!(peer.value("k"), None);
 
     // B's tx id was spent by the broken transaction: B itself is now a duplicate.

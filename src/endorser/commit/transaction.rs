@@ -284,30 +284,27 @@ pub struct EndorsedAction {
 }
 
 /// Unpacks the single chaincode action of an endorser transaction, checking its structure the
-/// way Fabric's `validateEndorserTransaction` does; the error is the code to record.
+/// way Fabric's `validateEndorserTransaction` does (any failure there is
+/// INVALID_ENDORSER_TRANSACTION), then the chaincode action and its read/write set as Fabric's
+/// committer does (BAD_RESPONSE_PAYLOAD, BAD_RWSET). The error is the code to record.
 pub fn unpack_action(tx: &EnvelopeHeader) -> Result<EndorsedAction, TxValidationCode> {
-    use TxValidationCode::{
-        BadPayload, BadResponsePayload, BadRwset, InvalidEndorserTransaction, NilTxaction,
-    };
-    let transaction = Transaction::decode(tx.data.as_slice()).map_err(|_| BadPayload)?;
+    use TxValidationCode::{BadResponsePayload, BadRwset, InvalidEndorserTransaction};
+    let transaction =
+        Transaction::decode(tx.data.as_slice()).map_err(|_| InvalidEndorserTransaction)?;
     // Fabric 2.x supports exactly one action per transaction.
     let [action] = transaction.actions.as_slice() else {
-        return Err(if transaction.actions.is_empty() {
-            NilTxaction
-        } else {
-            InvalidEndorserTransaction
-        });
+        return Err(InvalidEndorserTransaction);
     };
     // The action is the creator's: its signature header is the envelope's.
     if action.header != tx.header.signature_header {
         return Err(InvalidEndorserTransaction);
     }
-    let payload =
-        ChaincodeActionPayload::decode(action.payload.as_slice()).map_err(|_| BadPayload)?;
+    let payload = ChaincodeActionPayload::decode(action.payload.as_slice())
+        .map_err(|_| InvalidEndorserTransaction)?;
     let endorsed = payload.action.ok_or(InvalidEndorserTransaction)?;
     let response_payload =
         ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
-            .map_err(|_| BadResponsePayload)?;
+            .map_err(|_| InvalidEndorserTransaction)?;
     // The endorsements must be for this very proposal: channel header, signature header and
     // chaincode proposal payload as they are in the transaction.
     let mut hasher = Sha256::new();
@@ -321,6 +318,8 @@ pub fn unpack_action(tx: &EnvelopeHeader) -> Result<EndorsedAction, TxValidation
         .map_err(|_| BadResponsePayload)?;
     let rwset =
         TxReadWriteSet::decode(chaincode_action.results.as_slice()).map_err(|_| BadRwset)?;
+    // Fabric does not decode the event when validating; an event that cannot be delivered makes
+    // the action unusable here.
     let event = if chaincode_action.events.is_empty() {
         None
     } else {
