@@ -893,3 +893,88 @@ async fn fabric_common_builds_the_same_transaction_and_its_envelope_commits() {
     assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(0)));
     assert_eq!(peer.value("asset1").unwrap().0, b"blue");
 }
+
+/// Our logged blocks as fabric-common 2.2's `BlockDecoder` reads them
+/// (e2e/clients/blocks.js): numbers, the hash chain (data hash and ASN.1 header hash computed
+/// independently in Node with jsrsasign), the transactions filter, tx ids, writes and events.
+#[tokio::test]
+async fn fabric_common_decodes_the_logged_blocks() {
+    let peer = Peer::start();
+    let (put_id, put) = peer.transaction(&[b"put", b"k", b"v0"]).await;
+    peer.committer.submit(put).await.unwrap();
+    let (emit_id, emit) = peer
+        .transaction(&[b"emit", b"Stored", b"hello", b"k2", b"v2"])
+        .await;
+    let (a_id, a) = peer.transaction(&[b"update", b"k", b"from-a"]).await;
+    let (b_id, b) = peer.transaction(&[b"update", b"k", b"from-b"]).await;
+    peer.committer.submit(emit).await.unwrap();
+    peer.committer.submit(a).await.unwrap();
+    peer.committer.submit(b).await.unwrap();
+    let blocks = peer.committer.raw_blocks_from(CHANNEL, 0).unwrap();
+    assert_eq!(blocks.len(), 4);
+
+    let dir = support::e2e_dir("clients");
+    support::npm_ci(&dir);
+    let mut child = Command::new("node")
+        .arg(dir.join("blocks.js"))
+        .current_dir(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut stdin = child.stdin.take().unwrap();
+    for block in &blocks {
+        writeln!(stdin, "{}", b64.encode(block.encode_to_vec())).unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let decoded: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(decoded.len(), 4);
+
+    let mut previous_hash = String::new();
+    for (number, block) in decoded.iter().enumerate() {
+        assert_eq!(block["number"], number.to_string());
+        assert_eq!(block["dataHash"], block["computedDataHash"], "{block}");
+        assert_eq!(block["previousHash"], previous_hash, "block {number}");
+        previous_hash = block["computedHeaderHash"].as_str().unwrap().to_string();
+        let tx = &block["txs"][0];
+        assert_eq!(tx["channel"], CHANNEL);
+        assert_eq!(tx["type"], "ENDORSER_TRANSACTION");
+    }
+    // Our own header hash is the one Node computed.
+    let last = blocks[3].header.as_ref().unwrap();
+    assert_eq!(hex::encode(block_header_hash(last)), previous_hash);
+
+    let tx = |n: usize| &decoded[n]["txs"][0];
+    assert_eq!(tx(0)["txId"], put_id);
+    assert_eq!(
+        tx(0)["writes"],
+        serde_json::json!([{"namespace": "basic", "key": "k", "value": "v0"}])
+    );
+    assert_eq!(tx(1)["txId"], emit_id);
+    assert_eq!(
+        tx(1)["events"],
+        serde_json::json!([{"chaincodeId": "basic", "txId": emit_id, "name": "Stored", "payload": "hello"}])
+    );
+    assert_eq!(tx(2)["txId"], a_id);
+    assert_eq!(tx(3)["txId"], b_id);
+    let filters: Vec<&serde_json::Value> = decoded.iter().map(|b| &b["filter"]).collect();
+    let valid = TxValidationCode::Valid as i32;
+    let conflict = TxValidationCode::MvccReadConflict as i32;
+    assert_eq!(
+        filters,
+        [
+            &serde_json::json!([valid]),
+            &serde_json::json!([valid]),
+            &serde_json::json!([valid]),
+            &serde_json::json!([conflict]),
+        ]
+    );
+}
