@@ -228,6 +228,7 @@ impl ChannelLog {
             path: path.to_path_buf(),
             source,
         };
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -235,6 +236,12 @@ impl ChannelLog {
             .truncate(false)
             .open(path)
             .map_err(io)?;
+        if !existed {
+            // The new file's directory entry must be durable too, before any block is in it.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
         let file_len = file.metadata().map_err(io)?.len();
         let mut reader = BufReader::new(file.try_clone().map_err(io)?);
         let mut offsets = Vec::new();
@@ -349,9 +356,15 @@ impl ChannelLog {
 
     /// The blocks from number `start` to the end of the log.
     pub fn read_from(&self, start: u64) -> Result<Vec<Block>, BlockLogError> {
-        if start >= self.height() {
+        self.read_range(start, u64::MAX)
+    }
+
+    /// Up to `limit` blocks from number `start` on.
+    pub fn read_range(&self, start: u64, limit: u64) -> Result<Vec<Block>, BlockLogError> {
+        if start >= self.height() || limit == 0 {
             return Ok(Vec::new());
         }
+        let end = start.saturating_add(limit).min(self.height());
         let Some(offset) = usize::try_from(start)
             .ok()
             .and_then(|i| self.offsets.get(i))
@@ -367,7 +380,7 @@ impl ChannelLog {
             .map_err(|e| self.io(e))?;
         let mut reader = BufReader::new(file.take(self.end - offset));
         let mut blocks = Vec::new();
-        for number in start..self.height() {
+        for number in start..end {
             match read_frame(&mut reader).map_err(|e| self.io(e))? {
                 Frame::Block(block, _) => blocks.push(block),
                 Frame::End => {
@@ -441,9 +454,10 @@ mod tests {
         let (log, recovery) = ChannelLog::open(&path).unwrap();
         assert_eq!(recovery.truncated_bytes, 0);
         assert_eq!(log.height(), 2);
-        assert_eq!(log.read_from(0).unwrap(), vec![first, second.clone()]);
+        assert_eq!(log.read_from(0).unwrap(), vec![first.clone(), second.clone()]);
         assert_eq!(log.read_from(1).unwrap(), vec![second]);
         assert!(log.read_from(2).unwrap().is_empty());
+        assert_eq!(log.read_range(0, 1).unwrap(), vec![first]);
     }
 
     #[test]

@@ -42,6 +42,8 @@ const LOG_SUFFIX: &str = ".blocks";
 const MAX_BLOCK_TXS: usize = 500;
 /// Committed blocks buffered for slow subscribers before they start missing blocks.
 const SUBSCRIBER_BUFFER: usize = 1024;
+/// Blocks read from the log at a time when indexing or re-applying it.
+const READ_CHUNK: u64 = 256;
 /// Fabric's longest channel name.
 const MAX_CHANNEL_NAME: usize = 249;
 
@@ -495,46 +497,65 @@ impl Inner {
                 log_height: log.height(),
             });
         }
-        let first = if index_all { 0 } else { state_height };
+        let mut next = if index_all { 0 } else { state_height };
         let mut replayed = false;
-        for block in log.read_from(first)? {
-            let replay = replay_of(channel, &block)?;
-            let number = replay.committed.number;
-            if number >= state_height {
-                let txs: Vec<CommitTx<'_>> = replay
-                    .headers
-                    .iter()
-                    .zip(&replay.rwsets)
-                    .map(|(header, rwset)| CommitTx {
-                        tx_id: header.tx_id(),
-                        timestamp: header.timestamp(),
-                        rwset,
-                    })
-                    .collect();
-                let applied = self
-                    .world
-                    .commit_block_prechecked(channel, &txs, &replay.codes)?;
-                if applied.block_num != number || applied.validation != replay.codes {
-                    return Err(CommitError::Inconsistent {
-                        channel: channel.to_string(),
-                        number,
-                        reason: format!(
-                            "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
-                            applied.block_num, applied.validation, replay.codes
-                        ),
-                    });
-                }
-                tracing::info!(channel, block = number, "re-applied a logged block");
-                replayed = true;
+        while next < log.height() {
+            let blocks = log.read_range(next, READ_CHUNK)?;
+            next += blocks.len() as u64;
+            if blocks.is_empty() {
+                break;
             }
-            self.index(&replay.committed);
-            if number >= state_height {
-                // Ignored when nobody listens.
-                let _ = self.blocks.send(Arc::new(replay.committed));
+            for block in blocks {
+                self.catch_up_block(channel, &block, state_height, &mut replayed)?;
             }
         }
         if replayed {
             self.committed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Indexes one logged block, re-applying it first if the world state does not have it.
+    fn catch_up_block(
+        &self,
+        channel: &str,
+        block: &Block,
+        state_height: u64,
+        replayed: &mut bool,
+    ) -> Result<(), CommitError> {
+        let replay = replay_of(channel, block)?;
+        let number = replay.committed.number;
+        if number >= state_height {
+            let txs: Vec<CommitTx<'_>> = replay
+                .headers
+                .iter()
+                .zip(&replay.rwsets)
+                .map(|(header, rwset)| CommitTx {
+                    tx_id: header.tx_id(),
+                    timestamp: header.timestamp(),
+                    rwset,
+                })
+                .collect();
+            let applied = self
+                .world
+                .commit_block_prechecked(channel, &txs, &replay.codes)?;
+            if applied.block_num != number || applied.validation != replay.codes {
+                return Err(CommitError::Inconsistent {
+                    channel: channel.to_string(),
+                    number,
+                    reason: format!(
+                        "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
+                        applied.block_num, applied.validation, replay.codes
+                    ),
+                });
+            }
+            tracing::info!(channel, block = number, "re-applied a logged block");
+            *replayed = true;
+        }
+        self.index(&replay.committed);
+        if number >= state_height {
+            // Ignored when nobody listens.
+            let _ = self.blocks.send(Arc::new(replay.committed));
         }
         Ok(())
     }
