@@ -300,7 +300,8 @@ impl Committer {
     }
 
     /// The committed blocks of `channel` from number `start` on, read from the block log (empty
-    /// for a channel without blocks). Reads files: call it from a blocking context for long logs.
+    /// for a channel without blocks). Reads files without blocking commits; call it from a
+    /// blocking context (`spawn_blocking`) when many blocks may be read.
     pub fn blocks_from(
         &self,
         channel: &str,
@@ -317,8 +318,9 @@ impl Committer {
         let Some(channel) = lock(&self.inner.channels).get(channel).cloned() else {
             return Ok(Vec::new());
         };
-        let blocks = lock(&channel.log).read_from(start)?;
-        Ok(blocks)
+        // Only locate the blocks under the lock; commits go on while they are read.
+        let range = lock(&channel.log).range(start, u64::MAX);
+        Ok(range.read()?)
     }
 
     /// Number of blocks committed on `channel`.
