@@ -309,7 +309,10 @@ impl Committer {
     ) -> Result<Vec<Arc<CommittedBlock>>, CommitError> {
         self.raw_blocks_from(channel, start)?
             .iter()
-            .map(|block| committed_block(channel, block).map(Arc::new))
+            .map(|block| {
+                let (number, txs) = decode_logged(channel, block)?;
+                Ok(Arc::new(committed_block(channel, number, &txs)))
+            })
             .collect()
     }
 
@@ -332,8 +335,15 @@ impl Committer {
     }
 }
 
-/// Decodes a logged block into what subscribers see.
-fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, CommitError> {
+/// One transaction of a logged block: its header, its recorded code and, when VALID, its action.
+struct LoggedTx {
+    header: EnvelopeHeader,
+    code: TxValidationCode,
+    action: Option<EndorsedAction>,
+}
+
+/// Decodes a logged block's transactions (they were all checked when accepted).
+fn decode_logged(channel: &str, block: &Block) -> Result<(u64, Vec<LoggedTx>), CommitError> {
     let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
     let corrupt = |reason: String| CommitError::Inconsistent {
         channel: channel.to_string(),
@@ -359,77 +369,43 @@ fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, Commi
             .map_err(|e| e.to_string())
             .and_then(|envelope| decode_envelope(&envelope).map_err(|e| e.to_string()))
             .map_err(|reason| corrupt(format!("transaction {index}: {reason}")))?;
-        let chaincode_events = if code == TxValidationCode::Valid {
-            unpack_action(&header)
-                .map_err(|code| {
-                    corrupt(format!(
-                        "VALID transaction {index} does not unpack ({code:?})"
-                    ))
-                })?
-                .event
-                .into_iter()
-                .collect()
+        let action = if code == TxValidationCode::Valid {
+            Some(unpack_action(&header).map_err(|code| {
+                corrupt(format!(
+                    "VALID transaction {index} does not unpack ({code:?})"
+                ))
+            })?)
         } else {
-            Vec::new()
+            None
         };
-        txs.push(CommittedTx {
-            tx_id: header.tx_id().to_string(),
+        txs.push(LoggedTx {
+            header,
             code,
-            chaincode_events,
+            action,
         });
     }
-    Ok(CommittedBlock {
+    Ok((number, txs))
+}
+
+/// What subscribers see of a block.
+fn committed_block(channel: &str, number: u64, txs: &[LoggedTx]) -> CommittedBlock {
+    CommittedBlock {
         channel: channel.to_string(),
         number,
-        txs,
-    })
-}
-
-/// A logged block's transactions ready to re-apply: headers, actions and recorded codes.
-struct Replay {
-    headers: Vec<EnvelopeHeader>,
-    rwsets: Vec<TxReadWriteSet>,
-    codes: Vec<TxValidationCode>,
-    committed: CommittedBlock,
-}
-
-fn replay_of(channel: &str, block: &Block) -> Result<Replay, CommitError> {
-    let committed = committed_block(channel, block)?;
-    let data = block
-        .data
-        .as_ref()
-        .map(|d| d.data.as_slice())
-        .unwrap_or(&[]);
-    let codes = transactions_filter(block);
-    let mut headers = Vec::with_capacity(data.len());
-    let mut rwsets = Vec::with_capacity(data.len());
-    for (bytes, code) in data.iter().zip(&codes) {
-        // committed_block decoded these already; the errors cannot occur here.
-        let header = Envelope::decode(bytes.as_slice())
-            .ok()
-            .and_then(|envelope| decode_envelope(&envelope).ok());
-        let Some(header) = header else {
-            return Err(CommitError::Inconsistent {
-                channel: channel.to_string(),
-                number: committed.number,
-                reason: "an envelope does not decode".into(),
-            });
-        };
-        let rwset = match code {
-            TxValidationCode::Valid => unpack_action(&header)
-                .map(|action| action.rwset)
-                .unwrap_or_default(),
-            _ => TxReadWriteSet::default(),
-        };
-        headers.push(header);
-        rwsets.push(rwset);
+        txs: txs
+            .iter()
+            .map(|tx| CommittedTx {
+                tx_id: tx.header.tx_id().to_string(),
+                code: tx.code,
+                chaincode_events: tx
+                    .action
+                    .as_ref()
+                    .and_then(|action| action.event.clone())
+                    .into_iter()
+                    .collect(),
+            })
+            .collect(),
     }
-    Ok(Replay {
-        headers,
-        rwsets,
-        codes,
-        committed,
-    })
 }
 
 impl Inner {
@@ -525,39 +501,39 @@ impl Inner {
         state_height: u64,
         replayed: &mut bool,
     ) -> Result<(), CommitError> {
-        let replay = replay_of(channel, block)?;
-        let number = replay.committed.number;
+        let (number, txs) = decode_logged(channel, block)?;
         if number >= state_height {
-            let txs: Vec<CommitTx<'_>> = replay
-                .headers
+            let empty = TxReadWriteSet::default();
+            let commit_txs: Vec<CommitTx<'_>> = txs
                 .iter()
-                .zip(&replay.rwsets)
-                .map(|(header, rwset)| CommitTx {
-                    tx_id: header.tx_id(),
-                    timestamp: header.timestamp(),
-                    rwset,
+                .map(|tx| CommitTx {
+                    tx_id: tx.header.tx_id(),
+                    timestamp: tx.header.timestamp(),
+                    rwset: tx.action.as_ref().map_or(&empty, |action| &action.rwset),
                 })
                 .collect();
+            let recorded: Vec<TxValidationCode> = txs.iter().map(|tx| tx.code).collect();
             let applied = self
                 .world
-                .commit_block_prechecked(channel, &txs, &replay.codes)?;
-            if applied.block_num != number || applied.validation != replay.codes {
+                .commit_block_prechecked(channel, &commit_txs, &recorded)?;
+            if applied.block_num != number || applied.validation != recorded {
                 return Err(CommitError::Inconsistent {
                     channel: channel.to_string(),
                     number,
                     reason: format!(
                         "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
-                        applied.block_num, applied.validation, replay.codes
+                        applied.block_num, applied.validation, recorded
                     ),
                 });
             }
             tracing::info!(channel, block = number, "re-applied a logged block");
             *replayed = true;
         }
-        self.index(&replay.committed);
+        let committed = committed_block(channel, number, &txs);
+        self.index(&committed);
         if number >= state_height {
             // Ignored when nobody listens.
-            let _ = self.blocks.send(Arc::new(replay.committed));
+            let _ = self.blocks.send(Arc::new(committed));
         }
         Ok(())
     }
