@@ -46,12 +46,6 @@ pub enum BlockLogError {
         found: u64,
         expected: u64,
     },
-    #[error("block log {path}: block {number} is not in the log (height {height})")]
-    NoSuchBlock {
-        path: PathBuf,
-        number: u64,
-        height: u64,
-    },
     #[error("block log {path}: stored block {number} is corrupt: {reason}")]
     Corrupt {
         path: PathBuf,
@@ -120,7 +114,10 @@ pub fn transactions_filter(block: &Block) -> Vec<TxValidationCode> {
     block
         .metadata
         .as_ref()
-        .and_then(|m| m.metadata.get(BlockMetadataIndex::TransactionsFilter as usize))
+        .and_then(|m| {
+            m.metadata
+                .get(BlockMetadataIndex::TransactionsFilter as usize)
+        })
         .map(|filter| {
             filter
                 .iter()
@@ -225,6 +222,7 @@ impl ChannelLog {
             path: path.to_path_buf(),
             source,
         };
+        let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -232,6 +230,12 @@ impl ChannelLog {
             .truncate(false)
             .open(path)
             .map_err(io)?;
+        if !existed {
+            // The new file's directory entry must be durable too, before any block is in it.
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            }
+        }
         let file_len = file.metadata().map_err(io)?.len();
         let mut reader = BufReader::new(file.try_clone().map_err(io)?);
         let mut offsets = Vec::new();
@@ -346,25 +350,55 @@ impl ChannelLog {
 
     /// The blocks from number `start` to the end of the log.
     pub fn read_from(&self, start: u64) -> Result<Vec<Block>, BlockLogError> {
-        if start >= self.height() {
+        self.read_range(start, u64::MAX)
+    }
+
+    /// Up to `limit` blocks from number `start` on.
+    pub fn read_range(&self, start: u64, limit: u64) -> Result<Vec<Block>, BlockLogError> {
+        self.range(start, limit).read()
+    }
+
+    /// Where up to `limit` blocks from number `start` on lie in the file, to be read later
+    /// without holding the log: blocks already written never move (appends only add after them).
+    pub fn range(&self, start: u64, limit: u64) -> LogRange {
+        let first = usize::try_from(start).unwrap_or(usize::MAX);
+        let count = limit.min(self.height().saturating_sub(start));
+        LogRange {
+            path: self.path.clone(),
+            start,
+            count,
+            offset: self.offsets.get(first).copied().unwrap_or(self.end),
+            end: self.end,
+        }
+    }
+}
+
+/// A run of complete blocks of a log, readable without the [`ChannelLog`].
+#[derive(Debug, Clone)]
+pub struct LogRange {
+    path: PathBuf,
+    start: u64,
+    count: u64,
+    offset: u64,
+    end: u64,
+}
+
+impl LogRange {
+    /// Reads the blocks of the range.
+    pub fn read(&self) -> Result<Vec<Block>, BlockLogError> {
+        if self.count == 0 {
             return Ok(Vec::new());
         }
-        let Some(offset) = usize::try_from(start)
-            .ok()
-            .and_then(|i| self.offsets.get(i))
-        else {
-            return Err(BlockLogError::NoSuchBlock {
-                path: self.path.clone(),
-                number: start,
-                height: self.height(),
-            });
+        let io = |source| BlockLogError::Io {
+            path: self.path.clone(),
+            source,
         };
-        let mut file = File::open(&self.path).map_err(|e| self.io(e))?;
-        file.seek(SeekFrom::Start(*offset)).map_err(|e| self.io(e))?;
-        let mut reader = BufReader::new(file.take(self.end - offset));
+        let mut file = File::open(&self.path).map_err(io)?;
+        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
+        let mut reader = BufReader::new(file.take(self.end - self.offset));
         let mut blocks = Vec::new();
-        for number in start..self.height() {
-            match read_frame(&mut reader).map_err(|e| self.io(e))? {
+        for number in self.start..self.start + self.count {
+            match read_frame(&mut reader).map_err(io)? {
                 Frame::Block(block, _) => blocks.push(block),
                 Frame::End => {
                     return Err(BlockLogError::Corrupt {
@@ -402,7 +436,9 @@ mod tests {
         };
         assert_eq!(
             block_header_bytes(&header),
-            [0x30, 0x09, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x02, 0xaa, 0xaa]
+            [
+                0x30, 0x09, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x02, 0xaa, 0xaa
+            ]
         );
         let header = BlockHeader {
             number: 128,
@@ -435,9 +471,13 @@ mod tests {
         let (log, recovery) = ChannelLog::open(&path).unwrap();
         assert_eq!(recovery.truncated_bytes, 0);
         assert_eq!(log.height(), 2);
-        assert_eq!(log.read_from(0).unwrap(), vec![first, second.clone()]);
+        assert_eq!(
+            log.read_from(0).unwrap(),
+            vec![first.clone(), second.clone()]
+        );
         assert_eq!(log.read_from(1).unwrap(), vec![second]);
         assert!(log.read_from(2).unwrap().is_empty());
+        assert_eq!(log.read_range(0, 1).unwrap(), vec![first]);
     }
 
     #[test]
@@ -508,10 +548,7 @@ mod tests {
             0,
             Vec::new(),
             vec![b"a".to_vec(), b"b".to_vec()],
-            &[
-                TxValidationCode::Valid,
-                TxValidationCode::MvccReadConflict,
-            ],
+            &[TxValidationCode::Valid, TxValidationCode::MvccReadConflict],
         );
         assert_eq!(block.metadata.as_ref().unwrap().metadata.len(), 5);
         assert_eq!(block.metadata.as_ref().unwrap().metadata[2], vec![0, 11]);

@@ -42,6 +42,8 @@ const LOG_SUFFIX: &str = ".blocks";
 const MAX_BLOCK_TXS: usize = 500;
 /// Committed blocks buffered for slow subscribers before they start missing blocks.
 const SUBSCRIBER_BUFFER: usize = 1024;
+/// Blocks read from the log at a time when indexing or re-applying it.
+const READ_CHUNK: u64 = 256;
 /// Fabric's longest channel name.
 const MAX_CHANNEL_NAME: usize = 249;
 
@@ -298,7 +300,8 @@ impl Committer {
     }
 
     /// The committed blocks of `channel` from number `start` on, read from the block log (empty
-    /// for a channel without blocks). Reads files: call it from a blocking context for long logs.
+    /// for a channel without blocks). Reads files without blocking commits; call it from a
+    /// blocking context (`spawn_blocking`) when many blocks may be read.
     pub fn blocks_from(
         &self,
         channel: &str,
@@ -306,7 +309,10 @@ impl Committer {
     ) -> Result<Vec<Arc<CommittedBlock>>, CommitError> {
         self.raw_blocks_from(channel, start)?
             .iter()
-            .map(|block| committed_block(channel, block).map(Arc::new))
+            .map(|block| {
+                let (number, txs) = decode_logged(channel, block)?;
+                Ok(Arc::new(committed_block(channel, number, &txs)))
+            })
             .collect()
     }
 
@@ -315,8 +321,9 @@ impl Committer {
         let Some(channel) = lock(&self.inner.channels).get(channel).cloned() else {
             return Ok(Vec::new());
         };
-        let blocks = lock(&channel.log).read_from(start)?;
-        Ok(blocks)
+        // Only locate the blocks under the lock; commits go on while they are read.
+        let range = lock(&channel.log).range(start, u64::MAX);
+        Ok(range.read()?)
     }
 
     /// Number of blocks committed on `channel`.
@@ -328,15 +335,26 @@ impl Committer {
     }
 }
 
-/// Decodes a logged block into what subscribers see.
-fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, CommitError> {
+/// One transaction of a logged block: its header, its recorded code and, when VALID, its action.
+struct LoggedTx {
+    header: EnvelopeHeader,
+    code: TxValidationCode,
+    action: Option<EndorsedAction>,
+}
+
+/// Decodes a logged block's transactions (they were all checked when accepted).
+fn decode_logged(channel: &str, block: &Block) -> Result<(u64, Vec<LoggedTx>), CommitError> {
     let number = block.header.as_ref().map(|h| h.number).unwrap_or_default();
     let corrupt = |reason: String| CommitError::Inconsistent {
         channel: channel.to_string(),
         number,
         reason,
     };
-    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
+    let data = block
+        .data
+        .as_ref()
+        .map(|d| d.data.as_slice())
+        .unwrap_or(&[]);
     let codes = transactions_filter(block);
     if codes.len() != data.len() {
         return Err(corrupt(format!(
@@ -351,73 +369,43 @@ fn committed_block(channel: &str, block: &Block) -> Result<CommittedBlock, Commi
             .map_err(|e| e.to_string())
             .and_then(|envelope| decode_envelope(&envelope).map_err(|e| e.to_string()))
             .map_err(|reason| corrupt(format!("transaction {index}: {reason}")))?;
-        let chaincode_events = if code == TxValidationCode::Valid {
-            unpack_action(&header)
-                .map_err(|code| {
-                    corrupt(format!(
-                        "VALID transaction {index} does not unpack ({code:?})"
-                    ))
-                })?
-                .event
-                .into_iter()
-                .collect()
+        let action = if code == TxValidationCode::Valid {
+            Some(unpack_action(&header).map_err(|code| {
+                corrupt(format!(
+                    "VALID transaction {index} does not unpack ({code:?})"
+                ))
+            })?)
         } else {
-            Vec::new()
+            None
         };
-        txs.push(CommittedTx {
-            tx_id: header.tx_id().to_string(),
+        txs.push(LoggedTx {
+            header,
             code,
-            chaincode_events,
+            action,
         });
     }
-    Ok(CommittedBlock {
+    Ok((number, txs))
+}
+
+/// What subscribers see of a block.
+fn committed_block(channel: &str, number: u64, txs: &[LoggedTx]) -> CommittedBlock {
+    CommittedBlock {
         channel: channel.to_string(),
         number,
-        txs,
-    })
-}
-
-/// A logged block's transactions ready to re-apply: headers, actions and recorded codes.
-struct Replay {
-    headers: Vec<EnvelopeHeader>,
-    rwsets: Vec<TxReadWriteSet>,
-    codes: Vec<TxValidationCode>,
-    committed: CommittedBlock,
-}
-
-fn replay_of(channel: &str, block: &Block) -> Result<Replay, CommitError> {
-    let committed = committed_block(channel, block)?;
-    let data = block.data.as_ref().map(|d| d.data.as_slice()).unwrap_or(&[]);
-    let codes = transactions_filter(block);
-    let mut headers = Vec::with_capacity(data.len());
-    let mut rwsets = Vec::with_capacity(data.len());
-    for (bytes, code) in data.iter().zip(&codes) {
-        // committed_block decoded these already; the errors cannot occur here.
-        let header = Envelope::decode(bytes.as_slice())
-            .ok()
-            .and_then(|envelope| decode_envelope(&envelope).ok());
-        let Some(header) = header else {
-            return Err(CommitError::Inconsistent {
-                channel: channel.to_string(),
-                number: committed.number,
-                reason: "an envelope does not decode".into(),
-            });
-        };
-        let rwset = match code {
-            TxValidationCode::Valid => unpack_action(&header)
-                .map(|action| action.rwset)
-                .unwrap_or_default(),
-            _ => TxReadWriteSet::default(),
-        };
-        headers.push(header);
-        rwsets.push(rwset);
+        txs: txs
+            .iter()
+            .map(|tx| CommittedTx {
+                tx_id: tx.header.tx_id().to_string(),
+                code: tx.code,
+                chaincode_events: tx
+                    .action
+                    .as_ref()
+                    .and_then(|action| action.event.clone())
+                    .into_iter()
+                    .collect(),
+            })
+            .collect(),
     }
-    Ok(Replay {
-        headers,
-        rwsets,
-        codes,
-        committed,
-    })
 }
 
 impl Inner {
@@ -487,46 +475,65 @@ impl Inner {
                 log_height: log.height(),
             });
         }
-        let first = if index_all { 0 } else { state_height };
+        let mut next = if index_all { 0 } else { state_height };
         let mut replayed = false;
-        for block in log.read_from(first)? {
-            let replay = replay_of(channel, &block)?;
-            let number = replay.committed.number;
-            if number >= state_height {
-                let txs: Vec<CommitTx<'_>> = replay
-                    .headers
-                    .iter()
-                    .zip(&replay.rwsets)
-                    .map(|(header, rwset)| CommitTx {
-                        tx_id: header.tx_id(),
-                        timestamp: header.timestamp(),
-                        rwset,
-                    })
-                    .collect();
-                let applied = self
-                    .world
-                    .commit_block_prechecked(channel, &txs, &replay.codes)?;
-                if applied.block_num != number || applied.validation != replay.codes {
-                    return Err(CommitError::Inconsistent {
-                        channel: channel.to_string(),
-                        number,
-                        reason: format!(
-                            "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
-                            applied.block_num, applied.validation, replay.codes
-                        ),
-                    });
-                }
-                tracing::info!(channel, block = number, "re-applied a logged block");
-                replayed = true;
+        while next < log.height() {
+            let blocks = log.read_range(next, READ_CHUNK)?;
+            next += blocks.len() as u64;
+            if blocks.is_empty() {
+                break;
             }
-            self.index(&replay.committed);
-            if number >= state_height {
-                // Ignored when nobody listens.
-                let _ = self.blocks.send(Arc::new(replay.committed));
+            for block in blocks {
+                self.catch_up_block(channel, &block, state_height, &mut replayed)?;
             }
         }
         if replayed {
             self.committed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Indexes one logged block, re-applying it first if the world state does not have it.
+    fn catch_up_block(
+        &self,
+        channel: &str,
+        block: &Block,
+        state_height: u64,
+        replayed: &mut bool,
+    ) -> Result<(), CommitError> {
+        let (number, txs) = decode_logged(channel, block)?;
+        if number >= state_height {
+            let empty = TxReadWriteSet::default();
+            let commit_txs: Vec<CommitTx<'_>> = txs
+                .iter()
+                .map(|tx| CommitTx {
+                    tx_id: tx.header.tx_id(),
+                    timestamp: tx.header.timestamp(),
+                    rwset: tx.action.as_ref().map_or(&empty, |action| &action.rwset),
+                })
+                .collect();
+            let recorded: Vec<TxValidationCode> = txs.iter().map(|tx| tx.code).collect();
+            let applied = self
+                .world
+                .commit_block_prechecked(channel, &commit_txs, &recorded)?;
+            if applied.block_num != number || applied.validation != recorded {
+                return Err(CommitError::Inconsistent {
+                    channel: channel.to_string(),
+                    number,
+                    reason: format!(
+                        "re-applying the logged block gave block {} with codes {:?}, the log records {:?}",
+                        applied.block_num, applied.validation, recorded
+                    ),
+                });
+            }
+            tracing::info!(channel, block = number, "re-applied a logged block");
+            *replayed = true;
+        }
+        let committed = committed_block(channel, number, &txs);
+        self.index(&committed);
+        if number >= state_height {
+            // Ignored when nobody listens.
+            let _ = self.blocks.send(Arc::new(committed));
         }
         Ok(())
     }
@@ -710,7 +717,15 @@ mod tests {
         for good in ["mychannel", "a", "ch-1.test"] {
             assert!(is_valid_channel_name(good), "{good}");
         }
-        for bad in ["", "MyChannel", "1ch", "../etc", "a/b", "ch\0", &"a".repeat(250)] {
+        for bad in [
+            "",
+            "MyChannel",
+            "1ch",
+            "../etc",
+            "a/b",
+            "ch\0",
+            &"a".repeat(250),
+        ] {
             assert!(!is_valid_channel_name(bad), "{bad:?}");
         }
     }

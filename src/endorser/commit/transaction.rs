@@ -40,9 +40,7 @@ pub enum BuildError {
         message: &'static str,
         reason: String,
     },
-    #[error(
-        "proposal response {index} was not successful: status {status}, message {message:?}"
-    )]
+    #[error("proposal response {index} was not successful: status {status}, message {message:?}")]
     NotSuccessful {
         index: usize,
         status: i32,
@@ -203,7 +201,9 @@ pub fn decode_envelope(envelope: &Envelope) -> Result<EnvelopeHeader, EnvelopeEr
         return Err(EnvelopeError::Missing("Envelope.payload"));
     }
     let payload: Payload = decode_envelope_part("Payload", &envelope.payload)?;
-    let header = payload.header.ok_or(EnvelopeError::Missing("Payload.header"))?;
+    let header = payload
+        .header
+        .ok_or(EnvelopeError::Missing("Payload.header"))?;
     let channel_header: ChannelHeader =
         decode_envelope_part("ChannelHeader", &header.channel_header)?;
     let signature_header: SignatureHeader =
@@ -284,30 +284,27 @@ pub struct EndorsedAction {
 }
 
 /// Unpacks the single chaincode action of an endorser transaction, checking its structure the
-/// way Fabric's `validateEndorserTransaction` does; the error is the code to record.
+/// way Fabric's `validateEndorserTransaction` does (any failure there is
+/// INVALID_ENDORSER_TRANSACTION), then the chaincode action and its read/write set as Fabric's
+/// committer does (BAD_RESPONSE_PAYLOAD, BAD_RWSET). The error is the code to record.
 pub fn unpack_action(tx: &EnvelopeHeader) -> Result<EndorsedAction, TxValidationCode> {
-    use TxValidationCode::{
-        BadPayload, BadResponsePayload, BadRwset, InvalidEndorserTransaction, NilTxaction,
-    };
-    let transaction = Transaction::decode(tx.data.as_slice()).map_err(|_| BadPayload)?;
+    use TxValidationCode::{BadResponsePayload, BadRwset, InvalidEndorserTransaction};
+    let transaction =
+        Transaction::decode(tx.data.as_slice()).map_err(|_| InvalidEndorserTransaction)?;
     // Fabric 2.x supports exactly one action per transaction.
     let [action] = transaction.actions.as_slice() else {
-        return Err(if transaction.actions.is_empty() {
-            NilTxaction
-        } else {
-            InvalidEndorserTransaction
-        });
+        return Err(InvalidEndorserTransaction);
     };
     // The action is the creator's: its signature header is the envelope's.
     if action.header != tx.header.signature_header {
         return Err(InvalidEndorserTransaction);
     }
-    let payload =
-        ChaincodeActionPayload::decode(action.payload.as_slice()).map_err(|_| BadPayload)?;
+    let payload = ChaincodeActionPayload::decode(action.payload.as_slice())
+        .map_err(|_| InvalidEndorserTransaction)?;
     let endorsed = payload.action.ok_or(InvalidEndorserTransaction)?;
     let response_payload =
         ProposalResponsePayload::decode(endorsed.proposal_response_payload.as_slice())
-            .map_err(|_| BadResponsePayload)?;
+            .map_err(|_| InvalidEndorserTransaction)?;
     // The endorsements must be for this very proposal: channel header, signature header and
     // chaincode proposal payload as they are in the transaction.
     let mut hasher = Sha256::new();
@@ -319,7 +316,10 @@ pub fn unpack_action(tx: &EnvelopeHeader) -> Result<EndorsedAction, TxValidation
     }
     let chaincode_action = ChaincodeAction::decode(response_payload.extension.as_slice())
         .map_err(|_| BadResponsePayload)?;
-    let rwset = TxReadWriteSet::decode(chaincode_action.results.as_slice()).map_err(|_| BadRwset)?;
+    let rwset =
+        TxReadWriteSet::decode(chaincode_action.results.as_slice()).map_err(|_| BadRwset)?;
+    // Fabric does not decode the event when validating; an event that cannot be delivered makes
+    // the action unusable here.
     let event = if chaincode_action.events.is_empty() {
         None
     } else {
@@ -409,7 +409,12 @@ impl EndorsementPolicy {
     }
 
     /// Whether the counted endorsements of `action` satisfy the policy.
-    pub fn is_satisfied(&self, action: &EndorsedAction, trust: &TrustStore, now: SystemTime) -> bool {
+    pub fn is_satisfied(
+        &self,
+        action: &EndorsedAction,
+        trust: &TrustStore,
+        now: SystemTime,
+    ) -> bool {
         let endorsing = self.endorsing_orgs(action, trust, now).len();
         let trusted = trust.organization_count();
         endorsing > 0
@@ -476,11 +481,9 @@ mod tests {
 
     #[test]
     fn the_transaction_carries_the_endorsements_and_no_transient_data() {
-        let payload = build_transaction(
-            &proposal(),
-            &[response(200, b"prp"), response(200, b"prp")],
-        )
-        .unwrap();
+        let payload =
+            build_transaction(&proposal(), &[response(200, b"prp"), response(200, b"prp")])
+                .unwrap();
         assert_eq!(payload.header.unwrap().signature_header, b"sh");
         let tx = Transaction::decode(payload.data.as_slice()).unwrap();
         assert_eq!(tx.actions.len(), 1);

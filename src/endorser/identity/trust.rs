@@ -219,7 +219,11 @@ impl Creator {
 
     /// Verifies a signature over the concatenation of `parts` (e.g. an endorsement's
     /// `payload || endorser`) without copying them.
-    pub fn verify_parts(&self, parts: &[&[u8]], der_signature: &[u8]) -> Result<(), SignatureError> {
+    pub fn verify_parts(
+        &self,
+        parts: &[&[u8]],
+        der_signature: &[u8],
+    ) -> Result<(), SignatureError> {
         ecdsa::verify_parts(&self.key_bytes, parts, der_signature)
     }
 

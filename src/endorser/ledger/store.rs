@@ -492,3 +492,89 @@ fn metadata_map(entries: &[KvMetadataEntry]) -> BTreeMap<String, Vec<u8>> {
         .map(|e| (e.name.clone(), e.value.clone()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::kvrwset::{KvRead, KvWrite};
+    use crate::proto::rwset::NsReadWriteSet;
+
+    /// A transaction on namespace `cc` that read `read` (absent) and writes `write`.
+    fn rwset(read: &str, write: &str) -> TxReadWriteSet {
+        let kv = KvrwSet {
+            reads: vec![KvRead {
+                key: read.into(),
+                version: None,
+            }],
+            writes: vec![KvWrite {
+                key: write.into(),
+                is_delete: false,
+                value: b"v".to_vec(),
+            }],
+            ..KvrwSet::default()
+        };
+        TxReadWriteSet {
+            data_model: 0,
+            ns_rwset: vec![NsReadWriteSet {
+                namespace: "cc".into(),
+                rwset: kv.encode_to_vec(),
+                collection_hashed_rwset: Vec::new(),
+            }],
+        }
+    }
+
+    #[test]
+    fn validating_a_block_decides_what_committing_it_does_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = WorldState::open(&dir.path().join("db")).unwrap();
+        // tx0 writes k; tx1 read k as absent (conflict with tx0 in the same block); tx2 was
+        // found invalid before (its writes must not land); tx3 is independent.
+        let sets = [
+            rwset("a", "k"),
+            rwset("k", "x"),
+            rwset("b", "y"),
+            rwset("c", "z"),
+        ];
+        let txs: Vec<CommitTx<'_>> = sets
+            .iter()
+            .map(|rwset| CommitTx {
+                tx_id: "tx",
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect();
+        let prechecked = [
+            TxValidationCode::Valid,
+            TxValidationCode::Valid,
+            TxValidationCode::EndorsementPolicyFailure,
+            TxValidationCode::Valid,
+        ];
+        let expected = vec![
+            TxValidationCode::Valid,
+            TxValidationCode::MvccReadConflict,
+            TxValidationCode::EndorsementPolicyFailure,
+            TxValidationCode::Valid,
+        ];
+        let decided = world.validate_block("ch", &txs, &prechecked).unwrap();
+        assert_eq!(decided.validation, expected);
+        assert_eq!(world.height("ch").unwrap(), 0);
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+
+        let applied = world
+            .commit_block_prechecked("ch", &txs, &prechecked)
+            .unwrap();
+        assert_eq!(applied, decided);
+        assert_eq!(world.height("ch").unwrap(), 1);
+        assert!(world.get("ch", "cc", "k").unwrap().is_some());
+        assert_eq!(world.get("ch", "cc", "x").unwrap(), None);
+        assert_eq!(world.get("ch", "cc", "y").unwrap(), None);
+        let z = world.get("ch", "cc", "z").unwrap().unwrap();
+        assert_eq!(
+            z.version,
+            Version {
+                block_num: 0,
+                tx_num: 3
+            }
+        );
+    }
+}
