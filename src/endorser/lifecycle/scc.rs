@@ -456,3 +456,374 @@ impl Lifecycle {
         by_channel
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::Limits;
+    use crate::builders::package::package_source_dir;
+    use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+    use std::sync::Arc;
+
+    const CH: &str = "mychannel";
+
+    fn admin() -> Caller {
+        Caller {
+            mspid: "Org1MSP".into(),
+            subject: "CN=Admin@org1.example.com, OU=admin".into(),
+            is_admin: true,
+        }
+    }
+
+    fn user() -> Caller {
+        Caller {
+            mspid: "Org1MSP".into(),
+            subject: "CN=User1@org1.example.com, OU=client".into(),
+            is_admin: false,
+        }
+    }
+
+    fn node_package(label: &str) -> Vec<u8> {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(
+            src.path().join("package.json"),
+            r#"{"name":"cc","version":"1.0.0","scripts":{"start":"fabric-chaincode-node start"}}"#,
+        )
+        .unwrap();
+        std::fs::write(src.path().join("index.js"), "module.exports = {};\n").unwrap();
+        package_source_dir(src.path(), "node", label, None, &Limits::default()).unwrap()
+    }
+
+    fn open(dir: &std::path::Path) -> Lifecycle {
+        let runtime = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(
+            dir.join("work"),
+        )));
+        Lifecycle::open(&dir.join("data"), runtime, &dir.join("work"), "Org1MSP").unwrap()
+    }
+
+    fn call(
+        lc: &Lifecycle,
+        caller: &Caller,
+        channel: &str,
+        f: &str,
+        args: impl Message,
+    ) -> Response {
+        lc.invoke(
+            caller,
+            channel,
+            &[f.as_bytes().to_vec(), args.encode_to_vec()],
+        )
+    }
+
+    fn install(lc: &Lifecycle, caller: &Caller, bytes: &[u8]) -> Response {
+        call(
+            lc,
+            caller,
+            "",
+            "InstallChaincode",
+            InstallChaincodeArgs {
+                chaincode_install_package: bytes.to_vec(),
+            },
+        )
+    }
+
+    fn approve_args(sequence: i64, package_id: &str) -> ApproveChaincodeDefinitionForMyOrgArgs {
+        ApproveChaincodeDefinitionForMyOrgArgs {
+            sequence,
+            name: "basic".into(),
+            version: "1.0".into(),
+            init_required: true,
+            source: source(package_id),
+            ..Default::default()
+        }
+    }
+
+    fn commit_args(sequence: i64) -> CommitChaincodeDefinitionArgs {
+        CommitChaincodeDefinitionArgs {
+            sequence,
+            name: "basic".into(),
+            version: "1.0".into(),
+            init_required: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn install_answers_label_and_sha256_and_refuses_users_duplicates_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let lc = open(dir.path());
+        let bytes = node_package("basic_1.0");
+
+        let refused = install(&lc, &user(), &bytes);
+        assert_eq!(refused.status, 500);
+        assert!(
+            refused
+                .message
+                .starts_with("Failed to authorize invocation due to failed ACL check:"),
+            "{}",
+            refused.message
+        );
+        assert!(refused.message.contains("[Admins]"), "{}", refused.message);
+        let other_org = Caller {
+            mspid: "Org2MSP".into(),
+            ..admin()
+        };
+        assert_eq!(install(&lc, &other_org, &bytes).status, 500);
+        assert!(lc.packages().list().is_empty());
+
+        let response = install(&lc, &admin(), &bytes);
+        assert_eq!(response.status, 200, "{}", response.message);
+        let result = InstallChaincodeResult::decode(response.payload.as_slice()).unwrap();
+        let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        assert_eq!(result.package_id, format!("basic_1.0:{hash}"));
+        assert_eq!(result.label, "basic_1.0");
+
+        let again = install(&lc, &admin(), &bytes);
+        assert_eq!(again.status, 500);
+        assert_eq!(
+            again.message,
+            format!(
+                "failed to invoke backing implementation of 'InstallChaincode': chaincode already successfully installed (package ID 'basic_1.0:{hash}')"
+            )
+        );
+
+        let garbage = install(&lc, &admin(), b"not a tar.gz");
+        assert_eq!(garbage.status, 500);
+        assert!(
+            garbage
+                .message
+                .contains("could not build chaincode: reading the package"),
+            "{}",
+            garbage.message
+        );
+        assert_eq!(lc.packages().list().len(), 1);
+    }
+
+    #[test]
+    fn arguments_are_checked_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let lc = open(dir.path());
+        assert_eq!(
+            lc.invoke(&admin(), "", &[]).message,
+            "lifecycle scc must be invoked with arguments"
+        );
+        assert!(
+            lc.invoke(&admin(), "", &[b"InstallChaincode".to_vec()])
+                .message
+                .contains("exactly two arguments but received 1")
+        );
+        let unknown = lc.invoke(&admin(), CH, &[b"Deploy".to_vec(), Vec::new()]);
+        assert_eq!(unknown.status, 500);
+        assert!(unknown.message.contains("'Deploy'"), "{}", unknown.message);
+        let bad = lc.invoke(
+            &admin(),
+            "",
+            &[b"InstallChaincode".to_vec(), vec![0xff, 0xff, 0xff]],
+        );
+        assert_eq!(bad.status, 500);
+        assert!(
+            bad.message.contains("InstallChaincodeArgs"),
+            "{}",
+            bad.message
+        );
+        let no_channel = call(
+            &lc,
+            &admin(),
+            "",
+            "CommitChaincodeDefinition",
+            commit_args(1),
+        );
+        assert!(no_channel.message.contains("must be invoked on a channel"));
+    }
+
+    #[test]
+    fn approve_commit_and_queries_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = node_package("basic_1.0");
+        let package_id = {
+            let lc = open(dir.path());
+            let response = install(&lc, &admin(), &bytes);
+            let package_id = InstallChaincodeResult::decode(response.payload.as_slice())
+                .unwrap()
+                .package_id;
+
+            // Approving is for admins; committing for any channel member, once approved.
+            let refused = call(
+                &lc,
+                &user(),
+                CH,
+                "ApproveChaincodeDefinitionForMyOrg",
+                approve_args(1, &package_id),
+            );
+            assert_eq!(refused.status, 500);
+            let early = call(
+                &lc,
+                &user(),
+                CH,
+                "CommitChaincodeDefinition",
+                commit_args(1),
+            );
+            assert_eq!(
+                early.message,
+                "failed to invoke backing implementation of 'CommitChaincodeDefinition': chaincode definition not agreed to by this org (Org1MSP)"
+            );
+            let approved = call(
+                &lc,
+                &admin(),
+                CH,
+                "ApproveChaincodeDefinitionForMyOrg",
+                approve_args(1, &package_id),
+            );
+            assert_eq!(approved.status, 200, "{}", approved.message);
+
+            let readiness = call(
+                &lc,
+                &user(),
+                CH,
+                "CheckCommitReadiness",
+                CheckCommitReadinessArgs {
+                    sequence: 1,
+                    name: "basic".into(),
+                    version: "1.0".into(),
+                    init_required: true,
+                    ..Default::default()
+                },
+            );
+            let readiness =
+                CheckCommitReadinessResult::decode(readiness.payload.as_slice()).unwrap();
+            assert_eq!(readiness.approvals.get("Org1MSP"), Some(&true));
+
+            let committed = call(
+                &lc,
+                &user(),
+                CH,
+                "CommitChaincodeDefinition",
+                commit_args(1),
+            );
+            assert_eq!(committed.status, 200, "{}", committed.message);
+            let wrong = call(
+                &lc,
+                &admin(),
+                CH,
+                "CommitChaincodeDefinition",
+                commit_args(1),
+            );
+            assert!(
+                wrong
+                    .message
+                    .ends_with("requested sequence is 1, but new definition must be sequence 2"),
+                "{}",
+                wrong.message
+            );
+            package_id
+        };
+
+        let lc = open(dir.path());
+        let def = lc.definitions().get(CH, "basic").unwrap();
+        assert_eq!(
+            (
+                def.version.as_str(),
+                def.sequence,
+                def.package_id.as_str(),
+                def.init_required
+            ),
+            ("1.0", 1, package_id.as_str(), true)
+        );
+        let listed = call(
+            &lc,
+            &admin(),
+            "",
+            "QueryInstalledChaincodes",
+            QueryInstalledChaincodesArgs {},
+        );
+        let listed = QueryInstalledChaincodesResult::decode(listed.payload.as_slice()).unwrap();
+        assert_eq!(listed.installed_chaincodes.len(), 1);
+        let installed = &listed.installed_chaincodes[0];
+        assert_eq!(installed.package_id, package_id);
+        let refs = &installed.references[CH].chaincodes;
+        assert_eq!(
+            (refs[0].name.as_str(), refs[0].version.as_str()),
+            ("basic", "1.0")
+        );
+
+        let query = call(
+            &lc,
+            &user(),
+            CH,
+            "QueryChaincodeDefinition",
+            QueryChaincodeDefinitionArgs {
+                name: "basic".into(),
+            },
+        );
+        let query = QueryChaincodeDefinitionResult::decode(query.payload.as_slice()).unwrap();
+        assert_eq!(
+            (query.sequence, query.version.as_str(), query.init_required),
+            (1, "1.0", true)
+        );
+        assert_eq!(query.endorsement_plugin, "escc");
+        assert_eq!(query.approvals.get("Org1MSP"), Some(&true));
+        let all = call(
+            &lc,
+            &user(),
+            CH,
+            "QueryChaincodeDefinitions",
+            QueryChaincodeDefinitionsArgs {},
+        );
+        let all = QueryChaincodeDefinitionsResult::decode(all.payload.as_slice()).unwrap();
+        assert_eq!(all.chaincode_definitions.len(), 1);
+
+        let approved = call(
+            &lc,
+            &admin(),
+            CH,
+            "QueryApprovedChaincodeDefinition",
+            QueryApprovedChaincodeDefinitionArgs {
+                name: "basic".into(),
+                sequence: 0,
+            },
+        );
+        let approved =
+            QueryApprovedChaincodeDefinitionResult::decode(approved.payload.as_slice()).unwrap();
+        assert_eq!(approved.source, source(&package_id));
+
+        let package = call(
+            &lc,
+            &admin(),
+            "",
+            "GetInstalledChaincodePackage",
+            GetInstalledChaincodePackageArgs {
+                package_id: package_id.clone(),
+            },
+        );
+        let package =
+            GetInstalledChaincodePackageResult::decode(package.payload.as_slice()).unwrap();
+        assert_eq!(package.chaincode_install_package, bytes);
+
+        let missing = call(
+            &lc,
+            &user(),
+            CH,
+            "QueryChaincodeDefinition",
+            QueryChaincodeDefinitionArgs {
+                name: "nosuchcc".into(),
+            },
+        );
+        assert_eq!(
+            (missing.status, missing.message.as_str()),
+            (404, "namespace nosuchcc is not defined")
+        );
+        let missing = call(
+            &lc,
+            &admin(),
+            "",
+            "QueryInstalledChaincode",
+            QueryInstalledChaincodeArgs {
+                package_id: "x:1".into(),
+            },
+        );
+        assert_eq!(
+            (missing.status, missing.message.as_str()),
+            (404, "chaincode install package 'x:1' not found")
+        );
+    }
+}
