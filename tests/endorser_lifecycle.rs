@@ -3,6 +3,8 @@
 //! `chaincode_operator::builders`) is installed by an admin-signed proposal, approved and
 //! committed on the channel, and then launched by the process runtime when a proposal reaches
 //! it; the endorsement names the defined version. Everything is still there after reopening.
+//! `fabric_common_installs_approves_commits_and_invokes` has fabric-common 2.2 send the lifecycle
+//! proposals with fabric-protos' own encoding of the lifecycle messages (e2e/clients/lifecycle.js).
 mod proposal_support;
 mod support;
 
@@ -455,4 +457,122 @@ async fn install_approve_commit_then_the_defined_chaincode_is_launched_and_endor
     );
     let query = QueryChaincodeDefinitionResult::decode(query.payload.as_slice()).unwrap();
     assert_eq!((query.sequence, query.version.as_str()), (2, "2.0"));
+    node.peer.launcher.shutdown().await;
+}
+
+/// fabric-common 2.2 drives the lifecycle with the lifecycle messages encoded by fabric-protos:
+/// install, list, approve with a private data collection, readiness, commit, query, invoke.
+#[tokio::test]
+async fn fabric_common_installs_approves_commits_and_invokes() {
+    let data = tempfile::tempdir().unwrap();
+    let org = dev_org();
+    let peer = support::peer::LaunchingPeer::start(support::peer::PeerOptions::new(false)).await;
+    let lifecycle = Arc::new(
+        Lifecycle::open(
+            data.path(),
+            peer.runtime.clone(),
+            &peer.dir.path().join("work"),
+            MSPID,
+        )
+        .unwrap(),
+    );
+    let service = EndorserService::new(EndorserContext {
+        validator: validator(&org),
+        replay: Arc::new(BoundedReplayCache::new(1024)),
+        endorser: org.endorser.clone(),
+        world: peer.world.clone(),
+        runner: Arc::new(LaunchingResolver {
+            definitions: lifecycle.definitions(),
+            launcher: peer.launcher.clone(),
+        }),
+        lifecycle: Some(lifecycle.clone()),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host_port = listener.local_addr().unwrap().to_string();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let package = contract_package();
+    let package_file = data.path().join("basic.tar.gz");
+    std::fs::write(&package_file, &package).unwrap();
+    let package_id = format!("basic_1.0:{}", hex::encode(Sha256::digest(&package)));
+
+    let dir = support::e2e_dir("clients");
+    support::npm_ci(&dir);
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("lifecycle.js"))
+        .arg("send")
+        .arg(MSPID)
+        .arg(&org.crypto.paths.admin.cert)
+        .arg(&org.crypto.paths.admin.key)
+        .arg(format!("grpc://{host_port}"))
+        .arg(&package_file)
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "lifecycle.js send failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reports: std::collections::HashMap<String, serde_json::Value> =
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(|line| {
+                let report: serde_json::Value = serde_json::from_str(line).unwrap();
+                (report["case"].as_str().unwrap().to_string(), report)
+            })
+            .collect();
+    for case in [
+        "install",
+        "queryinstalled",
+        "approve",
+        "checkcommitreadiness",
+        "commit",
+        "querycommitted",
+        "invoke",
+    ] {
+        let report = &reports[case];
+        assert_eq!(
+            report["statuses"],
+            serde_json::json!([200]),
+            "{case}: {report}"
+        );
+        assert_eq!(
+            report["endorsed"],
+            serde_json::json!([true]),
+            "{case}: {report}"
+        );
+    }
+    assert_eq!(
+        reports["install"]["result"]["package_id"],
+        package_id.as_str()
+    );
+    assert_eq!(reports["install"]["result"]["label"], "basic_1.0");
+    assert_eq!(
+        reports["queryinstalled"]["result"]["installed_chaincodes"][0]["package_id"],
+        package_id.as_str()
+    );
+    assert_eq!(
+        reports["checkcommitreadiness"]["result"]["approvals"],
+        serde_json::json!({ MSPID: true })
+    );
+    let committed = &reports["querycommitted"]["result"];
+    assert_eq!(committed["sequence"], 1);
+    assert_eq!(committed["version"], "1.0");
+    assert_eq!(committed["endorsement_plugin"], "escc");
+    assert_eq!(
+        committed["collection_names"],
+        serde_json::json!(["private1"])
+    );
+    assert_eq!(committed["approvals"], serde_json::json!({ MSPID: true }));
+    assert_eq!(reports["invoke"]["result"], "ok");
+
+    let def = lifecycle.definitions().get(CHANNEL, "basic").unwrap();
+    assert_eq!(def.package_id, package_id);
+    assert_eq!(def.collections.len(), 1);
+    peer.launcher.shutdown().await;
 }
