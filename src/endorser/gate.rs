@@ -48,7 +48,11 @@ impl LaunchingResolver {
     pub fn definition(&self, channel: &str, name: &str) -> Result<ChaincodeDefinition, String> {
         self.definitions
             .get(channel, name)
-            .ok_or_else(|| format!("chaincode {name} is not defined on channel {channel}"))
+            .ok_or_else(|| {
+                format!(
+                    "chaincode {name} is not defined on channel {channel}: install its package, then approve and commit a definition with _lifecycle"
+                )
+            })
     }
 
     /// The running chaincode of `definition`, launched if it is not running.

@@ -290,9 +290,12 @@ impl Definitions {
     }
 
     /// Defines (or redefines, with the next sequence) `name` on `channel` as running
-    /// `package_id`, without approval: the shortcut for tests and embedding. The version is the
-    /// sequence number.
+    /// `package_id`, without approval: the shortcut for tests and development chaincode. The
+    /// version is the sequence number; defining the package already defined changes nothing.
     pub fn define(&self, channel: &str, name: &str, package_id: &str) {
+        if self.package_id(channel, name).as_deref() == Some(package_id) {
+            return;
+        }
         let result = self.update(|state| {
             let sequence = state.current_sequence(channel, name) + 1;
             let def = ChaincodeDefinition::new(name, &sequence.to_string(), sequence, package_id);
@@ -503,6 +506,8 @@ mod tests {
         let redefined = defs.get("ch1", "asset").unwrap();
         assert_eq!(redefined.package_id, "asset:bbb");
         assert_eq!(redefined.sequence, 2);
+        defs.define("ch1", "asset", "asset:bbb");
+        assert_eq!(defs.get("ch1", "asset").unwrap().sequence, 2);
     }
 
     #[test]
