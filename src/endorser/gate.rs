@@ -88,3 +88,45 @@ impl ChaincodeResolver for LaunchingResolver {
         Box::pin(self.handle(channel, name))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endorser::launcher::LauncherConfig;
+    use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+
+    fn resolver(dir: &std::path::Path) -> LaunchingResolver {
+        let runtime = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));
+        LaunchingResolver {
+            definitions: Arc::new(Definitions::default()),
+            launcher: Launcher::new(runtime, None, LauncherConfig::new("127.0.0.1:1", "Org1MSP")),
+        }
+    }
+
+    #[tokio::test]
+    async fn undefined_and_packageless_definitions_are_named_without_launching() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = resolver(dir.path());
+        let err = resolver.handle("mychannel", "basic").await.unwrap_err();
+        assert!(
+            err.starts_with("chaincode basic is not defined on channel mychannel"),
+            "{err}"
+        );
+        resolver
+            .definitions
+            .approve("mychannel", ChaincodeDefinition::new("basic", "1.0", 1, ""))
+            .unwrap();
+        resolver
+            .definitions
+            .commit(
+                "mychannel",
+                &ChaincodeDefinition::new("basic", "1.0", 1, ""),
+                "Org1MSP",
+            )
+            .unwrap();
+        let err = resolver.handle("mychannel", "basic").await.unwrap_err();
+        assert!(err.contains("approved it without a package"), "{err}");
+        let err = resolver.handle("otherchannel", "basic").await.unwrap_err();
+        assert!(err.contains("otherchannel"), "{err}");
+    }
+}
