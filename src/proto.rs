@@ -41,7 +41,7 @@ pub mod gateway {
     tonic::include_proto!("gateway");
 }
 
-/// Fabric package `lifecycle` (install / query-installed messages of `_lifecycle`).
+/// Fabric package `lifecycle` (arguments and results of the `_lifecycle` system chaincode).
 pub mod lifecycle {
     tonic::include_proto!("lifecycle");
 }

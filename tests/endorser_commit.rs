@@ -120,6 +120,7 @@ fn endorser_context(org: &Org, world: &WorldState, endorser: &SigningIdentity) -
         endorser: endorser.clone(),
         world: world.clone(),
         runner: Arc::new(ScriptedChaincode),
+        lifecycle: None,
     }
 }
 

@@ -132,6 +132,7 @@ async fn start() -> Endorser {
         endorser: org.endorser.clone(),
         world,
         runner: Arc::new(ScriptedChaincode),
+        lifecycle: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
@@ -401,6 +402,7 @@ async fn start_on_node_contract() -> (support::peer::LaunchingPeer, Endorser, St
             definitions: peer.definitions.clone(),
             launcher: peer.launcher.clone(),
         }),
+        lifecycle: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let host_port = listener.local_addr().unwrap().to_string();

@@ -16,6 +16,9 @@ use crate::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
 use crate::endorser::handler::TxKind;
 use crate::endorser::identity::SigningIdentity;
 use crate::endorser::ledger::{TxSimulator, WorldState};
+use crate::endorser::lifecycle::{
+    Caller, InvocationError, LIFECYCLE_NAME, Lifecycle, SYSCC_VERSION, check_invocation,
+};
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::endorser::proposal::{
     ProposalValidator, ReplayCache, SimulationOutcome, ValidatedProposal, proposal_response,
@@ -33,6 +36,9 @@ pub enum RunError {
     /// The chaincode was reached but the transaction did not complete.
     #[error("{0}")]
     Execute(#[from] ExecuteError),
+    /// The invocation breaks the definition's rules (init required, or not required).
+    #[error("invalid invocation: {0}")]
+    Invalid(#[from] InvocationError),
 }
 
 /// Finds the chaincode defined as `name` on `channel`, makes sure it runs, and executes a
@@ -50,13 +56,18 @@ impl ChaincodeRunner for LaunchingResolver {
         request: ExecuteRequest,
     ) -> BoxFuture<'a, Result<(ChaincodeId, ExecuteOutcome), RunError>> {
         Box::pin(async move {
+            let definition = self
+                .definition(&request.channel_id, &request.chaincode_name)
+                .map_err(RunError::Unavailable)?;
+            // Before launching: a refused invocation should not start a chaincode.
+            check_invocation(&definition, request.input.is_init, &request.simulator)?;
             let handle = self
-                .handle(&request.channel_id, &request.chaincode_name)
+                .launch(&request.channel_id, &definition)
                 .await
                 .map_err(RunError::Unavailable)?;
-            // Definitions carry no version: the action names the chaincode only.
             let chaincode_id = ChaincodeId {
-                name: request.chaincode_name.clone(),
+                name: definition.name,
+                version: definition.version,
                 ..ChaincodeId::default()
             };
             let outcome = handle.execute(request).await?;
@@ -72,6 +83,8 @@ pub struct EndorserContext {
     pub endorser: SigningIdentity,
     pub world: WorldState,
     pub runner: Arc<dyn ChaincodeRunner>,
+    /// The `_lifecycle` system chaincode; without it proposals to `_lifecycle` are refused.
+    pub lifecycle: Option<Arc<Lifecycle>>,
 }
 
 fn timestamp(now: SystemTime) -> prost_types::Timestamp {
@@ -129,6 +142,33 @@ pub async fn simulate(
     })
 }
 
+/// Runs a `_lifecycle` proposal: the system chaincode answers directly and nothing is simulated,
+/// so the endorsed read/write set is empty. Installing unpacks files: off the async threads.
+pub async fn invoke_lifecycle(
+    proposal: &ValidatedProposal,
+    lifecycle: Option<&Arc<Lifecycle>>,
+) -> Result<SimulationOutcome, String> {
+    let lifecycle = lifecycle
+        .cloned()
+        .ok_or_else(|| format!("chaincode {LIFECYCLE_NAME} is not available on this endorser"))?;
+    let caller = Caller::from(proposal.creator.as_ref());
+    let channel = proposal.channel_id().to_string();
+    let args = proposal.args().to_vec();
+    let response = tokio::task::spawn_blocking(move || lifecycle.invoke(&caller, &channel, &args))
+        .await
+        .map_err(|err| format!("the {LIFECYCLE_NAME} invocation failed: {err}"))?;
+    Ok(SimulationOutcome {
+        chaincode_id: ChaincodeId {
+            name: LIFECYCLE_NAME.to_string(),
+            version: SYSCC_VERSION.to_string(),
+            ..ChaincodeId::default()
+        },
+        response,
+        results: Vec::new(),
+        event: None,
+    })
+}
+
 /// A proposal that passed validation and was simulated: the endorser's response (endorsed or a
 /// chaincode failure) beside the proposal it answers, for the Gateway to assemble a transaction.
 #[derive(Debug, Clone)]
@@ -154,7 +194,12 @@ pub async fn endorse(
             return Err(rejection_response(&error));
         }
     };
-    match simulate(&proposal, &context.world, context.runner.as_ref()).await {
+    let outcome = if proposal.chaincode_name() == LIFECYCLE_NAME {
+        invoke_lifecycle(&proposal, context.lifecycle.as_ref()).await
+    } else {
+        simulate(&proposal, &context.world, context.runner.as_ref()).await
+    };
+    match outcome {
         Ok(outcome) => {
             let response =
                 proposal_response(&proposal, &outcome, &context.endorser, timestamp(now));

@@ -1,12 +1,13 @@
 //! Joins the chaincode stream to the launcher: the launcher is the production
 //! [`RegistrationGate`], and chaincode names resolve to running chaincode through it.
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use crate::endorser::handle::ChaincodeHandle;
 use crate::endorser::launcher::Launcher;
+pub use crate::endorser::lifecycle::Definitions;
+use crate::endorser::lifecycle::definitions::ChaincodeDefinition;
 use crate::endorser::registration::{
     ChaincodeResolver, RegisterRequest, RegistrationGate, RegistrationTicket,
 };
@@ -30,34 +31,6 @@ impl RegistrationGate for Launcher<ChaincodeHandle> {
     }
 }
 
-/// Which package runs each chaincode name on each channel (the channel's chaincode definitions).
-#[derive(Debug, Default)]
-pub struct Definitions {
-    by_channel: RwLock<HashMap<String, HashMap<String, String>>>,
-}
-
-impl Definitions {
-    /// Defines (or redefines) `name` on `channel` as running `package_id`.
-    pub fn define(&self, channel: &str, name: &str, package_id: &str) {
-        let mut map = self
-            .by_channel
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.entry(channel.to_string())
-            .or_default()
-            .insert(name.to_string(), package_id.to_string());
-    }
-
-    /// The package id defined for `name` on `channel`.
-    pub fn package_id(&self, channel: &str, name: &str) -> Option<String> {
-        let map = self
-            .by_channel
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        map.get(channel).and_then(|names| names.get(name)).cloned()
-    }
-}
-
 /// Resolves a chaincode name through the channel's definitions and launches it on demand.
 pub struct LaunchingResolver {
     pub definitions: Arc<Definitions>,
@@ -67,14 +40,42 @@ pub struct LaunchingResolver {
 impl LaunchingResolver {
     /// The running chaincode behind `name` on `channel`, launched if it is not running.
     pub async fn handle(&self, channel: &str, name: &str) -> Result<ChaincodeHandle, String> {
-        let package_id = self
-            .definitions
-            .package_id(channel, name)
-            .ok_or_else(|| format!("chaincode {name} is not defined on channel {channel}"))?;
+        let definition = self.definition(channel, name)?;
+        self.launch(channel, &definition).await
+    }
+
+    /// The committed definition of `name` on `channel`.
+    pub fn definition(&self, channel: &str, name: &str) -> Result<ChaincodeDefinition, String> {
+        self.definitions
+            .get(channel, name)
+            .ok_or_else(|| {
+                format!(
+                    "chaincode {name} is not defined on channel {channel}: install its package, then approve and commit a definition with _lifecycle"
+                )
+            })
+    }
+
+    /// The running chaincode of `definition`, launched if it is not running.
+    pub async fn launch(
+        &self,
+        channel: &str,
+        definition: &ChaincodeDefinition,
+    ) -> Result<ChaincodeHandle, String> {
+        if definition.package_id.is_empty() {
+            return Err(format!(
+                "chaincode {} (version {}, sequence {}) is defined on channel {channel}, but this org approved it without a package: approve it again with the package id of an installed package",
+                definition.name, definition.version, definition.sequence
+            ));
+        }
         self.launcher
-            .ensure_registered(&package_id)
+            .ensure_registered(&definition.package_id)
             .await
-            .map_err(|err| err.to_string())
+            .map_err(|err| {
+                format!(
+                    "chaincode {} on channel {channel} (package {}): {err}",
+                    definition.name, definition.package_id
+                )
+            })
     }
 }
 
@@ -91,20 +92,41 @@ impl ChaincodeResolver for LaunchingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endorser::launcher::LauncherConfig;
+    use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 
-    #[test]
-    fn definitions_are_per_channel_and_redefinable() {
-        let defs = Definitions::default();
-        defs.define("ch1", "asset", "asset:aaa");
-        assert_eq!(
-            defs.package_id("ch1", "asset").as_deref(),
-            Some("asset:aaa")
+    fn resolver(dir: &std::path::Path) -> LaunchingResolver {
+        let runtime = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));
+        LaunchingResolver {
+            definitions: Arc::new(Definitions::default()),
+            launcher: Launcher::new(runtime, None, LauncherConfig::new("127.0.0.1:1", "Org1MSP")),
+        }
+    }
+
+    #[tokio::test]
+    async fn undefined_and_packageless_definitions_are_named_without_launching() {
+        let dir = tempfile::tempdir().unwrap();
+        let resolver = resolver(dir.path());
+        let err = resolver.handle("mychannel", "basic").await.unwrap_err();
+        assert!(
+            err.starts_with("chaincode basic is not defined on channel mychannel"),
+            "{err}"
         );
-        assert_eq!(defs.package_id("ch2", "asset"), None);
-        defs.define("ch1", "asset", "asset:bbb");
-        assert_eq!(
-            defs.package_id("ch1", "asset").as_deref(),
-            Some("asset:bbb")
-        );
+        resolver
+            .definitions
+            .approve("mychannel", ChaincodeDefinition::new("basic", "1.0", 1, ""))
+            .unwrap();
+        resolver
+            .definitions
+            .commit(
+                "mychannel",
+                &ChaincodeDefinition::new("basic", "1.0", 1, ""),
+                "Org1MSP",
+            )
+            .unwrap();
+        let err = resolver.handle("mychannel", "basic").await.unwrap_err();
+        assert!(err.contains("approved it without a package"), "{err}");
+        let err = resolver.handle("otherchannel", "basic").await.unwrap_err();
+        assert!(err.contains("otherchannel"), "{err}");
     }
 }

@@ -1,6 +1,9 @@
 //! The Fabric-wire endorser front end: proposal validation and endorsement (`proposal`,
-//! `identity`), the chaincode stream (`support`, `handler`), the ledger it reads and writes, and
-//! the launcher with its runtimes that start chaincodes on demand.
+//! `identity`), the chaincode stream (`support`, `handler`), the ledger it reads and writes,
+//! the launcher with its runtimes that start chaincodes on demand, the chaincode lifecycle
+//! (`lifecycle`: installed packages, definitions, the `_lifecycle` system chaincode), the
+//! Gateway with its embedded commit path (`gateway`, `commit`), and one node assembled from all
+//! of it (`node`) as the `endorser` and `dev` subcommands run it.
 pub mod cli;
 pub mod commit;
 pub mod dev;

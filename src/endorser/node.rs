@@ -227,7 +227,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         endorser: config.signing.clone(),
         world,
         runner: resolver.clone(),
-        //STUB lifecycle: Some(lifecycle.clone()),
+        lifecycle: Some(lifecycle.clone()),
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
