@@ -167,8 +167,12 @@ impl EndorserService {
         }
     }
 
+    /// The tonic server. Its decoding limit is the validator's proposal limit: tonic's own default
+    /// (4 MiB) would otherwise refuse proposals the validator accepts, and a message over the
+    /// limit is refused (`OUT_OF_RANGE`) before it is buffered and decoded.
     pub fn into_server(self) -> EndorserServer<Self> {
-        EndorserServer::new(self)
+        let limit = self.context.validator.max_proposal_bytes();
+        EndorserServer::new(self).max_decoding_message_size(limit)
     }
 }
 
