@@ -249,8 +249,22 @@ async fn drive(target: &Target, proposals: Vec<SignedProposal>, in_flight: usize
     }
 }
 
-/// Serves `context` with TLS on the endorser runtime; returns `count` client connections.
-async fn serve(org: &Org, context: EndorserContext, connections: usize) -> Vec<Channel> {
+/// Accepted connections with Nagle's algorithm off: tonic applies its `tcp_nodelay` only to
+/// listeners it binds itself, and a small response delayed until the client's delayed ACK costs
+/// 40 ms per call.
+fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
+        let stream = accepted?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    })
+}
+
+/// Serves `context` with TLS on the current (endorser) runtime; returns the port.
+async fn serve(org: &Org, context: EndorserContext) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
@@ -264,13 +278,19 @@ async fn serve(org: &Org, context: EndorserContext, connections: usize) -> Vec<C
             .tls_config(ServerTlsConfig::new().identity(identity))
             .expect("server TLS config")
             .add_service(EndorserService::new(context).into_server())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+            .serve_with_incoming(no_delay(listener)),
     );
+    port
+}
+
+/// `count` TLS connections to the endorser on `port`, trusting the org's TLS CA. Called on the
+/// client runtime: a channel's connection task runs where it was created.
+async fn connect(org: &Org, port: u16, count: usize) -> Vec<Channel> {
     let tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(&org.crypto.tls_ca.cert_pem))
         .domain_name("localhost");
-    let mut channels = Vec::with_capacity(connections);
-    for _ in 0..connections {
+    let mut channels = Vec::with_capacity(count);
+    for _ in 0..count {
         let channel = Endpoint::from_shared(format!("https://localhost:{port}"))
             .expect("endpoint")
             .tls_config(tls.clone())
@@ -327,12 +347,15 @@ fn main() {
     let endorser_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .thread_name(ENDORSER_THREAD)
+        // An exited thread's CPU time leaves /proc: keep idle blocking threads alive.
+        .thread_keep_alive(Duration::from_secs(24 * 3600))
         .enable_all()
         .build()
         .expect("endorser runtime");
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
         .thread_name(CLIENT_THREAD)
+        .thread_keep_alive(Duration::from_secs(24 * 3600))
         .enable_all()
         .build()
         .expect("client runtime");
@@ -345,7 +368,7 @@ fn main() {
 
     // Everything the endorser runs is spawned on its runtime: the chaincode stream server and
     // launcher tasks (LaunchingPeer::start and the first launch), and the two endorser servers.
-    let (peer, noop_channels, node_channels, pgid) = endorser_rt.block_on(async {
+    let (peer, noop_port, node_port, pgid) = endorser_rt.block_on(async {
         let peer = LaunchingPeer::start(PeerOptions::new(false)).await;
         seed(&peer.world);
         peer.install("basic", PACKAGE_ID, &shim_source);
@@ -359,25 +382,17 @@ fn main() {
         let noop_db = tempfile::tempdir().expect("tempdir");
         let noop_world =
             WorldState::open(&noop_db.path().join("noop.redb")).expect("open world state");
-        let noop = serve(
-            &org,
-            context(&org, noop_world, Arc::new(NoopChaincode)),
-            MAX_CONNECTIONS,
-        )
-        .await;
+        let noop = serve(&org, context(&org, noop_world, Arc::new(NoopChaincode))).await;
         let resolver = LaunchingResolver {
             definitions: peer.definitions.clone(),
             launcher: peer.launcher.clone(),
         };
-        let node = serve(
-            &org,
-            context(&org, peer.world.clone(), Arc::new(resolver)),
-            MAX_CONNECTIONS,
-        )
-        .await;
+        let node = serve(&org, context(&org, peer.world.clone(), Arc::new(resolver))).await;
         std::mem::forget(noop_db); // lives as long as the server
         (peer, noop, node, pgid)
     });
+    let noop_channels = client_rt.block_on(connect(&org, noop_port, MAX_CONNECTIONS));
+    let node_channels = client_rt.block_on(connect(&org, node_port, MAX_CONNECTIONS));
 
     let targets = [
         Target {
