@@ -32,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, EndorserService, RunError,
+    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
 };
 use chaincode_operator::endorser::gate::LaunchingResolver;
 use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
@@ -203,7 +203,8 @@ async fn drive(target: &Target, proposals: Vec<SignedProposal>, in_flight: usize
         .into_iter()
         .enumerate()
         .map(|(i, chunk)| {
-            let mut client = EndorserClient::new(target.channels[i % target.channels.len()].clone());
+            let mut client =
+                EndorserClient::new(target.channels[i % target.channels.len()].clone());
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(chunk.len());
                 for proposal in chunk {
@@ -249,20 +250,6 @@ async fn drive(target: &Target, proposals: Vec<SignedProposal>, in_flight: usize
     }
 }
 
-/// Accepted connections with Nagle's algorithm off: tonic applies its `tcp_nodelay` only to
-/// listeners it binds itself, and a small response delayed until the client's delayed ACK costs
-/// 40 ms per call.
-fn no_delay(
-    listener: tokio::net::TcpListener,
-) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use futures::StreamExt;
-    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|accepted| {
-        let stream = accepted?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    })
-}
-
 /// Serves `context` with TLS on the current (endorser) runtime; returns the port.
 async fn serve(org: &Org, context: EndorserContext) -> u16 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -278,7 +265,7 @@ async fn serve(org: &Org, context: EndorserContext) -> u16 {
             .tls_config(ServerTlsConfig::new().identity(identity))
             .expect("server TLS config")
             .add_service(EndorserService::new(context).into_server())
-            .serve_with_incoming(no_delay(listener)),
+            .serve_with_incoming(incoming_no_delay(listener)),
     );
     port
 }
@@ -404,7 +391,12 @@ fn main() {
         Target {
             label: "node get",
             channels: node_channels.clone(),
-            args: |i| vec![b"get".to_vec(), format!("key{}", i % SEEDED_KEYS).into_bytes()],
+            args: |i| {
+                vec![
+                    b"get".to_vec(),
+                    format!("key{}", i % SEEDED_KEYS).into_bytes(),
+                ]
+            },
             chaincode_pgid: Some(pgid),
         },
         Target {
@@ -429,7 +421,14 @@ fn main() {
     );
     println!(
         "{:<9} {:>4} {:>10} {:>9} {:>9} {:>13} {:>11} {:>13}",
-        "pipeline", "N", "endorse/s", "p50 ms", "p99 ms", "endorser ms", "client ms", "chaincode ms"
+        "pipeline",
+        "N",
+        "endorse/s",
+        "p50 ms",
+        "p99 ms",
+        "endorser ms",
+        "client ms",
+        "chaincode ms"
     );
     let mut best_noop: f64 = 0.0;
     let mut noop_cpu: Vec<f64> = Vec::new();

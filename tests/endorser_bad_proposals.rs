@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chaincode_operator::endorser::devcrypto::{DevCa, LeafSpec};
 use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, EndorserService, RunError,
+    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
 };
 use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::identity::{SigningIdentity, ecdsa, serialize_identity};
@@ -95,7 +95,7 @@ async fn start() -> TlsEndorser {
     let port = listener.local_addr().unwrap().port();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).inspect(move |_| {
+    let incoming = incoming_no_delay(listener).inspect(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
     });
     tokio::spawn(
@@ -175,7 +175,11 @@ impl TlsEndorser {
 #[tokio::test]
 async fn a_signature_by_another_key_is_refused_naming_the_signature() {
     let mut endorser = start().await;
-    let p = parts(endorser.org.user.serialized(), &[1; 24], &[b"put", b"k", b"v"]);
+    let p = parts(
+        endorser.org.user.serialized(),
+        &[1; 24],
+        &[b"put", b"k", b"v"],
+    );
     let message = endorser.refused(signed(&p, &endorser.org.admin)).await;
     assert!(
         message.contains("signature over the proposal is not valid"),
@@ -203,8 +207,11 @@ async fn an_unknown_organisation_is_refused_naming_it() {
 async fn an_expired_certificate_from_the_trusted_ca_is_refused_as_expired() {
     let mut endorser = start().await;
     // Issued by the organisation's own CA, so only its validity window is wrong.
-    let ca = DevCa::from_pem(&endorser.org.crypto.ca.cert_pem, &endorser.org.crypto.ca.key_pem)
-        .unwrap();
+    let ca = DevCa::from_pem(
+        &endorser.org.crypto.ca.cert_pem,
+        &endorser.org.crypto.ca.key_pem,
+    )
+    .unwrap();
     let mut leaf = LeafSpec::identity("Expired@org1.example.com", "client");
     let now = time::OffsetDateTime::now_utc();
     leaf.not_before = now - time::Duration::days(30);
