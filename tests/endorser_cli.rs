@@ -74,9 +74,11 @@ async fn endorser_endorses_over_tls_and_gates_chaincode_registration() {
         .await
         .expect("TLS connection to the endorser");
     let user = load_signing_identity("Org1MSP", &crypto.paths.user.dir).unwrap();
-    let (proposal, _) =
-        signed_proposal(&user, &ProposalSpec::new("mychannel", "nosuchcc", [b"get".to_vec()]))
-            .unwrap();
+    let (proposal, _) = signed_proposal(
+        &user,
+        &ProposalSpec::new("mychannel", "nosuchcc", [b"get".to_vec()]),
+    )
+    .unwrap();
     let response = EndorserClient::new(channel)
         .process_proposal(proposal)
         .await

@@ -41,7 +41,10 @@ async fn start_dev(dir: &Path) -> (Child, DevInfo) {
     })
     .await
     .expect("dev gets ready within 5 minutes");
-    assert!(ready, "dev exited before it was ready; it printed {printed:?}");
+    assert!(
+        ready,
+        "dev exited before it was ready; it printed {printed:?}"
+    );
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let text = std::fs::read_to_string(dir.join("dev.json")).expect("dev.json written");
@@ -92,7 +95,11 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     let (child, info) = start_dev(dir.path()).await;
     assert!(info.tls_root_cert.is_some(), "dev serves TLS by default");
     assert_eq!(
-        (info.channel.as_str(), info.chaincode.as_str(), info.sequence),
+        (
+            info.channel.as_str(),
+            info.chaincode.as_str(),
+            info.sequence
+        ),
         ("mychannel", "basic", 1)
     );
     assert!(info.package_id.starts_with("basic:"), "{}", info.package_id);
@@ -105,7 +112,10 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
 
     // Both endorsed against version of v1: the first commits, the second is a read conflict and
     // changes nothing.
-    assert_eq!((&seen["firstRead"], &seen["secondRead"]), (&"v1".into(), &"v1".into()));
+    assert_eq!(
+        (&seen["firstRead"], &seen["secondRead"]),
+        (&"v1".into(), &"v1".into())
+    );
     let statuses = seen["statuses"].as_array().expect("statuses");
     assert_eq!(statuses[0]["code"], "VALID", "{seen}");
     assert_eq!(statuses[0]["successful"], true);
@@ -117,12 +127,24 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     // A chaincode error reaches the client as a gateway error carrying the chaincode's message.
     let evaluate_error = &seen["evaluateError"];
     assert_eq!(evaluate_error["type"], "GatewayError", "{evaluate_error}");
-    let detail = evaluate_error["details"][0]["message"].as_str().unwrap_or_default();
+    let detail = evaluate_error["details"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
     assert!(detail.contains("boom"), "{evaluate_error}");
     assert_eq!(evaluate_error["details"][0]["mspId"], "Org1MSP");
     let submit_error = &seen["submitError"];
     assert_eq!(submit_error["type"], "EndorseError", "{submit_error}");
-    assert!(submit_error["message"].as_str().unwrap_or_default().contains("boom") || submit_error["details"][0]["message"].as_str().unwrap_or_default().contains("boom"), "{submit_error}");
+    assert!(
+        submit_error["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("boom")
+            || submit_error["details"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("boom"),
+        "{submit_error}"
+    );
 
     // The emitted event arrives over ChaincodeEvents from the committed block.
     assert_eq!(seen["emitStatus"], "VALID");

@@ -18,8 +18,8 @@ use chaincode_operator::proto::gateway::{
 };
 use chaincode_operator::proto::orderer::{SeekPosition, SeekSpecified, seek_position};
 use chaincode_operator::proto::protos::TxValidationCode;
-use prost::Message;
 use proposal_support::{CHANNEL, MSPID, Org, dev_org};
+use prost::Message;
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -45,8 +45,10 @@ async fn start() -> Node {
     config.launcher.logging.level = "warning".into();
     let node = node::start(config).await.expect("node starts");
     let package_id = "basic:contract";
-    node.runtime
-        .add_source(package_id, support::installed_e2e_dir("chaincodes/contract"));
+    node.runtime.add_source(
+        package_id,
+        support::installed_e2e_dir("chaincodes/contract"),
+    );
     node.lifecycle
         .definitions()
         .define(CHANNEL, "basic", package_id);
@@ -56,7 +58,10 @@ async fn start() -> Node {
     Node { org, node, client }
 }
 
-fn proposal(signer: &SigningIdentity, args: &[&str]) -> (chaincode_operator::proto::protos::SignedProposal, String) {
+fn proposal(
+    signer: &SigningIdentity,
+    args: &[&str],
+) -> (chaincode_operator::proto::protos::SignedProposal, String) {
     signed_proposal(
         signer,
         &ProposalSpec::new(CHANNEL, "basic", args.iter().map(|a| a.as_bytes().to_vec())),
@@ -151,7 +156,9 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
     assert_eq!(err.code(), Code::Aborted, "{err}");
     let details = detail_messages(&err);
     assert!(
-        details.iter().any(|d| d.contains("chaincode nosuchcc is not defined on channel mychannel")),
+        details
+            .iter()
+            .any(|d| d.contains("chaincode nosuchcc is not defined on channel mychannel")),
         "{details:?}"
     );
 
@@ -180,7 +187,11 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Aborted, "{err}");
     assert!(err.message().contains("signature"), "{}", err.message());
-    assert_eq!(n.node.committer.status(CHANNEL, &tx_id), None, "nothing appended");
+    assert_eq!(
+        n.node.committer.status(CHANNEL, &tx_id),
+        None,
+        "nothing appended"
+    );
     assert_eq!(n.node.committer.height(CHANNEL), 0);
 
     // Signed properly: committed, and CommitStatus says so to its creator.
@@ -271,7 +282,10 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
     assert_eq!(first.block_number, 1);
     assert_eq!(first.events.len(), 1);
     assert_eq!(
-        (first.events[0].event_name.as_str(), first.events[0].tx_id.as_str()),
+        (
+            first.events[0].event_name.as_str(),
+            first.events[0].tx_id.as_str()
+        ),
         ("created", emit_tx.as_str())
     );
     n.node.shutdown().await;

@@ -366,7 +366,8 @@ fn seed(world: &WorldState, pairs: &[(&str, &str)]) {
     use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator};
     let sim = TxSimulator::new(world.clone(), CHANNEL, "seed");
     for (key, value) in pairs {
-        sim.put_state("basic", key, value.as_bytes().to_vec()).unwrap();
+        sim.put_state("basic", key, value.as_bytes().to_vec())
+            .unwrap();
     }
     let rwset = sim.results().unwrap();
     let block = world
@@ -490,7 +491,10 @@ async fn the_node_contract_chaincode_is_launched_and_endorsed() {
 #[tokio::test]
 async fn fabric_common_sends_proposals_and_gets_endorsements() {
     let (peer, endorser, host_port) = start_on_node_contract().await;
-    seed(&peer.world, &[("asset1", "seeded-1"), ("asset2", "seeded-2")]);
+    seed(
+        &peer.world,
+        &[("asset1", "seeded-1"), ("asset2", "seeded-2")],
+    );
     let dir = support::e2e_dir("clients");
     support::npm_ci(&dir);
     let output = tokio::process::Command::new("node")
@@ -556,17 +560,27 @@ async fn fabric_common_sends_proposals_and_gets_endorsements() {
     let (put, _) = decoded("put");
     let writes = basic_rwset(&put).writes;
     assert_eq!(
-        (writes.len(), writes[0].key.as_str(), writes[0].value.as_slice()),
+        (
+            writes.len(),
+            writes[0].key.as_str(),
+            writes[0].value.as_slice()
+        ),
         (1, "asset1", b"blue".as_slice())
     );
     let (get, value) = decoded("get");
-    assert_eq!(value, "seeded-1", "the committed value, not the unsubmitted put");
+    assert_eq!(
+        value, "seeded-1",
+        "the committed value, not the unsubmitted put"
+    );
     assert_eq!(basic_rwset(&get).reads[0].key, "asset1");
     let (range, keys) = decoded("range");
     assert_eq!(keys, r#"["asset1","asset2"]"#);
     let range_info = &basic_rwset(&range).range_queries_info;
     assert_eq!(
-        (range_info[0].start_key.as_str(), range_info[0].end_key.as_str()),
+        (
+            range_info[0].start_key.as_str(),
+            range_info[0].end_key.as_str()
+        ),
         ("asset0", "asset9")
     );
     let (emit, _) = decoded("emit");
@@ -579,7 +593,10 @@ async fn fabric_common_sends_proposals_and_gets_endorsements() {
     let whoami: serde_json::Value = serde_json::from_str(&whoami).unwrap();
     assert_eq!(whoami["mspid"], MSPID);
     assert!(
-        whoami["id"].as_str().unwrap().contains("CN=User1@org1.example.com"),
+        whoami["id"]
+            .as_str()
+            .unwrap()
+            .contains("CN=User1@org1.example.com"),
         "{whoami}"
     );
     let fail = &reports["fail"];

@@ -183,8 +183,12 @@ pub(crate) fn node_config(
 }
 
 async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
-    let signing = load_signing_identity(&args.mspid, &args.msp_dir)
-        .with_context(|| format!("loading the signing identity from {}", args.msp_dir.display()))?;
+    let signing = load_signing_identity(&args.mspid, &args.msp_dir).with_context(|| {
+        format!(
+            "loading the signing identity from {}",
+            args.msp_dir.display()
+        )
+    })?;
     let mut organizations = vec![
         load_organization(&args.mspid, &args.msp_dir)
             .with_context(|| format!("loading organisation {}", args.mspid))?,
@@ -231,9 +235,8 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
 
 /// Serves until SIGINT/SIGTERM (then stops chaincode and exits 0) or a listener fails.
 pub(crate) async fn serve_until_interrupted(mut node: RunningNode) -> anyhow::Result<ExitCode> {
-    let mut terminate =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("installing the SIGTERM handler")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     let outcome = tokio::select! {
         _ = tokio::signal::ctrl_c() => Ok(()),
         _ = terminate.recv() => Ok(()),

@@ -186,7 +186,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_info(info: &DevInfo, dev_json: &Path) {
-    println!("chaincode-operator dev: serving {} on channel {}", info.chaincode, info.channel);
+    println!(
+        "chaincode-operator dev: serving {} on channel {}",
+        info.chaincode, info.channel
+    );
     println!("  endpoint:      {}", info.endpoint);
     match &info.tls_root_cert {
         Some(root) => println!(
@@ -199,7 +202,10 @@ fn print_info(info: &DevInfo, dev_json: &Path) {
     println!("  MSP id:        {}", info.msp_id);
     println!("  certificate:   {}", info.cert_path.display());
     println!("  private key:   {}", info.key_path.display());
-    println!("  package id:    {} (sequence {})", info.package_id, info.sequence);
+    println!(
+        "  package id:    {} (sequence {})",
+        info.package_id, info.sequence
+    );
     println!("  written to:    {}", dev_json.display());
     println!("ready");
 }
@@ -263,17 +269,22 @@ async fn install_and_define(
         name: name.to_string(),
     }
     .encode_to_vec();
-    let current = match lifecycle_call(node, admin, channel, "QueryChaincodeDefinition", query)
-        .await
-    {
-        Ok(payload) => Some(
-            QueryChaincodeDefinitionResult::decode(payload.as_slice())
-                .context("decoding QueryChaincodeDefinitionResult")?,
-        ),
-        Err(_) => None,
-    };
+    let current =
+        match lifecycle_call(node, admin, channel, "QueryChaincodeDefinition", query).await {
+            Ok(payload) => Some(
+                QueryChaincodeDefinitionResult::decode(payload.as_slice())
+                    .context("decoding QueryChaincodeDefinitionResult")?,
+            ),
+            Err(_) => None,
+        };
     let current_sequence = current.as_ref().map(|c| c.sequence).unwrap_or(0);
-    if node.lifecycle.definitions().package_id(channel, name).as_deref() == Some(package_id) {
+    if node
+        .lifecycle
+        .definitions()
+        .package_id(channel, name)
+        .as_deref()
+        == Some(package_id)
+    {
         tracing::info!(%name, sequence = current_sequence, "definition unchanged");
         return Ok(current_sequence);
     }
@@ -293,9 +304,15 @@ async fn install_and_define(
         ..ApproveChaincodeDefinitionForMyOrgArgs::default()
     }
     .encode_to_vec();
-    lifecycle_call(node, admin, channel, "ApproveChaincodeDefinitionForMyOrg", approve)
-        .await
-        .map_err(anyhow::Error::msg)?;
+    lifecycle_call(
+        node,
+        admin,
+        channel,
+        "ApproveChaincodeDefinitionForMyOrg",
+        approve,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
     let commit = CommitChaincodeDefinitionArgs {
         sequence,
         name: name.to_string(),
@@ -316,8 +333,14 @@ mod tests {
 
     #[test]
     fn default_names_follow_fabric_chaincode_name_rules() {
-        assert_eq!(default_name(Path::new("/src/asset-transfer")).unwrap(), "asset-transfer");
-        assert_eq!(default_name(Path::new("/src/my chaincode!")).unwrap(), "my-chaincode");
+        assert_eq!(
+            default_name(Path::new("/src/asset-transfer")).unwrap(),
+            "asset-transfer"
+        );
+        assert_eq!(
+            default_name(Path::new("/src/my chaincode!")).unwrap(),
+            "my-chaincode"
+        );
         assert_eq!(default_name(Path::new("/src/--x--")).unwrap(), "x");
         assert!(default_name(Path::new("/")).is_err());
     }

@@ -176,6 +176,20 @@ impl DevCa {
         Self::new(common_name, organization, now - CLOCK_SKEW, now + VALIDITY)
     }
 
+    /// A CA from its certificate and private key, both PEM (e.g. `ca/ca.pem` and `ca/ca_sk` of
+    /// a generated organisation), to issue more certificates under an existing root.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self, DevCryptoError> {
+        let key = KeyPair::from_pem(key_pem)?;
+        let issuer = Issuer::from_ca_cert_pem(cert_pem, key)?;
+        Ok(Self {
+            own: CertAndKey {
+                cert_pem: cert_pem.to_string(),
+                key_pem: key_pem.to_string(),
+            },
+            issuer,
+        })
+    }
+
     /// An intermediate CA signed by this CA.
     pub fn intermediate(
         &self,

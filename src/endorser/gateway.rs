@@ -71,7 +71,11 @@ pub struct GatewayService {
 }
 
 impl GatewayService {
-    pub fn new(endorser: Arc<EndorserContext>, committer: Committer, config: GatewayConfig) -> Self {
+    pub fn new(
+        endorser: Arc<EndorserContext>,
+        committer: Committer,
+        config: GatewayConfig,
+    ) -> Self {
         Self {
             endorser,
             committer,
@@ -314,7 +318,9 @@ impl Gateway for GatewayService {
             tx,
             self.shutdown.clone(),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx)) as EventStream))
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as EventStream
+        ))
     }
 }
 
@@ -501,7 +507,10 @@ mod tests {
     #[test]
     fn resuming_after_a_transaction_skips_it_and_everything_before_it_in_its_block() {
         let mut f = filter(Some("t2"), 5);
-        let got = f.take(&block(5, &[("t1", "basic"), ("t2", "basic"), ("t3", "basic")]));
+        let got = f.take(&block(
+            5,
+            &[("t1", "basic"), ("t2", "basic"), ("t3", "basic")],
+        ));
         assert_eq!(names(got), ["ev-t3"]);
         assert_eq!(names(f.take(&block(6, &[("t4", "basic")]))), ["ev-t4"]);
     }
@@ -519,7 +528,10 @@ mod tests {
         );
         let rpc = RpcStatus::decode(status.details()).unwrap();
         assert_eq!(rpc.code, Code::Aborted as i32);
-        assert_eq!(rpc.details[0].type_url, "type.googleapis.com/gateway.ErrorDetail");
+        assert_eq!(
+            rpc.details[0].type_url,
+            "type.googleapis.com/gateway.ErrorDetail"
+        );
         let detail = ErrorDetail::decode(rpc.details[0].value.as_slice()).unwrap();
         assert_eq!(detail.message, "chaincode response 500, boom");
     }

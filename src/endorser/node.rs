@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::endorser::commit::Committer;
-use crate::endorser::endorse_service::{EndorserContext, EndorserService};
+use crate::endorser::endorse_service::{EndorserContext, EndorserService, incoming_no_delay};
 use crate::endorser::gate::LaunchingResolver;
 use crate::endorser::gateway::{GatewayConfig, GatewayService};
 use crate::endorser::handle::ChaincodeHandle;
@@ -254,7 +254,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         chaincode_server
             .add_service(support.into_server())
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(chaincode_listener),
+                incoming_no_delay(chaincode_listener),
                 until_shutdown(shutdown_rx.clone()),
             ),
     );
@@ -275,19 +275,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .context("configuring TLS on the client listener")?;
     }
+    // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
     let limit = config.max_message_bytes;
     servers.spawn(
         client_server
-            .add_service(
-                EndorserService::shared(context.clone())
-                    .into_server()
-                    .max_decoding_message_size(limit),
-            )
+            .add_service(EndorserService::shared(context.clone()).into_server())
             .add_service(gateway.into_server().max_decoding_message_size(limit))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                until_shutdown(shutdown_rx),
-            ),
+            .serve_with_incoming_shutdown(incoming_no_delay(listener), until_shutdown(shutdown_rx)),
     );
     tracing::info!(
         %address,

@@ -20,7 +20,9 @@ use crate::proto::protos::{
     ChaincodeProposalPayload, ChaincodeSpec, Proposal, SignedProposal,
 };
 
-/// Fabric's peer accepts gRPC messages up to 100 MiB (`peer.maxRecvMsgSize`).
+/// The default limit on an encoded SignedProposal, the same as Fabric's peer
+/// (`peer.maxRecvMsgSize`, 100 MiB). The gRPC service refuses larger messages before decoding
+/// them (see [`crate::endorser::endorse_service::EndorserService::into_server`]).
 pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 100 * 1024 * 1024;
 
 /// Why a proposal was refused. The message is what the client sees (status 500, like Fabric).
@@ -167,9 +169,15 @@ impl ProposalValidator {
         }
     }
 
+    /// Refuses encoded SignedProposals over `limit` bytes.
     pub fn with_max_proposal_bytes(mut self, limit: usize) -> Self {
         self.max_proposal_bytes = limit;
         self
+    }
+
+    /// The largest encoded SignedProposal accepted, in bytes.
+    pub fn max_proposal_bytes(&self) -> usize {
+        self.max_proposal_bytes
     }
 
     pub fn with_channelless_chaincodes(mut self, names: impl IntoIterator<Item = String>) -> Self {

@@ -617,7 +617,10 @@ mod tests {
             Some("https://npm.example.test/")
         );
         assert_eq!(config.stop_grace, Duration::from_secs(9));
-        let defaulted = Cli::try_parse_from(["x"]).unwrap().process.config(Path::new("/data/cc"));
+        let defaulted = Cli::try_parse_from(["x"])
+            .unwrap()
+            .process
+            .config(Path::new("/data/cc"));
         assert_eq!(defaulted.work_dir, Path::new("/data/cc"));
     }
 
