@@ -7,13 +7,14 @@ mod support;
 use std::time::Duration;
 
 use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
+use chaincode_operator::endorser::gateway::error_details;
 use chaincode_operator::endorser::identity::{SigningIdentity, load_signing_identity};
 use chaincode_operator::endorser::node::{self, NodeConfig, RunningNode};
 use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
 use chaincode_operator::proto::common::Envelope;
 use chaincode_operator::proto::gateway::gateway_client::GatewayClient;
 use chaincode_operator::proto::gateway::{
-    ChaincodeEventsRequest, CommitStatusRequest, EndorseRequest, ErrorDetail, EvaluateRequest,
+    ChaincodeEventsRequest, CommitStatusRequest, EndorseRequest, EvaluateRequest,
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest,
 };
 use chaincode_operator::proto::orderer::{SeekPosition, SeekSpecified, seek_position};
@@ -70,23 +71,10 @@ fn proposal(
 }
 
 fn detail_messages(status: &tonic::Status) -> Vec<String> {
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct RpcStatus {
-        #[prost(int32, tag = "1")]
-        code: i32,
-        #[prost(string, tag = "2")]
-        message: String,
-        #[prost(message, repeated, tag = "3")]
-        details: Vec<prost_types::Any>,
-    }
-    RpcStatus::decode(status.details())
-        .map(|rpc| {
-            rpc.details
-                .iter()
-                .map(|any| ErrorDetail::decode(any.value.as_slice()).unwrap().message)
-                .collect()
-        })
-        .unwrap_or_default()
+    error_details(status)
+        .into_iter()
+        .map(|detail| detail.message)
+        .collect()
 }
 
 fn signed_status_request(
@@ -236,7 +224,7 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         .client
         .commit_status(signed_status_request(
             &stranger,
-            &stranger.serialized().to_vec(),
+            stranger.serialized(),
             &tx_id,
         ))
         .await

@@ -156,7 +156,7 @@ fn failure(response: &ProposalResponse) -> Option<String> {
         .as_ref()
         .map(|r| (r.status, r.message.as_str()))
         .unwrap_or((0, "no response"));
-    if status >= ERROR_THRESHOLD || status < 200 {
+    if !(200..ERROR_THRESHOLD).contains(&status) {
         Some(format!("chaincode response {status}, {message}"))
     } else {
         None
@@ -176,6 +176,19 @@ fn status_with_details(code: Code, message: &str, details: &[ErrorDetail]) -> St
             .collect(),
     };
     Status::with_details(code, message, rpc.encode_to_vec().into())
+}
+
+/// The `gateway.ErrorDetail`s a Gateway error carries (what clients show as its details); empty
+/// when the status has none or they do not decode.
+pub fn error_details(status: &Status) -> Vec<ErrorDetail> {
+    RpcStatus::decode(status.details())
+        .map(|rpc| {
+            rpc.details
+                .iter()
+                .filter_map(|any| ErrorDetail::decode(any.value.as_slice()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<ChaincodeEventsResponse, Status>> + Send>>;
