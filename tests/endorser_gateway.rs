@@ -13,12 +13,22 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Starts `dev` on loopback ports in `dir` and waits for it to say it is ready.
-async fn start_dev(dir: &Path) -> (Child, DevInfo) {
+/// Copies the contract chaincode's sources (not its node_modules) to `to`.
+fn copy_contract_source(to: &Path) {
+    let from = support::e2e_dir("chaincodes/contract");
+    std::fs::create_dir_all(to).expect("create the source copy");
+    for name in ["index.js", "package.json", "package-lock.json"] {
+        std::fs::copy(from.join(name), to.join(name)).expect("copy a chaincode file");
+    }
+}
+
+/// Starts `dev` on loopback ports in `dir` for the chaincode in `source` and waits for it to say
+/// it is ready.
+async fn start_dev(dir: &Path, source: &Path) -> (Child, DevInfo) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
         .arg("dev")
         .arg("--chaincode")
-        .arg(support::e2e_dir("chaincodes/contract"))
+        .arg(source)
         .args(["--name", "basic", "--listen", "127.0.0.1:0"])
         .args(["--chaincode-listen", "127.0.0.1:0"])
         .arg("--dir")
@@ -92,7 +102,9 @@ async fn gateway_client(dir: &Path, args: &[&str]) -> Value {
 async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_survives_restart() {
     support::installed_e2e_dir("clients");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (child, info) = start_dev(dir.path()).await;
+    let source = dir.path().join("src");
+    copy_contract_source(&source);
+    let (child, info) = start_dev(dir.path(), &source).await;
     assert!(info.tls_root_cert.is_some(), "dev serves TLS by default");
     assert_eq!(
         (
@@ -157,10 +169,22 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     // Committed state is still there after the endorser restarts on the same directory, which
     // reuses its crypto and definition (the chaincode is not redefined).
     stop(child).await;
-    let (child, restarted) = start_dev(dir.path()).await;
+    let (child, restarted) = start_dev(dir.path(), &source).await;
     assert_eq!(restarted.package_id, info.package_id);
     assert_eq!(restarted.sequence, 1);
     assert_eq!(restarted.cert_path, info.cert_path);
+    let read = gateway_client(dir.path(), &["read", "asset1"]).await;
+    assert_eq!(read["value"], "first");
+    stop(child).await;
+
+    // The developer's loop: changed source, restart, the new package is defined as the next
+    // sequence and serves the same committed state.
+    let index = source.join("index.js");
+    let code = std::fs::read_to_string(&index).expect("read index.js");
+    std::fs::write(&index, format!("{code}\n// changed by the test\n")).expect("edit index.js");
+    let (child, changed) = start_dev(dir.path(), &source).await;
+    assert_ne!(changed.package_id, info.package_id);
+    assert_eq!(changed.sequence, 2);
     let read = gateway_client(dir.path(), &["read", "asset1"]).await;
     assert_eq!(read["value"], "first");
     stop(child).await;
