@@ -19,6 +19,7 @@ use chaincode_operator::proto::gateway::{
 };
 use chaincode_operator::proto::orderer::{SeekPosition, SeekSpecified, seek_position};
 use chaincode_operator::proto::protos::TxValidationCode;
+use chaincode_operator::proto::protos::endorser_client::EndorserClient;
 use proposal_support::{CHANNEL, MSPID, Org, dev_org};
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -32,7 +33,11 @@ struct Node {
 }
 
 async fn start() -> Node {
-    let org = dev_org();
+    start_with(dev_org()).await
+}
+
+/// A node for `org` with its data under the org's directory (so a second start reopens it).
+async fn start_with(org: Org) -> Node {
     let data = org.dir.path().join("data");
     let mut config = NodeConfig::local(&data, org.endorser.clone(), vec![CHANNEL.to_string()]);
     config.organizations = vec![
@@ -94,9 +99,18 @@ fn signed_status_request(
     }
 }
 
-/// Endorses `args` as `signer` and returns the prepared (unsigned) transaction and its id.
+/// Endorses `args` as the user and returns the prepared (unsigned) transaction and its id.
 async fn endorse(n: &mut Node, args: &[&str]) -> (Envelope, String) {
     let (signed, tx_id) = proposal(&n.org.user, args);
+    endorse_signed(n, signed, &tx_id).await
+}
+
+async fn endorse_signed(
+    n: &mut Node,
+    signed: chaincode_operator::proto::protos::SignedProposal,
+    tx_id: &str,
+) -> (Envelope, String) {
+    let tx_id = tx_id.to_string();
     let prepared = n
         .client
         .endorse(EndorseRequest {
@@ -150,8 +164,40 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         "{details:?}"
     );
 
+    // A proposal may be evaluated and then endorsed (evaluation records nothing)...
+    let (put_proposal, put_tx) = proposal(&n.org.user, &["put", "k", "v"]);
+    let evaluated = n
+        .client
+        .evaluate(EvaluateRequest {
+            transaction_id: put_tx.clone(),
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(put_proposal.clone()),
+            target_organizations: Vec::new(),
+        })
+        .await
+        .expect("evaluated")
+        .into_inner();
+    assert_eq!(evaluated.result.map(|r| r.payload), Some(b"ok".to_vec()));
+    let (mut prepared, tx_id) = endorse_signed(&mut n, put_proposal.clone(), &put_tx).await;
+    // ...but not endorsed twice.
+    let err = n
+        .client
+        .endorse(EndorseRequest {
+            transaction_id: put_tx.clone(),
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(put_proposal.clone()),
+            endorsing_organizations: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        detail_messages(&err)
+            .iter()
+            .any(|d| d.contains("duplicate transaction")),
+        "{err}"
+    );
+
     // Submitting without the client's signature, or signed by someone other than the creator.
-    let (mut prepared, tx_id) = endorse(&mut n, &["put", "k", "v"]).await;
     let err = n
         .client
         .submit(SubmitRequest {
@@ -276,5 +322,29 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         ),
         ("created", emit_tx.as_str())
     );
+    drop(events);
+
+    // After a restart the recent-proposal cache is empty, but a committed transaction's proposal
+    // is still refused (the block log is the record), and a new one is endorsed.
+    let Node { org, node, .. } = n;
+    node.shutdown().await;
+    let mut n = start_with(org).await;
+    let replayed = EndorserClient::connect(format!("http://{}", n.node.address))
+        .await
+        .unwrap()
+        .process_proposal(put_proposal)
+        .await
+        .expect("answered")
+        .into_inner()
+        .response
+        .expect("a response");
+    assert_eq!(replayed.status, 500);
+    assert!(
+        replayed.message.contains("duplicate transaction"),
+        "{}",
+        replayed.message
+    );
+    let (_, fresh_tx) = endorse(&mut n, &["get", "k"]).await;
+    assert_ne!(fresh_tx, tx_id);
     n.node.shutdown().await;
 }

@@ -184,10 +184,18 @@ pub async fn endorse(
     signed: SignedProposal,
     now: SystemTime,
 ) -> Result<Endorsed, ProposalResponse> {
-    let proposal = match context
-        .validator
-        .validate(signed, now, context.replay.as_ref())
-    {
+    endorse_with_replay(context, signed, now, context.replay.as_ref()).await
+}
+
+/// [`endorse`] with another duplicate check than the context's (the Gateway's Evaluate records
+/// nothing).
+pub async fn endorse_with_replay(
+    context: &EndorserContext,
+    signed: SignedProposal,
+    now: SystemTime,
+    replay: &dyn ReplayCache,
+) -> Result<Endorsed, ProposalResponse> {
+    let proposal = match context.validator.validate(signed, now, replay) {
         Ok(proposal) => proposal,
         Err(error) => {
             tracing::info!(%error, "proposal rejected");

@@ -16,8 +16,10 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
+use crate::endorser::commit::LedgerReplayCheck;
 use crate::endorser::commit::{CommittedBlock, Committer, build_transaction};
-use crate::endorser::endorse_service::{Endorsed, EndorserContext, endorse};
+use crate::endorser::endorse_service::{Endorsed, EndorserContext, endorse_with_replay};
+use crate::endorser::proposal::ReplayCache;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::proto::common::Envelope;
 use crate::proto::gateway::gateway_server::{Gateway, GatewayServer};
@@ -66,6 +68,8 @@ pub struct GatewayService {
     endorser: Arc<EndorserContext>,
     committer: Committer,
     config: Arc<GatewayConfig>,
+    /// Evaluate's duplicate check: committed tx ids only, nothing recorded.
+    evaluate_replay: Arc<LedgerReplayCheck>,
     /// Becomes true when the node stops: open event streams and waits end so the server can.
     shutdown: watch::Receiver<bool>,
 }
@@ -77,6 +81,7 @@ impl GatewayService {
         config: GatewayConfig,
     ) -> Self {
         Self {
+            evaluate_replay: Arc::new(LedgerReplayCheck::evaluating(committer.clone())),
             endorser,
             committer,
             config: Arc::new(config),
@@ -112,13 +117,14 @@ impl GatewayService {
     async fn endorse_or_fail(
         &self,
         signed: Option<SignedProposal>,
+        replay: &dyn ReplayCache,
         code: Code,
         message: &str,
     ) -> Result<Endorsed, Status> {
         let signed = signed.ok_or_else(|| {
             Status::invalid_argument("a proposed transaction (SignedProposal) is required")
         })?;
-        match endorse(&self.endorser, signed, SystemTime::now()).await {
+        match endorse_with_replay(&self.endorser, signed, SystemTime::now(), replay).await {
             Ok(endorsed) => match failure(&endorsed.response) {
                 None => Ok(endorsed),
                 Some(reason) => Err(self.error(code, &format!("{message}: {reason}"), reason)),
@@ -203,6 +209,7 @@ impl Gateway for GatewayService {
         let endorsed = self
             .endorse_or_fail(
                 request.proposed_transaction,
+                self.evaluate_replay.as_ref(),
                 Code::Unknown,
                 "evaluate call to endorser returned error",
             )
@@ -220,6 +227,7 @@ impl Gateway for GatewayService {
         let endorsed = self
             .endorse_or_fail(
                 request.proposed_transaction,
+                self.endorser.replay.as_ref(),
                 Code::Aborted,
                 "failed to endorse transaction",
             )

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::endorser::commit::Committer;
+use crate::endorser::commit::{Committer, LedgerReplayCheck};
 use crate::endorser::endorse_service::{EndorserContext, EndorserService, incoming_no_delay};
 use crate::endorser::gate::LaunchingResolver;
 use crate::endorser::gateway::{GatewayConfig, GatewayService};
@@ -28,7 +28,7 @@ use crate::endorser::identity::{Organization, SigningIdentity, TrustStore};
 use crate::endorser::launcher::{Launcher, LauncherConfig};
 use crate::endorser::ledger::WorldState;
 use crate::endorser::lifecycle::{LIFECYCLE_NAME, Lifecycle};
-use crate::endorser::proposal::{BoundedReplayCache, ProposalValidator};
+use crate::endorser::proposal::ProposalValidator;
 use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use crate::endorser::support::{ChaincodeSupportService, SupportConfig};
 use crate::endorser::tls::ChaincodeCa;
@@ -47,7 +47,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 /// How long a stopping node waits for open requests to finish.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Transaction ids remembered to refuse a replayed proposal.
+/// Recent transaction ids remembered to refuse a replayed proposal before it is committed.
 const REPLAY_CACHE_CAPACITY: usize = 100_000;
 
 /// Everything a node needs; see the module docs for the data directory.
@@ -223,7 +223,10 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .with_channelless_chaincodes([LIFECYCLE_NAME.to_string()]);
     let context = Arc::new(EndorserContext {
         validator,
-        replay: Arc::new(BoundedReplayCache::new(REPLAY_CACHE_CAPACITY)),
+        replay: Arc::new(LedgerReplayCheck::endorsing(
+            committer.clone(),
+            REPLAY_CACHE_CAPACITY,
+        )),
         endorser: config.signing.clone(),
         world,
         runner: resolver.clone(),

@@ -1,15 +1,17 @@
 //! The embedded single-node commit path behind the gateway's Submit and CommitStatus:
 //! assembling and checking endorsed transactions (`transaction`), the durable per-channel block
-//! log (`blocklog`) and the committer that orders, validates, logs and applies them
-//! (`committer`).
+//! log (`blocklog`), the committer that orders, validates, logs and applies them
+//! (`committer`), and the duplicate-tx-id check endorsements make against it (`replay`).
 pub mod blocklog;
 pub mod committer;
+pub mod replay;
 pub mod transaction;
 
 pub use blocklog::{BlockLogError, ChannelLog};
 pub use committer::{
     CommitError, CommittedBlock, CommittedTx, Committer, CommitterConfig, SubmitError, TxStatus,
 };
+pub use replay::LedgerReplayCheck;
 pub use transaction::{
     BuildError, EndorsementPolicy, EnvelopeError, RequiredOrgs, build_transaction,
 };
