@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::endorser::identity::{CreatorError, SignatureError, TrustStore};
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
-use crate::endorser::proposal::validate::compute_tx_id;
+use crate::endorser::proposal::validate::{TxIdError, check_tx_id};
 use crate::proto::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
 use crate::proto::protos::{
     ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeEvent,
@@ -159,6 +159,15 @@ pub enum EnvelopeError {
     },
 }
 
+impl From<TxIdError> for EnvelopeError {
+    fn from(error: TxIdError) -> Self {
+        match error {
+            TxIdError::Missing(field) => EnvelopeError::Missing(field),
+            TxIdError::Mismatch { got, expected } => EnvelopeError::TxId { got, expected },
+        }
+    }
+}
+
 fn decode_envelope_part<M: Message + Default>(
     message: &'static str,
     bytes: &[u8],
@@ -238,19 +247,7 @@ pub fn accept_envelope(
     if !served(&channel) {
         return Err(EnvelopeError::UnknownChannel(channel));
     }
-    if signature_header.nonce.is_empty() {
-        return Err(EnvelopeError::Missing("SignatureHeader.nonce"));
-    }
-    if signature_header.creator.is_empty() {
-        return Err(EnvelopeError::Missing("SignatureHeader.creator"));
-    }
-    let expected = compute_tx_id(&signature_header.nonce, &signature_header.creator);
-    if channel_header.tx_id != expected {
-        return Err(EnvelopeError::TxId {
-            got: channel_header.tx_id.clone(),
-            expected,
-        });
-    }
+    check_tx_id(signature_header, &channel_header.tx_id)?;
     if envelope.signature.is_empty() {
         return Err(EnvelopeError::Missing("Envelope.signature"));
     }

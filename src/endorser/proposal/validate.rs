@@ -148,6 +148,45 @@ pub fn compute_tx_id(nonce: &[u8], creator: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// Why a header's tx id does not stand: proposals and transactions are checked alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxIdError {
+    /// The nonce or the creator is empty.
+    Missing(&'static str),
+    Mismatch {
+        got: String,
+        expected: String,
+    },
+}
+
+/// Fabric's `CheckTxID` with its preconditions: nonce and creator present and
+/// `tx_id == hex(sha256(nonce || creator))`.
+pub fn check_tx_id(signature_header: &SignatureHeader, tx_id: &str) -> Result<(), TxIdError> {
+    if signature_header.nonce.is_empty() {
+        return Err(TxIdError::Missing("SignatureHeader.nonce"));
+    }
+    if signature_header.creator.is_empty() {
+        return Err(TxIdError::Missing("SignatureHeader.creator"));
+    }
+    let expected = compute_tx_id(&signature_header.nonce, &signature_header.creator);
+    if tx_id != expected {
+        return Err(TxIdError::Mismatch {
+            got: tx_id.to_string(),
+            expected,
+        });
+    }
+    Ok(())
+}
+
+impl From<TxIdError> for ProposalError {
+    fn from(error: TxIdError) -> Self {
+        match error {
+            TxIdError::Missing(field) => ProposalError::Missing(field),
+            TxIdError::Mismatch { got, expected } => ProposalError::TxId { got, expected },
+        }
+    }
+}
+
 /// What the endorser accepts: trusted organisations, served channels, size limit.
 #[derive(Debug)]
 pub struct ProposalValidator {
@@ -261,19 +300,7 @@ impl ProposalValidator {
         } else if !self.channels.contains(&channel) {
             return Err(ProposalError::UnknownChannel(channel));
         }
-        if signature_header.nonce.is_empty() {
-            return Err(ProposalError::Missing("SignatureHeader.nonce"));
-        }
-        if signature_header.creator.is_empty() {
-            return Err(ProposalError::Missing("SignatureHeader.creator"));
-        }
-        let expected = compute_tx_id(&signature_header.nonce, &signature_header.creator);
-        if channel_header.tx_id != expected {
-            return Err(ProposalError::TxId {
-                got: channel_header.tx_id,
-                expected,
-            });
-        }
+        check_tx_id(&signature_header, &channel_header.tx_id)?;
         if signed.signature.is_empty() {
             return Err(ProposalError::Missing("SignedProposal.signature"));
         }
