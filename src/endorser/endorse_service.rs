@@ -19,6 +19,7 @@ use crate::endorser::ledger::{TxSimulator, WorldState};
 use crate::endorser::lifecycle::{
     Caller, InvocationError, LIFECYCLE_NAME, Lifecycle, SYSCC_VERSION, check_invocation,
 };
+use crate::endorser::proposal::build;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::endorser::proposal::{
     ProposalValidator, ReplayCache, SimulationOutcome, ValidatedProposal, proposal_response,
@@ -85,16 +86,6 @@ pub struct EndorserContext {
     pub runner: Arc<dyn ChaincodeRunner>,
     /// The `_lifecycle` system chaincode; without it proposals to `_lifecycle` are refused.
     pub lifecycle: Option<Arc<Lifecycle>>,
-}
-
-fn timestamp(now: SystemTime) -> prost_types::Timestamp {
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    }
 }
 
 /// Runs the proposal's chaincode in a fresh simulation and collects what it produced.
@@ -209,8 +200,12 @@ pub async fn endorse_with_replay(
     };
     match outcome {
         Ok(outcome) => {
-            let response =
-                proposal_response(&proposal, &outcome, &context.endorser, timestamp(now));
+            let response = proposal_response(
+                &proposal,
+                &outcome,
+                &context.endorser,
+                build::timestamp(now),
+            );
             Ok(Endorsed { proposal, response })
         }
         Err(message) => {

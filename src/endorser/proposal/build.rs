@@ -38,6 +38,17 @@ impl ProposalSpec {
     }
 }
 
+/// `at` as a protobuf timestamp (times before 1970 become the epoch).
+pub fn timestamp(at: SystemTime) -> prost_types::Timestamp {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
 /// A fresh 24-byte nonce, as the SDKs use.
 pub fn nonce() -> Result<[u8; 24], ring::error::Unspecified> {
     let mut nonce = [0u8; 24];
@@ -57,17 +68,11 @@ pub fn signed_proposal_with_nonce(
         name: spec.chaincode.clone(),
         ..ChaincodeId::default()
     };
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
     let channel_header = ChannelHeader {
         r#type: HeaderType::EndorserTransaction as i32,
         channel_id: spec.channel.clone(),
         tx_id: tx_id.clone(),
-        timestamp: Some(prost_types::Timestamp {
-            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-        }),
+        timestamp: Some(timestamp(now)),
         extension: ChaincodeHeaderExtension {
             chaincode_id: Some(chaincode_id.clone()),
         }
