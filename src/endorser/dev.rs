@@ -23,8 +23,7 @@ use crate::endorser::node::{self, RunningNode, ServerTls};
 use crate::endorser::proposal::build::{ProposalSpec, signed_proposal};
 use crate::proto::lifecycle::{
     ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource, CommitChaincodeDefinitionArgs,
-    InstallChaincodeArgs, InstallChaincodeResult, QueryChaincodeDefinitionArgs,
-    QueryChaincodeDefinitionResult, chaincode_source,
+    InstallChaincodeArgs, InstallChaincodeResult, chaincode_source,
 };
 
 #[derive(Debug, clap::Args)]
@@ -265,26 +264,10 @@ async fn install_and_define(
         Err(message) => anyhow::bail!(message),
     }
 
-    let query = QueryChaincodeDefinitionArgs {
-        name: name.to_string(),
-    }
-    .encode_to_vec();
-    let current =
-        match lifecycle_call(node, admin, channel, "QueryChaincodeDefinition", query).await {
-            Ok(payload) => Some(
-                QueryChaincodeDefinitionResult::decode(payload.as_slice())
-                    .context("decoding QueryChaincodeDefinitionResult")?,
-            ),
-            Err(_) => None,
-        };
-    let current_sequence = current.as_ref().map(|c| c.sequence).unwrap_or(0);
-    if node
-        .lifecycle
-        .definitions()
-        .package_id(channel, name)
-        .as_deref()
-        == Some(package_id)
-    {
+    // The node's own definitions say what runs now: no proposal needed to read them.
+    let current = node.lifecycle.definitions().get(channel, name);
+    let current_sequence = current.as_ref().map_or(0, |def| def.sequence);
+    if current.is_some_and(|def| def.package_id == package_id) {
         tracing::info!(%name, sequence = current_sequence, "definition unchanged");
         return Ok(current_sequence);
     }
