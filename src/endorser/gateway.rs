@@ -440,23 +440,15 @@ async fn stream_events(
 async fn catch_up(committer: &Committer, filter: &mut EventFilter, tx: &EventSender) -> bool {
     let (reader, channel, start) = (committer.clone(), filter.channel.clone(), filter.next_block);
     // The log is read from files: off the async threads.
-    let read = tokio::task::spawn_blocking(move || reader.blocks_from(&channel, start)).await;
+    let read = tokio::task::spawn_blocking(move || reader.blocks_from(&channel, start))
+        .await
+        .map_err(|err| err.to_string())
+        .and_then(|blocks| blocks.map_err(|err| err.to_string()));
     let blocks = match read {
-        Ok(Ok(blocks)) => blocks,
-        Ok(Err(err)) => {
-            let _ = tx
-                .send(Err(Status::internal(format!(
-                    "reading the block log: {err}"
-                ))))
-                .await;
-            return false;
-        }
+        Ok(blocks) => blocks,
         Err(err) => {
-            let _ = tx
-                .send(Err(Status::internal(format!(
-                    "reading the block log: {err}"
-                ))))
-                .await;
+            let error = Status::internal(format!("reading the block log: {err}"));
+            let _ = tx.send(Err(error)).await;
             return false;
         }
     };
