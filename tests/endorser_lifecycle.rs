@@ -499,33 +499,19 @@ async fn fabric_common_installs_approves_commits_and_invokes() {
     std::fs::write(&package_file, &package).unwrap();
     let package_id = format!("basic_1.0:{}", hex::encode(Sha256::digest(&package)));
 
-    let dir = support::e2e_dir("clients");
-    support::npm_ci(&dir);
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("lifecycle.js"))
-        .arg("send")
-        .arg(MSPID)
-        .arg(&org.crypto.paths.admin.cert)
-        .arg(&org.crypto.paths.admin.key)
-        .arg(format!("grpc://{host_port}"))
-        .arg(&package_file)
-        .current_dir(&dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "lifecycle.js send failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reports: std::collections::HashMap<String, serde_json::Value> =
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|line| {
-                let report: serde_json::Value = serde_json::from_str(line).unwrap();
-                (report["case"].as_str().unwrap().to_string(), report)
-            })
-            .collect();
+    let host = format!("grpc://{host_port}");
+    let reports = support::client_reports(
+        "lifecycle.js",
+        &[
+            "send".as_ref(),
+            MSPID.as_ref(),
+            org.crypto.paths.admin.cert.as_os_str(),
+            org.crypto.paths.admin.key.as_os_str(),
+            host.as_ref(),
+            package_file.as_os_str(),
+        ],
+    )
+    .await;
     for case in [
         "install",
         "queryinstalled",

@@ -495,32 +495,18 @@ async fn fabric_common_sends_proposals_and_gets_endorsements() {
         &peer.world,
         &[("asset1", "seeded-1"), ("asset2", "seeded-2")],
     );
-    let dir = support::e2e_dir("clients");
-    support::npm_ci(&dir);
-    let output = tokio::process::Command::new("node")
-        .arg(dir.join("proposals.js"))
-        .arg("send")
-        .arg(MSPID)
-        .arg(&endorser.org.crypto.paths.user.cert)
-        .arg(&endorser.org.crypto.paths.user.key)
-        .arg(format!("grpc://{host_port}"))
-        .current_dir(&dir)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "proposals.js send failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let reports: std::collections::HashMap<String, serde_json::Value> =
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .map(|line| {
-                let report: serde_json::Value = serde_json::from_str(line).unwrap();
-                (report["case"].as_str().unwrap().to_string(), report)
-            })
-            .collect();
+    let host = format!("grpc://{host_port}");
+    let reports = support::client_reports(
+        "proposals.js",
+        &[
+            "send".as_ref(),
+            MSPID.as_ref(),
+            endorser.org.crypto.paths.user.cert.as_os_str(),
+            endorser.org.crypto.paths.user.key.as_os_str(),
+            host.as_ref(),
+        ],
+    )
+    .await;
     for case in ["put", "get", "range", "emit", "whoami"] {
         let report = &reports[case];
         assert_eq!(

@@ -26,6 +26,36 @@ pub fn installed_e2e_dir(rel: &str) -> PathBuf {
 
 /// Runs `npm ci` in `dir` unless node_modules was installed from the same package-lock.json.
 /// A file lock serializes parallel test binaries installing into the same directory.
+/// Runs `node e2e/clients/SCRIPT ARGS...` (after `npm ci`), which prints one JSON report per line
+/// with a `case` field, and returns the reports by case.
+pub async fn client_reports(
+    script: &str,
+    args: &[&std::ffi::OsStr],
+) -> std::collections::HashMap<String, serde_json::Value> {
+    let dir = installed_e2e_dir("clients");
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join(script))
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run node {script}: {e}"));
+    assert!(
+        output.status.success(),
+        "{script} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let report: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{script} printed {line:?}: {e}"));
+            let case = report["case"].as_str().expect("a case name").to_string();
+            (case, report)
+        })
+        .collect()
+}
+
 pub fn npm_ci(dir: &Path) {
     let lock_path = dir.join(".npm-ci.lock");
     let lock = File::create(&lock_path).expect("create npm lock file");
