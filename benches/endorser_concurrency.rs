@@ -31,14 +31,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
-};
-use chaincode_operator::endorser::gate::LaunchingResolver;
-use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
+use chaincode_operator::endorser::chaincode::gate::LaunchingResolver;
+use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::identity::ecdsa;
 use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator, WorldState};
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
+use chaincode_operator::endorser::services::endorse::{
+    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
+};
 use chaincode_operator::proto::protos::endorser_client::EndorserClient;
 use chaincode_operator::proto::protos::{ChaincodeId, Response, SignedProposal};
 use futures::future::BoxFuture;

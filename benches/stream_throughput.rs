@@ -9,8 +9,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use chaincode_operator::endorser::handle::ChaincodeHandle;
-use chaincode_operator::endorser::handler::TxKind;
+use chaincode_operator::endorser::chaincode::handle::ChaincodeHandle;
+use chaincode_operator::endorser::chaincode::handler::TxKind;
 use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
 use support::peer::{LaunchingPeer, PeerOptions};
 use support::procs::{chaincode_group, group_cpu_seconds};

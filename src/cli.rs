@@ -26,9 +26,9 @@ pub enum Command {
     /// Read a chaincode package and print its id, label, type and the platform's verdict.
     Inspect(crate::builders::cli::InspectArgs),
     /// Run the endorser (ChaincodeSupport, Endorser and Gateway services).
-    Endorser(crate::endorser::cli::EndorserArgs),
+    Endorser(crate::endorser::node::cli::EndorserArgs),
     /// Run the whole path locally: dev crypto, endorser with the process runtime, one chaincode.
-    Dev(crate::endorser::cli::DevArgs),
+    Dev(crate::endorser::node::cli::DevArgs),
 }
 
 /// Runs one parsed command line; the returned code is the process exit code.
@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crd => crate::operator::cli::print_crd(),
         Command::Package(args) => crate::builders::cli::package(args),
         Command::Inspect(args) => crate::builders::cli::inspect(args),
-        Command::Endorser(args) => crate::endorser::cli::endorser(args),
-        Command::Dev(args) => crate::endorser::cli::dev(args),
+        Command::Endorser(args) => crate::endorser::node::cli::endorser(args),
+        Command::Dev(args) => crate::endorser::node::cli::dev(args),
     }
 }

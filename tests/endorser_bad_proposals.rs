@@ -9,14 +9,14 @@ mod proposal_support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chaincode_operator::endorser::devcrypto::{DevCa, LeafSpec};
-use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
-};
-use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
+use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::identity::{SigningIdentity, ecdsa, serialize_identity};
 use chaincode_operator::endorser::ledger::WorldState;
+use chaincode_operator::endorser::node::devcrypto::{DevCa, LeafSpec};
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
+use chaincode_operator::endorser::services::endorse::{
+    ChaincodeRunner, EndorserContext, EndorserService, RunError, incoming_no_delay,
+};
 use chaincode_operator::proto::protos::endorser_client::EndorserClient;
 use chaincode_operator::proto::protos::{ChaincodeId, ProposalResponse, Response, SignedProposal};
 use futures::StreamExt;

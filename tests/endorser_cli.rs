@@ -5,8 +5,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
 use chaincode_operator::endorser::identity::load_signing_identity;
+use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
 use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
 use chaincode_operator::proto::protos::chaincode_message::Type;
 use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;

@@ -13,22 +13,22 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use base64::Engine;
+use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
+use chaincode_operator::endorser::chaincode::handler::Completion;
 use chaincode_operator::endorser::commit::blocklog::block_header_hash;
 use chaincode_operator::endorser::commit::{
     CommitError, Committer, CommitterConfig, EndorsementPolicy, EnvelopeError, RequiredOrgs,
     SubmitError, TxStatus, build_transaction,
 };
-use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
-use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, RunError, process_proposal,
-};
-use chaincode_operator::endorser::handle::{ExecuteOutcome, ExecuteRequest};
-use chaincode_operator::endorser::handler::Completion;
 use chaincode_operator::endorser::identity::{
     Organization, SigningIdentity, TrustStore, load_organization, load_signing_identity,
 };
 use chaincode_operator::endorser::ledger::WorldState;
+use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
+use chaincode_operator::endorser::services::endorse::{
+    ChaincodeRunner, EndorserContext, RunError, process_proposal,
+};
 use chaincode_operator::proto::common::{ChannelHeader, Envelope, Header, Payload};
 use chaincode_operator::proto::kvrwset::Version;
 use chaincode_operator::proto::protos::{

@@ -6,11 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use chaincode_operator::endorser::devcrypto::{self, DevCryptoSpec};
-use chaincode_operator::endorser::gateway::error_details;
 use chaincode_operator::endorser::identity::{SigningIdentity, load_signing_identity};
+use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
 use chaincode_operator::endorser::node::{self, NodeConfig, RunningNode};
 use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
+use chaincode_operator::endorser::services::gateway::error_details;
 use chaincode_operator::proto::common::Envelope;
 use chaincode_operator::proto::gateway::gateway_client::GatewayClient;
 use chaincode_operator::proto::gateway::{

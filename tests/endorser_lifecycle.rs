@@ -12,13 +12,15 @@ use std::sync::Arc;
 
 use chaincode_operator::builders::Limits;
 use chaincode_operator::builders::package::package_source_dir;
-use chaincode_operator::endorser::endorse_service::{EndorserContext, EndorserService};
-use chaincode_operator::endorser::gate::LaunchingResolver;
+use chaincode_operator::endorser::chaincode::gate::LaunchingResolver;
+use chaincode_operator::endorser::chaincode::runtime::process::{
+    ProcessRuntime, ProcessRuntimeConfig,
+};
 use chaincode_operator::endorser::identity::SigningIdentity;
 use chaincode_operator::endorser::ledger::CommitTx;
 use chaincode_operator::endorser::lifecycle::{INITIALIZED_KEY, Lifecycle};
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
-use chaincode_operator::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use chaincode_operator::endorser::services::endorse::{EndorserContext, EndorserService};
 use chaincode_operator::proto::kvrwset::KvrwSet;
 use chaincode_operator::proto::lifecycle::{
     ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource, CommitChaincodeDefinitionArgs,

@@ -9,13 +9,15 @@ mod support;
 
 use std::sync::Arc;
 
-use chaincode_operator::endorser::endorse_service::{
-    ChaincodeRunner, EndorserContext, EndorserService, RunError,
+use chaincode_operator::endorser::chaincode::handle::{
+    ExecuteError, ExecuteOutcome, ExecuteRequest,
 };
-use chaincode_operator::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
-use chaincode_operator::endorser::handler::{Completion, TxKind};
+use chaincode_operator::endorser::chaincode::handler::{Completion, TxKind};
 use chaincode_operator::endorser::ledger::WorldState;
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
+use chaincode_operator::endorser::services::endorse::{
+    ChaincodeRunner, EndorserContext, EndorserService, RunError,
+};
 use chaincode_operator::proto::common::Header;
 use chaincode_operator::proto::kvrwset::KvrwSet;
 use chaincode_operator::proto::msp::SerializedIdentity;
@@ -399,10 +401,12 @@ async fn start_on_node_contract() -> (support::peer::LaunchingPeer, Endorser, St
         replay: Arc::new(BoundedReplayCache::new(1024)),
         endorser: org.endorser.clone(),
         world: peer.world.clone(),
-        runner: Arc::new(chaincode_operator::endorser::gate::LaunchingResolver {
-            definitions: peer.definitions.clone(),
-            launcher: peer.launcher.clone(),
-        }),
+        runner: Arc::new(
+            chaincode_operator::endorser::chaincode::gate::LaunchingResolver {
+                definitions: peer.definitions.clone(),
+                launcher: peer.launcher.clone(),
+            },
+        ),
         lifecycle: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -3,11 +3,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use chaincode_operator::endorser::devcrypto::{self, DevCa, DevCryptoSpec, LeafSpec};
 use chaincode_operator::endorser::identity::{
     self, CreatorError, IdentityError, MspError, Organization, SignatureError, SigningIdentity,
     TrustStore, load_organization, load_signing_identity, serialize_identity,
 };
+use chaincode_operator::endorser::node::devcrypto::{self, DevCa, DevCryptoSpec, LeafSpec};
 use time::OffsetDateTime;
 
 fn dev_org() -> (tempfile::TempDir, devcrypto::DevCrypto) {

@@ -4,13 +4,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaincode_operator::endorser::launcher::{
+use chaincode_operator::endorser::chaincode::launcher::{
     LaunchError, Launcher, LauncherConfig, RegisterRefused,
 };
-use chaincode_operator::endorser::runtime::{
+use chaincode_operator::endorser::chaincode::runtime::{
     ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError,
 };
-use chaincode_operator::endorser::tls::ChaincodeCa;
+use chaincode_operator::endorser::chaincode::tls::ChaincodeCa;
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::sync::{mpsc, watch};

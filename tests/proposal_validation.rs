@@ -4,8 +4,8 @@ mod proposal_support;
 
 use std::time::{Duration, SystemTime};
 
-use chaincode_operator::endorser::devcrypto::{DevCa, LeafSpec};
 use chaincode_operator::endorser::identity::{CreatorError, SignatureError, serialize_identity};
+use chaincode_operator::endorser::node::devcrypto::{DevCa, LeafSpec};
 use chaincode_operator::endorser::proposal::{
     BoundedReplayCache, ProposalError, proposal_hash, rejection_response,
 };

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use chaincode_operator::endorser::launcher::{LaunchError, Launcher, LauncherConfig};
-use chaincode_operator::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
-use chaincode_operator::endorser::runtime::{
+use chaincode_operator::endorser::chaincode::launcher::{LaunchError, Launcher, LauncherConfig};
+use chaincode_operator::endorser::chaincode::runtime::process::{
+    ProcessRuntime, ProcessRuntimeConfig,
+};
+use chaincode_operator::endorser::chaincode::runtime::{
     ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError,
 };
-use chaincode_operator::endorser::tls::{ChaincodeCa, cert_hash};
+use chaincode_operator::endorser::chaincode::tls::{ChaincodeCa, cert_hash};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 

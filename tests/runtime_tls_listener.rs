@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chaincode_operator::endorser::tls::{ChaincodeCa, IssuedCert};
+use chaincode_operator::endorser::chaincode::tls::{ChaincodeCa, IssuedCert};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

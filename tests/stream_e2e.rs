@@ -7,8 +7,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chaincode_operator::endorser::handle::ExecuteError;
-use chaincode_operator::endorser::handler::TxKind;
+use chaincode_operator::endorser::chaincode::handle::ExecuteError;
+use chaincode_operator::endorser::chaincode::handler::TxKind;
 use chaincode_operator::endorser::ledger::TxSimulator;
 use support::peer::{LaunchingPeer, PeerOptions};
 use support::procs::{chaincode_group, chaincode_pids};

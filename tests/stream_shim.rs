@@ -6,11 +6,11 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincode_operator::endorser::handle::ExecuteError;
-use chaincode_operator::endorser::handler::TxKind;
+use chaincode_operator::endorser::chaincode::handle::ExecuteError;
+use chaincode_operator::endorser::chaincode::handler::TxKind;
+use chaincode_operator::endorser::chaincode::registration::DevModeGate;
+use chaincode_operator::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
 use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
-use chaincode_operator::endorser::registration::DevModeGate;
-use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
 use support::tx::{CHANNEL, request, run};
 use tokio::process::Command;
 

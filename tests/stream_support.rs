@@ -3,14 +3,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chaincode_operator::endorser::handle::{ChaincodeHandle, ExecuteError, ExecuteRequest};
-use chaincode_operator::endorser::handler::TxKind;
-use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
-use chaincode_operator::endorser::registration::{
+use chaincode_operator::endorser::chaincode::handle::{
+    ChaincodeHandle, ExecuteError, ExecuteRequest,
+};
+use chaincode_operator::endorser::chaincode::handler::TxKind;
+use chaincode_operator::endorser::chaincode::registration::{
     RegisterRequest, RegistrationGate, RegistrationTicket, StaticResolver,
 };
-use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
-use chaincode_operator::endorser::tls::ChaincodeCa;
+use chaincode_operator::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
+use chaincode_operator::endorser::chaincode::tls::ChaincodeCa;
+use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
 use chaincode_operator::proto::protos::chaincode_message::Type;
 use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;
 use chaincode_operator::proto::protos::{

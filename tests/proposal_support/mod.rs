@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chaincode_operator::endorser::devcrypto::{self, DevCrypto, DevCryptoSpec};
 use chaincode_operator::endorser::identity::{
     SigningIdentity, TrustStore, load_organization, load_signing_identity,
 };
+use chaincode_operator::endorser::node::devcrypto::{self, DevCrypto, DevCryptoSpec};
 use chaincode_operator::endorser::proposal::ProposalValidator;
 use chaincode_operator::proto::common::{ChannelHeader, Header, HeaderType, SignatureHeader};
 use chaincode_operator::proto::protos::{

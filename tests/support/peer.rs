@@ -5,13 +5,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincode_operator::endorser::gate::{Definitions, LaunchingResolver};
-use chaincode_operator::endorser::handle::ChaincodeHandle;
-use chaincode_operator::endorser::launcher::{Launcher, LauncherConfig};
+use chaincode_operator::endorser::chaincode::gate::{Definitions, LaunchingResolver};
+use chaincode_operator::endorser::chaincode::handle::ChaincodeHandle;
+use chaincode_operator::endorser::chaincode::launcher::{Launcher, LauncherConfig};
+use chaincode_operator::endorser::chaincode::runtime::process::{
+    ProcessRuntime, ProcessRuntimeConfig,
+};
+use chaincode_operator::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
+use chaincode_operator::endorser::chaincode::tls::ChaincodeCa;
 use chaincode_operator::endorser::ledger::WorldState;
-use chaincode_operator::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
-use chaincode_operator::endorser::support::{ChaincodeSupportService, SupportConfig};
-use chaincode_operator::endorser::tls::ChaincodeCa;
 
 /// Channels every installed chaincode is defined on.
 pub const CHANNELS: [&str; 2] = [super::tx::CHANNEL, "otherchannel"];

@@ -2,8 +2,10 @@
 //! benchmark do it.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chaincode_operator::endorser::handle::{ChaincodeHandle, ExecuteOutcome, ExecuteRequest};
-use chaincode_operator::endorser::handler::TxKind;
+use chaincode_operator::endorser::chaincode::handle::{
+    ChaincodeHandle, ExecuteOutcome, ExecuteRequest,
+};
+use chaincode_operator::endorser::chaincode::handler::TxKind;
 use chaincode_operator::endorser::ledger::{CommitTx, TxSimulator, WorldState};
 use chaincode_operator::proto::kvrwset::KvrwSet;
 use chaincode_operator::proto::protos::{ChaincodeInput, TxValidationCode};

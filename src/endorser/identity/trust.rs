@@ -469,8 +469,8 @@ fn chain_window(org: &Organization, leaf: &X509Certificate<'_>) -> Result<Window
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endorser::devcrypto::{DevCa, LeafSpec};
     use crate::endorser::identity::serialize_identity;
+    use crate::endorser::node::devcrypto::{DevCa, LeafSpec};
 
     #[test]
     fn the_creator_cache_forgets_the_oldest_beyond_capacity() {

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::builders::Limits;
-use crate::endorser::runtime::packages::{InstallError, install_package};
-use crate::endorser::runtime::process::ProcessRuntime;
+use crate::endorser::chaincode::runtime::packages::{InstallError, install_package};
+use crate::endorser::chaincode::runtime::process::ProcessRuntime;
 
 /// An installed package: its id (`label:sha256`), label and stored file.
 #[derive(Debug, Clone, PartialEq, Eq)]

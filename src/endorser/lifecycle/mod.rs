@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::builders::Limits;
-use crate::endorser::runtime::process::ProcessRuntime;
+use crate::endorser::chaincode::runtime::process::ProcessRuntime;
 
 pub use definitions::{ChaincodeDefinition, DefinitionError, Definitions};
 pub use init::{INITIALIZED_KEY, InvocationError, check_invocation};

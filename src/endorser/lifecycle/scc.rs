@@ -462,7 +462,7 @@ mod tests {
     use super::*;
     use crate::builders::Limits;
     use crate::builders::package::package_source_dir;
-    use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+    use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
     use std::sync::Arc;
 
     const CH: &str = "mychannel";

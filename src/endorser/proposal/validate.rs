@@ -22,7 +22,7 @@ use crate::proto::protos::{
 
 /// The default limit on an encoded SignedProposal, the same as Fabric's peer
 /// (`peer.maxRecvMsgSize`, 100 MiB). The gRPC service refuses larger messages before decoding
-/// them (see [`crate::endorser::endorse_service::EndorserService::into_server`]).
+/// them (see [`crate::endorser::services::endorse::EndorserService::into_server`]).
 pub const DEFAULT_MAX_PROPOSAL_BYTES: usize = 100 * 1024 * 1024;
 
 /// Why a proposal was refused. The message is what the client sees (status 500, like Fabric).

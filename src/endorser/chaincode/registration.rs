@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use crate::endorser::handle::ChaincodeHandle;
+use crate::endorser::chaincode::handle::ChaincodeHandle;
 
 /// What the ChaincodeSupport service knows about a REGISTER when it arrives.
 pub struct RegisterRequest<'a> {

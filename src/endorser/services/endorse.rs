@@ -11,9 +11,9 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 use prost::Message;
 
-use crate::endorser::gate::LaunchingResolver;
-use crate::endorser::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
-use crate::endorser::handler::TxKind;
+use crate::endorser::chaincode::gate::LaunchingResolver;
+use crate::endorser::chaincode::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
+use crate::endorser::chaincode::handler::TxKind;
 use crate::endorser::identity::SigningIdentity;
 use crate::endorser::ledger::{TxSimulator, WorldState};
 use crate::endorser::lifecycle::{

@@ -9,12 +9,12 @@ use anyhow::Context as _;
 use sha2::{Digest, Sha256};
 
 pub use super::dev::DevArgs;
+use crate::endorser::chaincode::launcher::LauncherArgs;
+use crate::endorser::chaincode::runtime::process::ProcessRuntimeArgs;
 use crate::endorser::identity::{
     Organization, SigningIdentity, load_organization, load_signing_identity,
 };
-use crate::endorser::launcher::LauncherArgs;
 use crate::endorser::node::{self, NodeConfig, RunningNode, ServerTls};
-use crate::endorser::runtime::process::ProcessRuntimeArgs;
 
 /// Which runtime launches chaincode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -10,6 +10,10 @@
 //! DATA/lifecycle/      installed packages and chaincode definitions
 //! DATA/chaincode/      chaincode builds and per-launch TLS files (default work dir)
 //! ```
+pub mod cli;
+pub mod dev;
+pub mod devcrypto;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,19 +23,19 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::endorser::chaincode::gate::LaunchingResolver;
+use crate::endorser::chaincode::handle::ChaincodeHandle;
+use crate::endorser::chaincode::launcher::{Launcher, LauncherConfig};
+use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use crate::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
+use crate::endorser::chaincode::tls::ChaincodeCa;
 use crate::endorser::commit::{Committer, LedgerReplayCheck};
-use crate::endorser::endorse_service::{EndorserContext, EndorserService, incoming_no_delay};
-use crate::endorser::gate::LaunchingResolver;
-use crate::endorser::gateway::{GatewayConfig, GatewayService};
-use crate::endorser::handle::ChaincodeHandle;
 use crate::endorser::identity::{Organization, SigningIdentity, TrustStore};
-use crate::endorser::launcher::{Launcher, LauncherConfig};
 use crate::endorser::ledger::WorldState;
 use crate::endorser::lifecycle::{LIFECYCLE_NAME, Lifecycle};
 use crate::endorser::proposal::ProposalValidator;
-use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
-use crate::endorser::support::{ChaincodeSupportService, SupportConfig};
-use crate::endorser::tls::ChaincodeCa;
+use crate::endorser::services::endorse::{EndorserContext, EndorserService, incoming_no_delay};
+use crate::endorser::services::gateway::{GatewayConfig, GatewayService};
 
 /// The client-facing listener's certificate and key (PEM).
 #[derive(Debug, Clone)]

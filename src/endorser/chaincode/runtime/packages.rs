@@ -77,7 +77,7 @@ pub fn install_package(
 mod tests {
     use super::*;
     use crate::builders::package::package_source_dir;
-    use crate::endorser::runtime::process::ProcessRuntimeConfig;
+    use crate::endorser::chaincode::runtime::process::ProcessRuntimeConfig;
 
     fn node_source(dir: &Path) {
         std::fs::write(

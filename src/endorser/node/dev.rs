@@ -15,12 +15,12 @@ use serde::Serialize;
 use super::cli::{ChaincodeArgs, node_config, serve_until_interrupted};
 use crate::builders::package::package_source_dir;
 use crate::builders::{Limits, PackageId};
-use crate::endorser::devcrypto::{self, DevCryptoPaths, DevCryptoSpec};
-use crate::endorser::endorse_service::process_proposal;
 use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
 use crate::endorser::lifecycle::LIFECYCLE_NAME;
+use crate::endorser::node::devcrypto::{self, DevCryptoPaths, DevCryptoSpec};
 use crate::endorser::node::{self, RunningNode, ServerTls};
 use crate::endorser::proposal::build::{ProposalSpec, signed_proposal};
+use crate::endorser::services::endorse::process_proposal;
 use crate::proto::lifecycle::{
     ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource, CommitChaincodeDefinitionArgs,
     InstallChaincodeArgs, InstallChaincodeResult, chaincode_source,

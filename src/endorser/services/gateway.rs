@@ -18,9 +18,9 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::endorser::commit::LedgerReplayCheck;
 use crate::endorser::commit::{CommittedBlock, Committer, build_transaction};
-use crate::endorser::endorse_service::{Endorsed, EndorserContext, endorse_with_replay};
 use crate::endorser::proposal::ReplayCache;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
+use crate::endorser::services::endorse::{Endorsed, EndorserContext, endorse_with_replay};
 use crate::proto::common::Envelope;
 use crate::proto::gateway::gateway_server::{Gateway, GatewayServer};
 use crate::proto::gateway::{

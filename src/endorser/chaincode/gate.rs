@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::endorser::handle::ChaincodeHandle;
-use crate::endorser::launcher::Launcher;
-pub use crate::endorser::lifecycle::Definitions;
-use crate::endorser::lifecycle::definitions::ChaincodeDefinition;
-use crate::endorser::registration::{
+use crate::endorser::chaincode::handle::ChaincodeHandle;
+use crate::endorser::chaincode::launcher::Launcher;
+use crate::endorser::chaincode::registration::{
     ChaincodeResolver, RegisterRequest, RegistrationGate, RegistrationTicket,
 };
+pub use crate::endorser::lifecycle::Definitions;
+use crate::endorser::lifecycle::definitions::ChaincodeDefinition;
 
 impl RegistrationGate for Launcher<ChaincodeHandle> {
     fn authorize(&self, req: &RegisterRequest<'_>) -> Result<RegistrationTicket, String> {
@@ -92,8 +92,8 @@ impl ChaincodeResolver for LaunchingResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endorser::launcher::LauncherConfig;
-    use crate::endorser::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+    use crate::endorser::chaincode::launcher::LauncherConfig;
+    use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 
     fn resolver(dir: &std::path::Path) -> LaunchingResolver {
         let runtime = Arc::new(ProcessRuntime::new(ProcessRuntimeConfig::new(dir)));

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::endorser::runtime::{
+use crate::endorser::chaincode::runtime::{
     ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, LaunchTls, Runtime,
 };
-use crate::endorser::tls::{CertHash, ChaincodeCa, cert_hash};
+use crate::endorser::chaincode::tls::{CertHash, ChaincodeCa, cert_hash};
 
 /// Fabric's default startup timeout (build + start + REGISTER).
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(300);

@@ -14,17 +14,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::endorser::handle::{
+use crate::endorser::chaincode::handle::{
     ChaincodeHandle, DEFAULT_EXECUTE_TIMEOUT, ExecuteRequest, TxCtx, failure_to_error,
     refusal_to_error,
 };
-use crate::endorser::handler::{
+use crate::endorser::chaincode::handler::{
     Handler, Input, Output, StateRequest, TxKey, TxKind, reply_error, reply_response,
 };
-use crate::endorser::ledger::{Paging, SimulationError, TxSimulator};
-use crate::endorser::registration::{
+use crate::endorser::chaincode::registration::{
     ChaincodeResolver, RegisterRequest, RegistrationGate, RegistrationTicket,
 };
+use crate::endorser::ledger::{Paging, SimulationError, TxSimulator};
 use crate::proto::protos::chaincode_message::Type;
 use crate::proto::protos::chaincode_support_server::{ChaincodeSupport, ChaincodeSupportServer};
 use crate::proto::protos::{ChaincodeMessage, StateMetadata, StateMetadataResult};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::endorser::handler::{
+use crate::endorser::chaincode::handler::{
     Completion, Input, StartRefused, TxFailure, TxKey, TxKind, TxStart,
 };
 use crate::endorser::ledger::TxSimulator;
