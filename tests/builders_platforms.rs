@@ -173,6 +173,13 @@ fn node_dockerfile_has_two_stages_a_non_root_user_and_oci_labels() {
         lines.contains(&"COPY --from=builder --chown=4242:4242 /chaincode/output/ /chaincode/")
     );
     assert!(lines.contains(&"USER 4242:4242"), "{dockerfile}");
+    // The image starts the chaincode itself, dialling the peer the Pod names in CORE_PEER_ADDRESS.
+    assert!(
+        lines.contains(
+            &r#"ENTRYPOINT ["sh", "-c", "exec npm start -- --peer.address \"$CORE_PEER_ADDRESS\""]"#
+        ),
+        "{dockerfile}"
+    );
     assert!(dockerfile.contains(&format!(
         "dev.chaincode.fabric.package-id=\"{}\"",
         package.id

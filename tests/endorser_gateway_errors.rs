@@ -51,7 +51,7 @@ async fn start_with(org: Org) -> Node {
     config.launcher.logging.level = "warning".into();
     let node = node::start(config).await.expect("node starts");
     let package_id = "basic:contract";
-    node.runtime.add_source(
+    node.runtime.as_ref().expect("process runtime").add_source(
         package_id,
         support::installed_e2e_dir("chaincodes/contract"),
     );

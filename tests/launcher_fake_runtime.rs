@@ -8,7 +8,7 @@ use chaincode_operator::endorser::chaincode::launcher::{
     LaunchError, Launcher, LauncherConfig, RegisterRefused,
 };
 use chaincode_operator::endorser::chaincode::runtime::{
-    ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError,
+    ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, StopReason,
 };
 use chaincode_operator::endorser::chaincode::tls::ChaincodeCa;
 use futures::FutureExt as _;
@@ -72,7 +72,11 @@ impl Runtime for FakeRuntime {
         .boxed()
     }
 
-    fn stop(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+    fn stop(
+        &self,
+        key: &LaunchKey,
+        _why: StopReason,
+    ) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
         let key = key.clone();
         async move {
             let mut state = self.state.lock().unwrap();

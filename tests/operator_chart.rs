@@ -196,3 +196,17 @@ fn operator_pod_is_hardened() {
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     assert_eq!(container["args"][0], "controller");
 }
+
+#[test]
+fn endorser_role_grants_exactly_what_the_kubernetes_runtime_uses() {
+    use chaincode_operator::endorser::chaincode::runtime::kubernetes::rbac::ENDORSER_PERMISSIONS;
+    let path = "charts/chaincode-operator/templates/endorser-role.yaml";
+    let text = strip_template(&read(path));
+    let role = text.split("\n---\n").next().expect("role document");
+    let doc = yaml(role);
+    assert_eq!(doc["kind"], "Role", "a namespaced Role, never cluster-wide");
+    assert_eq!(rules_of(&doc), expected(ENDORSER_PERMISSIONS));
+    assert_every_rule_commented(path);
+    let values = yaml(&read("charts/chaincode-operator/values.yaml"));
+    assert_eq!(values["endorser"]["rbac"]["enabled"], true);
+}

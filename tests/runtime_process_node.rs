@@ -14,7 +14,7 @@ use chaincode_operator::endorser::chaincode::runtime::process::{
     ProcessRuntime, ProcessRuntimeConfig,
 };
 use chaincode_operator::endorser::chaincode::runtime::{
-    ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError,
+    ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, StopReason,
 };
 use chaincode_operator::endorser::chaincode::tls::{ChaincodeCa, cert_hash};
 use serde_json::Value;
@@ -415,7 +415,7 @@ async fn plaintext_launch_gets_no_tls_env_or_files_and_sigterm_is_honoured() {
         launch_id,
     };
     let started = Instant::now();
-    let status = runtime.stop(&key).await.unwrap();
+    let status = runtime.stop(&key, StopReason::Shutdown).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "stopped by SIGTERM, not by SIGKILL after the grace period ({status})"
@@ -461,7 +461,7 @@ async fn sigkill_after_the_grace_period_takes_the_whole_process_group() {
     assert!(pids.iter().all(|pid| !process_is_gone(*pid)));
 
     let started = Instant::now();
-    let status = runtime.stop(&spec.key).await.unwrap();
+    let status = runtime.stop(&spec.key, StopReason::Shutdown).await.unwrap();
     let elapsed = started.elapsed();
     assert!(
         elapsed >= grace,
@@ -500,7 +500,10 @@ async fn a_crash_is_reported_by_wait_with_its_exit_code_and_stderr_is_captured()
     let (stream, _) = wait_for_line(id, "CRASHING ON PURPOSE").await;
     assert_eq!(stream, "stderr");
     // Stopping an instance that already exited is fine and reports how it ended.
-    assert_eq!(runtime.stop(&spec.key).await.unwrap(), ExitStatus::Code(3));
+    assert_eq!(
+        runtime.stop(&spec.key, StopReason::Shutdown).await.unwrap(),
+        ExitStatus::Code(3)
+    );
 }
 
 fn counting_build_script(source: &Path, counter: &Path) {

@@ -2,6 +2,7 @@
 //! builds signed proposals, runs transactions (`tx`), wires a launching peer (`peer`) and finds
 //! chaincode processes (`procs`).
 #![allow(dead_code)]
+pub mod cluster;
 pub mod peer;
 pub mod procs;
 pub mod tx;

@@ -397,6 +397,11 @@ pub trait Platform: Send + Sync {
         ));
         lines.push(format!("WORKDIR {IMAGE_INSTALL_DIR}"));
         lines.push(format!("USER {uid}:{uid}"));
+        lines.push(entrypoint(&self.run_plan(
+            package,
+            &LaunchSpec::new(&package.id.to_string(), PEER_ADDRESS_WORD, ""),
+            IMAGE_INSTALL_DIR,
+        )?)?);
         lines.push(String::new());
         Ok(lines.join("\n"))
     }
@@ -411,6 +416,30 @@ pub trait Platform: Send + Sync {
             .build_script(package, &BuildDirs::in_image(), options)?
             .files)
     }
+}
+
+/// Stands for the peer address in a run plan made for an image: the Pod's `CORE_PEER_ADDRESS` is
+/// only known at start.
+const PEER_ADDRESS_WORD: &str = "@CORE_PEER_ADDRESS@";
+
+/// The image's start command: the platform's run command with `--peer.address` taken from the
+/// Pod's `CORE_PEER_ADDRESS`, as Fabric's container command does.
+fn entrypoint(plan: &RunPlan) -> Result<String, PlatformError> {
+    let mut words = Vec::with_capacity(plan.command.len());
+    for word in &plan.command {
+        if word == PEER_ADDRESS_WORD {
+            words.push("\"$CORE_PEER_ADDRESS\"".to_string());
+        } else {
+            let quoted = shlex::try_quote(word).map_err(|_| {
+                PlatformError::Options(format!("run command word {word:?} cannot be quoted"))
+            })?;
+            words.push(quoted.into_owned());
+        }
+    }
+    let script = format!("exec {}", words.join(" "));
+    let json = serde_json::to_string(&script)
+        .map_err(|err| PlatformError::Options(format!("encoding the entrypoint: {err}")))?;
+    Ok(format!("ENTRYPOINT [\"sh\", \"-c\", {json}]"))
 }
 
 /// A Dockerfile double-quoted string.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::endorser::chaincode::runtime::{
-    ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, LaunchTls, Runtime,
+    ChaincodeLogging, ExitStatus, LaunchKey, LaunchSpec, LaunchTls, Runtime, StopReason,
 };
 use crate::endorser::chaincode::tls::{CertHash, ChaincodeCa, cert_hash};
 
@@ -532,6 +532,14 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
                 sender.send_replace(Some(Ok(handle)));
             }
             tracing::info!(chaincode_id, launch_id, "chaincode ready");
+            let key = LaunchKey {
+                package_id: chaincode_id.to_string(),
+                launch_id,
+            };
+            let runtime = self.shared.runtime.clone();
+            if let Ok(tokio) = tokio::runtime::Handle::try_current() {
+                tokio.spawn(async move { runtime.registered(&key).await });
+            }
         } else {
             tracing::warn!(
                 chaincode_id,
@@ -556,18 +564,22 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
             }
             outcome
         };
-        let has_instance = match outcome {
-            Gone::Stopped { has_instance, .. } | Gone::FailedBeforeReady { has_instance, .. } => {
-                tracing::info!(
-                    chaincode_id,
-                    launch_id,
-                    "chaincode stream closed; not running"
-                );
-                has_instance
-            }
-            Gone::Stale => false,
+        let (has_instance, why) = match outcome {
+            Gone::Stopped { has_instance, .. } => (has_instance, StopReason::StreamClosed),
+            Gone::FailedBeforeReady { has_instance, .. } => (
+                has_instance,
+                StopReason::LaunchFailed(
+                    "the chaincode closed its stream before it was ready".into(),
+                ),
+            ),
+            Gone::Stale => (false, StopReason::StreamClosed),
         };
         if has_instance {
+            tracing::info!(
+                chaincode_id,
+                launch_id,
+                "chaincode stream closed; not running"
+            );
             let key = LaunchKey {
                 package_id: chaincode_id.to_string(),
                 launch_id,
@@ -575,7 +587,7 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
             let runtime = self.shared.runtime.clone();
             match tokio::runtime::Handle::try_current() {
                 Ok(tokio) => {
-                    tokio.spawn(async move { stop_instance(runtime.as_ref(), &key).await });
+                    tokio.spawn(async move { stop_instance(runtime.as_ref(), &key, why).await });
                 }
                 Err(_) => tracing::error!(%key, "no async runtime to stop the chaincode instance"),
             }
@@ -614,6 +626,7 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
                         package_id,
                         launch_id,
                     },
+                    StopReason::Shutdown,
                 )
                 .await
             });
@@ -621,8 +634,8 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
     }
 }
 
-async fn stop_instance(runtime: &dyn Runtime, key: &LaunchKey) {
-    match runtime.stop(key).await {
+async fn stop_instance(runtime: &dyn Runtime, key: &LaunchKey, why: StopReason) {
+    match runtime.stop(key, why).await {
         Ok(status) => tracing::info!(%key, %status, "chaincode instance stopped"),
         Err(e) => tracing::debug!(%key, error = %e, "stopping chaincode instance"),
     }
@@ -652,8 +665,11 @@ async fn drive_launch<H: Clone + Send + Sync + 'static>(shared: Arc<Shared<H>>, 
     if failed {
         tracing::warn!(%key, %error, "chaincode launch failed");
     }
-    if failed || shut_down {
-        stop_instance(shared.runtime.as_ref(), &key).await;
+    if shut_down {
+        stop_instance(shared.runtime.as_ref(), &key, StopReason::Shutdown).await;
+    } else if failed {
+        let why = StopReason::LaunchFailed(error.to_string());
+        stop_instance(shared.runtime.as_ref(), &key, why).await;
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use sha2::{Digest, Sha256};
 
 use crate::builders::Limits;
-use crate::endorser::chaincode::runtime::packages::{InstallError, install_package};
-use crate::endorser::chaincode::runtime::process::ProcessRuntime;
+use crate::endorser::chaincode::runtime::PackageInstaller;
+use crate::endorser::chaincode::runtime::packages::InstallError;
 
 /// An installed package: its id (`label:sha256`), label and stored file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Packa
 pub struct PackageStore {
     dir: PathBuf,
     work_dir: PathBuf,
-    runtime: Arc<ProcessRuntime>,
+    runtime: Arc<dyn PackageInstaller>,
     limits: Limits,
     /// package id → package, for every package stored and registered.
     installed: RwLock<BTreeMap<String, InstalledPackage>>,
@@ -72,7 +72,7 @@ impl PackageStore {
     /// in place, untouched, rather than stopping the endorser.
     pub fn open(
         dir: &Path,
-        runtime: Arc<ProcessRuntime>,
+        runtime: Arc<dyn PackageInstaller>,
         work_dir: &Path,
         limits: Limits,
     ) -> Result<Self, PackageStoreError> {
@@ -93,7 +93,10 @@ impl PackageStore {
         files.sort();
         for file in files {
             let bytes = std::fs::read(&file).map_err(io("reading", &file))?;
-            match install_package(&store.runtime, &store.work_dir, &bytes, &store.limits) {
+            match store
+                .runtime
+                .install(&store.work_dir, &bytes, &store.limits)
+            {
                 Ok(id) => {
                     let package = InstalledPackage {
                         package_id: id.to_string(),
@@ -135,7 +138,7 @@ impl PackageStore {
                 package_id: existing.package_id.clone(),
             });
         }
-        let id = install_package(&self.runtime, &self.work_dir, bytes, &self.limits)?;
+        let id = self.runtime.install(&self.work_dir, bytes, &self.limits)?;
         let file = self.dir.join(format!("{}.tar.gz", id.hash));
         let tmp = self.dir.join(format!(".{}.tar.gz.tmp", id.hash));
         write_synced(&tmp, bytes).map_err(io("writing", &tmp))?;

@@ -17,7 +17,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::builders::Limits;
-use crate::endorser::chaincode::runtime::process::ProcessRuntime;
+use crate::endorser::chaincode::runtime::PackageInstaller;
 
 pub use definitions::{ChaincodeDefinition, DefinitionError, Definitions};
 pub use init::{INITIALIZED_KEY, InvocationError, check_invocation};
@@ -54,7 +54,7 @@ impl Lifecycle {
     /// `definitions.json`. `mspid` is this endorser's org, whose admins may install and approve.
     pub fn open(
         data_dir: &Path,
-        runtime: Arc<ProcessRuntime>,
+        runtime: Arc<dyn PackageInstaller>,
         work_dir: &Path,
         mspid: &str,
     ) -> Result<Self, LifecycleError> {

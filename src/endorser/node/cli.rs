@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 pub use super::dev::DevArgs;
 use crate::endorser::chaincode::launcher::LauncherArgs;
+use crate::endorser::chaincode::runtime::kubernetes::KubernetesRuntimeArgs;
 use crate::endorser::chaincode::runtime::process::ProcessRuntimeArgs;
 use crate::endorser::identity::{
     Organization, SigningIdentity, load_organization, load_signing_identity,
@@ -21,6 +22,8 @@ use crate::endorser::node::{self, NodeConfig, RunningNode, ServerTls};
 pub enum RuntimeKind {
     /// Local processes built from Node source directories.
     Process,
+    /// `Chaincode` resources on Kubernetes, run by chaincode-operator's controller.
+    Kubernetes,
 }
 
 /// A chaincode given on the command line as NAME=DIR.
@@ -77,6 +80,8 @@ pub struct ChaincodeArgs {
     pub launcher: LauncherArgs,
     #[command(flatten)]
     pub process: ProcessRuntimeArgs,
+    #[command(flatten)]
+    pub kubernetes: KubernetesRuntimeArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,8 +173,7 @@ pub(crate) fn node_config(
     listen: SocketAddr,
     tls: Option<ServerTls>,
     chaincode: &ChaincodeArgs,
-) -> NodeConfig {
-    let RuntimeKind::Process = chaincode.runtime;
+) -> anyhow::Result<NodeConfig> {
     let mut config = NodeConfig::local(data_dir, signing, channels);
     config.organizations = organizations;
     config.listen = listen;
@@ -179,7 +183,13 @@ pub(crate) fn node_config(
     config.launcher = chaincode.launcher.config("", config.signing.mspid());
     config.chaincode_plaintext = chaincode.launcher.plaintext;
     config.runtime = chaincode.process.config(&data_dir.join("chaincode"));
-    config
+    if chaincode.runtime == RuntimeKind::Kubernetes {
+        config.kubernetes = Some(chaincode.kubernetes.config(
+            chaincode.process.node_registry.clone(),
+            config.launcher.startup_timeout,
+        )?);
+    }
+    Ok(config)
 }
 
 async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
@@ -211,8 +221,14 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
         args.listen,
         tls,
         &args.chaincode,
-    );
+    )?;
     let node = node::start(config).await?;
+    if !args.chaincodes.is_empty() && node.runtime.is_none() {
+        anyhow::bail!(
+            "--chaincode NAME=DIR runs local source directories with the process runtime; with \
+             --runtime kubernetes install a package through _lifecycle instead"
+        );
+    }
     for chaincode in &args.chaincodes {
         let dir = std::fs::canonicalize(&chaincode.dir)
             .with_context(|| format!("chaincode {} directory", chaincode.name))?;
@@ -221,7 +237,9 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
             dir,
         };
         let package_id = chaincode.package_id();
-        node.runtime.add_source(&package_id, &chaincode.dir);
+        if let Some(runtime) = &node.runtime {
+            runtime.add_source(&package_id, &chaincode.dir);
+        }
         let definitions = node.lifecycle.definitions();
         for channel in &args.channels {
             definitions.define(channel, &chaincode.name, &package_id);

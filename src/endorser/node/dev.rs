@@ -149,7 +149,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         args.listen,
         tls,
         &args.chaincode,
-    );
+    )?;
     let node = node::start(config).await?;
 
     let bytes = package_source_dir(&source, "node", &name, None, &Limits::default())

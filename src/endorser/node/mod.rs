@@ -26,7 +26,9 @@ use tokio::task::JoinSet;
 use crate::endorser::chaincode::gate::LaunchingResolver;
 use crate::endorser::chaincode::handle::ChaincodeHandle;
 use crate::endorser::chaincode::launcher::{Launcher, LauncherConfig};
+use crate::endorser::chaincode::runtime::kubernetes::{KubernetesRuntime, KubernetesRuntimeConfig};
 use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
+use crate::endorser::chaincode::runtime::{PackageInstaller, Runtime};
 use crate::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
 use crate::endorser::chaincode::tls::ChaincodeCa;
 use crate::endorser::commit::{Committer, LedgerReplayCheck};
@@ -75,6 +77,8 @@ pub struct NodeConfig {
     /// Plaintext chaincode stream instead of mutual TLS (development only).
     pub chaincode_plaintext: bool,
     pub runtime: ProcessRuntimeConfig,
+    /// Some: chaincode runs as `Chaincode` resources on Kubernetes instead of local processes.
+    pub kubernetes: Option<KubernetesRuntimeConfig>,
     pub max_message_bytes: usize,
     pub execute_timeout: Duration,
 }
@@ -95,6 +99,7 @@ impl NodeConfig {
             chaincode_listen: loopback,
             chaincode_address: None,
             chaincode_plaintext: false,
+            kubernetes: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             execute_timeout: SupportConfig::default().execute_timeout,
         }
@@ -110,7 +115,10 @@ pub struct RunningNode {
     pub context: Arc<EndorserContext>,
     pub lifecycle: Arc<Lifecycle>,
     pub committer: Committer,
-    pub runtime: Arc<ProcessRuntime>,
+    /// The process runtime (None with the kubernetes runtime).
+    pub runtime: Option<Arc<ProcessRuntime>>,
+    /// The kubernetes runtime (None with the process runtime).
+    pub kubernetes: Option<Arc<KubernetesRuntime>>,
     launcher: Launcher<ChaincodeHandle>,
     shutdown: watch::Sender<bool>,
     servers: JoinSet<Result<(), tonic::transport::Error>>,
@@ -192,11 +200,34 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .local_addr()
         .context("reading the listen address")?;
 
-    let runtime = Arc::new(ProcessRuntime::new(config.runtime.clone()));
+    let (process, kubernetes, runtime, installer): (
+        _,
+        _,
+        Arc<dyn Runtime>,
+        Arc<dyn PackageInstaller>,
+    ) = match &config.kubernetes {
+        Some(kubernetes) => {
+            let kubernetes = Arc::new(
+                KubernetesRuntime::start(kubernetes.clone())
+                    .await
+                    .context("starting the kubernetes runtime")?,
+            );
+            (
+                None,
+                Some(kubernetes.clone()),
+                kubernetes.clone(),
+                kubernetes,
+            )
+        }
+        None => {
+            let process = Arc::new(ProcessRuntime::new(config.runtime.clone()));
+            (Some(process.clone()), None, process.clone(), process)
+        }
+    };
     let lifecycle = Arc::new(
         Lifecycle::open(
             &data_dir.join("lifecycle"),
-            runtime.clone(),
+            installer,
             &config.runtime.work_dir,
             config.signing.mspid(),
         )
@@ -213,8 +244,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let mut launcher_config = config.launcher.clone();
     launcher_config.peer_address = chaincode_address.clone();
     launcher_config.mspid = config.signing.mspid().to_string();
-    let launcher: Launcher<ChaincodeHandle> =
-        Launcher::new(runtime.clone(), ca.clone(), launcher_config);
+    let launcher: Launcher<ChaincodeHandle> = Launcher::new(runtime, ca.clone(), launcher_config);
     let resolver = Arc::new(LaunchingResolver {
         definitions: lifecycle.definitions(),
         launcher: launcher.clone(),
@@ -304,7 +334,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         context,
         lifecycle,
         committer,
-        runtime,
+        runtime: process,
+        kubernetes,
         launcher,
         shutdown,
         servers,

@@ -1,6 +1,8 @@
 //! Where chaincode runs. A [`Runtime`] launches one instance of a chaincode package, stops it, and
 //! reports when it exits; the launcher decides when. Implementations: [`process`] (local processes,
-//! the embedded default used by `chaincode-operator dev`).
+//! the embedded default used by `chaincode-operator dev`) and [`kubernetes`] (each launch becomes a
+//! `Chaincode` resource the operator runs as a Pod). A runtime learns packages at install through
+//! [`PackageInstaller`].
 //!
 //! The Fabric launch contract — environment variables and TLS files a chaincode expects — is built
 //! here once ([`fabric_launch_files`], [`fabric_environment`]) so every runtime hands the chaincode
@@ -10,6 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use futures::future::BoxFuture;
 
+pub mod kubernetes;
 pub mod node_local;
 pub mod packages;
 pub mod process;
@@ -120,6 +123,18 @@ impl RuntimeError {
     }
 }
 
+/// Why the launcher stops an instance. Local processes stop the same way for every reason; the
+/// Kubernetes runtime keeps a Chaincode resource that explains a closed stream or a failed launch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// The stream of a running chaincode ended; the next invoke starts a new launch.
+    StreamClosed,
+    /// The launch failed before the chaincode was ready; the message says why.
+    LaunchFailed(String),
+    /// The endorser is shutting down: nothing of the launch may outlive it.
+    Shutdown,
+}
+
 /// Launches, stops and watches chaincode instances. Object-safe so the launcher can hold any runtime.
 pub trait Runtime: Send + Sync + 'static {
     /// Builds (or reuses the build of) the package and starts one instance. Returns once started;
@@ -127,9 +142,34 @@ pub trait Runtime: Send + Sync + 'static {
     fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<(), RuntimeError>>;
     /// Stops the instance: graceful first, forced after the runtime's grace period. Returns once it
     /// has exited. Stopping an instance that already exited is not an error.
-    fn stop(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>>;
-    /// Resolves when the instance exits, with how it exited. May be called any number of times.
+    fn stop(
+        &self,
+        key: &LaunchKey,
+        why: StopReason,
+    ) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>>;
+    /// Resolves when the instance exits (or its launch fails for good), with how it exited. May be
+    /// called any number of times.
     fn wait(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>>;
+    /// The instance registered and is ready. Runtimes that report registration (Kubernetes) do it
+    /// here; the default does nothing.
+    fn registered(&self, key: &LaunchKey) -> BoxFuture<'_, ()> {
+        let _ = key;
+        Box::pin(async {})
+    }
+}
+
+/// Where installed packages go: a runtime must accept a package (and keep what launching it needs)
+/// before it can launch it. Called at `_lifecycle` install and again for every stored package when
+/// the endorser starts.
+pub trait PackageInstaller: Send + Sync + 'static {
+    /// Reads and validates `package_bytes` and keeps what launching needs (under `work_dir` when it
+    /// needs files); returns the package id.
+    fn install(
+        &self,
+        work_dir: &Path,
+        package_bytes: &[u8],
+        limits: &crate::builders::Limits,
+    ) -> Result<crate::builders::PackageId, packages::InstallError>;
 }
 
 /// Names of the files Fabric places at `/etc/hyperledger/fabric/`.

@@ -9,6 +9,7 @@ use crate::builders::{
     read_package,
 };
 
+use super::PackageInstaller;
 use super::process::ProcessRuntime;
 
 /// Marks a completely unpacked package: an interrupted unpack is redone, never reused.
@@ -22,6 +23,12 @@ pub enum InstallError {
     Platform(#[from] PlatformError),
     #[error("package {package_id} is of type {kind}: the process runtime runs node chaincode only")]
     UnsupportedType { package_id: String, kind: String },
+    #[error("package {package_id} cannot run on {runtime}: {message}")]
+    Runtime {
+        package_id: String,
+        runtime: &'static str,
+        message: String,
+    },
     #[error("package {package_id} has no src/ directory in code.tar.gz")]
     NoSource { package_id: String },
     #[error("unpacking package {package_id} into {dir}: {source}")]
@@ -71,6 +78,17 @@ pub fn install_package(
     }
     runtime.add_source(package_id, source);
     Ok(package.id)
+}
+
+impl PackageInstaller for ProcessRuntime {
+    fn install(
+        &self,
+        work_dir: &Path,
+        package_bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<PackageId, InstallError> {
+        install_package(self, work_dir, package_bytes, limits)
+    }
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 
 use super::node_local::{self, CommandPlan, NodeOptions};
 use super::{
-    ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, fabric_environment,
+    ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, StopReason, fabric_environment,
     fabric_launch_files,
 };
 
@@ -485,7 +485,11 @@ impl Runtime for ProcessRuntime {
         self.start(spec).boxed()
     }
 
-    fn stop(&self, key: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+    fn stop(
+        &self,
+        key: &LaunchKey,
+        _why: StopReason,
+    ) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
         let key = key.clone();
         async move { self.stop_instance(&key).await }.boxed()
     }
