@@ -631,6 +631,7 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
                 .await
             });
         futures::future::join_all(stops).await;
+        self.shared.runtime.shutdown().await;
     }
 }
 

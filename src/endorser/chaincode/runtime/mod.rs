@@ -156,6 +156,12 @@ pub trait Runtime: Send + Sync + 'static {
         let _ = key;
         Box::pin(async {})
     }
+    /// The endorser is shutting down, after every known instance was stopped: release whatever the
+    /// runtime still holds (the Kubernetes runtime deletes everything it wrote, including launches
+    /// whose streams already closed). The default does nothing.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Where installed packages go: a runtime must accept a package (and keep what launching it needs)

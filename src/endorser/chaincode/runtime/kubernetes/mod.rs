@@ -270,14 +270,6 @@ struct LaunchState {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Drop for LaunchState {
-    fn drop(&mut self) {
-        for task in lock(&self.tasks).drain(..) {
-            task.abort();
-        }
-    }
-}
-
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
@@ -623,7 +615,9 @@ impl KubernetesRuntime {
         lock(&state.tasks).push(watch_task);
         tracing::info!(%key, chaincode = %name, namespace = %self.template.namespace, "Chaincode applied");
         if let Some(previous) = lock(&self.launches).insert(key, state) {
-            drop(previous);
+            for task in lock(&previous.tasks).drain(..) {
+                task.abort();
+            }
         }
         Ok(())
     }
@@ -837,6 +831,30 @@ impl Runtime for KubernetesRuntime {
     fn registered(&self, key: &LaunchKey) -> BoxFuture<'_, ()> {
         let key = key.clone();
         async move { self.report_registered(&key).await }.boxed()
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        async move {
+            let launches: Vec<_> = lock(&self.launches).drain().collect();
+            for (_, state) in launches {
+                for task in lock(&state.tasks).drain(..) {
+                    task.abort();
+                }
+            }
+            let selector = objects::endorser_selector(&self.template.endorser_id);
+            match self.delete_selected(&selector).await {
+                Ok(()) => tracing::info!(
+                    namespace = %self.template.namespace,
+                    "deleted every Chaincode this endorser launched"
+                ),
+                Err(error) => tracing::error!(
+                    namespace = %self.template.namespace,
+                    %error,
+                    "deleting this endorser's Chaincodes at shutdown failed; the next start deletes them"
+                ),
+            }
+        }
+        .boxed()
     }
 }
 
