@@ -328,6 +328,10 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     );
     assert_eq!(cc["status"]["phase"], "Ready", "{cc}");
     assert_eq!(condition(cc, "Ready").expect("Ready")["status"], "True");
+    let built_image = cc["status"]["imageDigest"]
+        .as_str()
+        .expect("imageDigest")
+        .to_string();
     let printed = cluster.kubectl_ok(&["get", "cc", "-n", &ns.name, &name]);
     assert!(
         printed.contains("Ready") && printed.contains("True"),
@@ -495,5 +499,40 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         error.contains("ImagePull"),
         "the error names the image pull: {error}"
     );
+    interrupt(dev).await;
+
+    // 7. A prebuilt image by digest (the one built above) in a namespace enforcing the restricted
+    // Pod Security Standard: the chaincode Pod is admitted, registers and serves.
+    let restricted =
+        Namespace::create(&cluster, format!("ccend-restricted-{}", std::process::id()));
+    cluster.kubectl_ok(&[
+        "label",
+        "namespace",
+        &restricted.name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    ]);
+    let _restricted_operator = start_operator(&cluster, &restricted.name);
+    let mut extra = registry_args.clone();
+    extra.extend(["--chaincode-image".into(), format!("basic={built_image}")]);
+    let dev = start_dev(
+        &cluster,
+        &kit,
+        &restricted.name,
+        "prebuilt",
+        &work.path().join("prebuilt-dev"),
+        &source,
+        &extra,
+    )
+    .await;
+    let seen = gateway(&dev.dir, &["run", "asset7"])
+        .await
+        .expect("gateway run through the prebuilt image");
+    assert_eq!(seen["evaluated"], "v1", "{seen}");
+    let items = chaincodes(&cluster, &restricted.name, "prebuilt");
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["spec"]["platform"], "image");
+    assert_eq!(items[0]["status"]["imageDigest"], built_image.as_str());
+    assert_eq!(items[0]["status"]["phase"], "Ready", "{}", items[0]);
     interrupt(dev).await;
 }
