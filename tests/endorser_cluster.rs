@@ -8,256 +8,13 @@
 //! BuildKit image, node base image).
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use chaincode_operator::endorser::node::dev::DevInfo;
-use serde_json::Value;
-use support::cluster::Cluster;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-const ENDORSER_LABEL: &str = "fabric.chaincode.dev/endorser";
-
-/// A namespace that is deleted when the test ends, however it ends.
-struct Namespace {
-    cluster: Cluster,
-    name: String,
-}
-
-impl Namespace {
-    fn create(cluster: &Cluster, name: String) -> Namespace {
-        cluster.kubectl_ok(&["create", "namespace", &name]);
-        Namespace {
-            cluster: cluster.clone(),
-            name,
-        }
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let _ = self
-            .cluster
-            .kubectl()
-            .args(["delete", "namespace", &self.name, "--wait=false"])
-            .output();
-    }
-}
-
-/// The kit's addresses and images the scenarios use.
-struct Kit {
-    node_ip: String,
-    registry: String,
-    buildkit_image: String,
-    fetcher_image: String,
-}
-
-impl Kit {
-    fn from(cluster: &Cluster) -> Option<Kit> {
-        Some(Kit {
-            node_ip: cluster.setting("NODE_IP")?.to_string(),
-            registry: cluster.setting("REGISTRY")?.to_string(),
-            buildkit_image: cluster.setting("BUILDKIT_IMAGE")?.to_string(),
-            fetcher_image: cluster.setting("FETCHER_IMAGE")?.to_string(),
-        })
-    }
-
-    fn base_image(&self) -> String {
-        format!("{}/library/node-debian:bookworm", self.registry)
-    }
-}
-
-fn operator_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_chaincode-operator")
-}
-
-/// The operator's controller for `namespace`, killed on drop.
-fn start_operator(cluster: &Cluster, namespace: &str) -> Child {
-    Command::new(operator_bin())
-        .args(["controller", "--namespace", namespace])
-        .args(["--http-addr", "127.0.0.1:0"])
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run chaincode-operator controller")
-}
-
-/// Starts the pass-through npm registry on the node IP and returns it with its URL.
-async fn start_npm_proxy(host: &str) -> (Child, String) {
-    let mut child = Command::new("node")
-        .arg(support::e2e_dir("cluster/npm-proxy.js"))
-        .args([host, "0"])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run npm-proxy.js");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("npm proxy starts")
-        .expect("read npm proxy output")
-        .expect("npm proxy prints its address");
-    let address = line.strip_prefix("listening ").expect("listening line");
-    (child, format!("http://{address}/"))
-}
-
-/// Copies the contract chaincode's sources (not its node_modules) to `to`.
-fn copy_contract_source(to: &Path) {
-    let from = support::e2e_dir("chaincodes/contract");
-    std::fs::create_dir_all(to).expect("create the source copy");
-    for name in ["index.js", "package.json", "package-lock.json"] {
-        std::fs::copy(from.join(name), to.join(name)).expect("copy a chaincode file");
-    }
-}
-
-/// `dev --runtime kubernetes` in `dir` for `source`; returns once it printed `ready`.
-struct Dev {
-    child: Child,
-    info: DevInfo,
-    dir: PathBuf,
-}
-
-async fn start_dev(
-    cluster: &Cluster,
-    kit: &Kit,
-    namespace: &str,
-    endorser_id: &str,
-    dir: &Path,
-    source: &Path,
-    extra: &[String],
-) -> Dev {
-    let mut child = Command::new(operator_bin())
-        .arg("dev")
-        .arg("--chaincode")
-        .arg(source)
-        .args(["--name", "basic", "--listen", "127.0.0.1:0"])
-        // Pods reach the endorser's chaincode listener at the node IP.
-        .args(["--chaincode-listen", &format!("{}:0", kit.node_ip)])
-        .args(["--runtime", "kubernetes", "--kube-namespace", namespace])
-        .args(["--endorser-id", endorser_id])
-        .args(["--build-registry", &format!("{}/chaincode", kit.registry)])
-        .args(["--builder-image", &kit.base_image()])
-        .args(["--runtime-image", &kit.base_image()])
-        .args(["--buildkit-image", &kit.buildkit_image])
-        .args(["--fetcher-image", &kit.fetcher_image])
-        .args(extra)
-        .arg("--dir")
-        .arg(dir)
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run chaincode-operator dev");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut printed = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(600), async {
-        while let Some(line) = lines.next_line().await.expect("read dev output") {
-            if line == "ready" {
-                return true;
-            }
-            printed.push(line);
-        }
-        false
-    })
-    .await
-    .expect("dev gets ready within 10 minutes");
-    assert!(
-        ready,
-        "dev exited before it was ready; it printed {printed:?}"
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let text = std::fs::read_to_string(dir.join("dev.json")).expect("dev.json written");
-    let info: DevInfo = serde_json::from_str(&text).expect("dev.json parses");
-    Dev {
-        child,
-        info,
-        dir: dir.to_path_buf(),
-    }
-}
-
-async fn interrupt(mut dev: Dev) {
-    let pid = dev.child.id().expect("dev still running") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("send SIGINT");
-    let status = tokio::time::timeout(Duration::from_secs(90), dev.child.wait())
-        .await
-        .expect("dev stops after SIGINT")
-        .expect("wait for dev");
-    assert!(status.success(), "dev exits 0 on SIGINT, got {status}");
-}
-
-/// Runs gateway.js; Ok(stdout JSON) or Err(stderr).
-async fn gateway(dir: &Path, args: &[&str]) -> Result<Value, String> {
-    let clients = support::installed_e2e_dir("clients");
-    let output = Command::new("node")
-        .arg(clients.join("gateway.js"))
-        .arg(dir.join("dev.json"))
-        .args(args)
-        .current_dir(&clients)
-        .output()
-        .await
-        .expect("run gateway.js");
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).expect("gateway.js prints JSON"))
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
-}
-
-fn chaincodes(cluster: &Cluster, namespace: &str, endorser_id: &str) -> Vec<Value> {
-    let out = cluster.kubectl_ok(&[
-        "get",
-        "chaincodes",
-        "-n",
-        namespace,
-        "-l",
-        &format!("{ENDORSER_LABEL}={endorser_id}"),
-        "-o",
-        "json",
-    ]);
-    let list: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
-fn condition<'a>(cc: &'a Value, kind: &str) -> Option<&'a Value> {
-    cc["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-}
-
-/// Polls `check` every half second until it is true or `timeout` passes.
-async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
-}
-
-fn running_pods(cluster: &Cluster, namespace: &str) -> Vec<String> {
-    let out = cluster.kubectl_ok(&[
-        "get",
-        "pods",
-        "-n",
-        namespace,
-        "--field-selector",
-        "status.phase=Running",
-        "-o",
-        "name",
-    ]);
-    out.lines().map(str::to_string).collect()
-}
+use support::cluster::{
+    Cluster, Kit, Namespace, chaincodes, condition, copy_contract_source, eventually, gateway,
+    interrupt, running_pods, start_dev, start_npm_proxy, start_operator,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
@@ -282,6 +39,15 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     let _operator = start_operator(&cluster, &ns.name);
     let (_proxy, npm_registry) = start_npm_proxy(&kit.node_ip).await;
     let registry_args = vec!["--node-registry".to_string(), npm_registry.clone()];
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut first_args = registry_args.clone();
+    first_args.extend([
+        "--metrics-listen".to_string(),
+        format!("127.0.0.1:{metrics_port}"),
+    ]);
     let work = tempfile::tempdir().expect("tempdir");
     let source = work.path().join("src");
     copy_contract_source(&source);
@@ -295,7 +61,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         "e2e",
         &work.path().join("dev"),
         &source,
-        &registry_args,
+        &first_args,
     )
     .await;
     eprintln!(
@@ -332,6 +98,18 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         .as_str()
         .expect("imageDigest")
         .to_string();
+    // The launch is counted and its phases timed on /metrics.
+    let metrics = http_get(metrics_port, "/metrics").await;
+    assert!(
+        metrics.contains("chaincode_endorser_chaincode_launches_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "chaincode_endorser_chaincode_launch_phase_seconds_count{phase=\"registered\"} 1"
+        ),
+        "{metrics}"
+    );
     let printed = cluster.kubectl_ok(&["get", "cc", "-n", &ns.name, &name]);
     assert!(
         printed.contains("Ready") && printed.contains("True"),
@@ -535,4 +313,26 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     assert_eq!(items[0]["status"]["imageDigest"], built_image.as_str());
     assert_eq!(items[0]["status"]["phase"], "Ready", "{}", items[0]);
     interrupt(dev).await;
+}
+
+/// The body of `GET path` from 127.0.0.1:`port` (HTTP/1.0, so the server closes after answering).
+async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the metrics port");
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .expect("send the request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read the response");
+    assert!(
+        response.starts_with("HTTP/1.0 200") || response.starts_with("HTTP/1.1 200"),
+        "{response}"
+    );
+    response
 }

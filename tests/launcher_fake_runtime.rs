@@ -437,3 +437,57 @@ async fn shutdown_stops_every_instance_and_fails_waiters() {
     ));
     assert_eq!(runtime.launches().len(), 2);
 }
+
+/// A package no definition uses any more is stopped, whether it runs or is still launching; its
+/// waiters hear why, and a later caller starts a fresh launch.
+#[tokio::test]
+async fn retired_packages_are_stopped_and_their_waiters_told() {
+    let (launcher, runtime, mut launched) = plaintext(Duration::from_secs(30));
+    let running = {
+        let launcher = launcher.clone();
+        tokio::spawn(async move { launcher.ensure_registered("old:1").await })
+    };
+    let spec = launched.recv().await.unwrap();
+    let launch_id = launcher.authorize("old:1", None).unwrap();
+    launcher.ready("old:1", launch_id, "handle-old".to_string());
+    assert_eq!(running.await.unwrap(), Ok("handle-old".to_string()));
+
+    let pending = {
+        let launcher = launcher.clone();
+        tokio::spawn(async move { launcher.ensure_registered("slow:1").await })
+    };
+    let slow = launched.recv().await.unwrap();
+    assert_eq!(
+        launcher.launched_packages(),
+        vec!["old:1".to_string(), "slow:1".to_string()]
+    );
+
+    launcher.retire("old:1").await;
+    launcher.retire("slow:1").await;
+    assert_eq!(
+        pending.await.unwrap(),
+        Err(LaunchError::Retired {
+            package_id: "slow:1".into()
+        })
+    );
+    assert_eq!(runtime.stops(), vec![spec.key.clone(), slow.key.clone()]);
+    assert!(launcher.launched_packages().is_empty());
+    assert!(!launcher.is_running("old:1"));
+    // Retiring what is not launched does nothing.
+    launcher.retire("never:1").await;
+    assert_eq!(runtime.stops().len(), 2);
+
+    // Needed again (defined again): a new launch.
+    let again = {
+        let launcher = launcher.clone();
+        tokio::spawn(async move { launcher.ensure_registered("old:1").await })
+    };
+    let fresh = launched.recv().await.unwrap();
+    assert!(fresh.key.launch_id > spec.key.launch_id);
+    launcher.ready(
+        "old:1",
+        launcher.authorize("old:1", None).unwrap(),
+        "handle-new".into(),
+    );
+    assert_eq!(again.await.unwrap(), Ok("handle-new".to_string()));
+}

@@ -2,7 +2,12 @@
 //! kit's `$KUBE_LAB/cluster.env` (what CI starts). None means the test skips with a notice.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaincode_operator::endorser::node::dev::DevInfo;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -80,4 +85,279 @@ fn parse_env(text: &str) -> HashMap<String, String> {
         .filter_map(|line| line.trim().split_once('='))
         .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
         .collect()
+}
+
+pub const ENDORSER_LABEL: &str = "fabric.chaincode.dev/endorser";
+
+/// A namespace that is deleted when the test ends, however it ends.
+pub struct Namespace {
+    cluster: Cluster,
+    pub name: String,
+}
+
+impl Namespace {
+    pub fn create(cluster: &Cluster, name: String) -> Namespace {
+        cluster.kubectl_ok(&["create", "namespace", &name]);
+        Namespace {
+            cluster: cluster.clone(),
+            name,
+        }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self
+            .cluster
+            .kubectl()
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .output();
+    }
+}
+
+/// The kit's addresses and images the scenarios use.
+pub struct Kit {
+    pub node_ip: String,
+    pub registry: String,
+    pub buildkit_image: String,
+    pub fetcher_image: String,
+}
+
+impl Kit {
+    pub fn from(cluster: &Cluster) -> Option<Kit> {
+        Some(Kit {
+            node_ip: cluster.setting("NODE_IP")?.to_string(),
+            registry: cluster.setting("REGISTRY")?.to_string(),
+            buildkit_image: cluster.setting("BUILDKIT_IMAGE")?.to_string(),
+            fetcher_image: cluster.setting("FETCHER_IMAGE")?.to_string(),
+        })
+    }
+
+    pub fn base_image(&self) -> String {
+        format!("{}/library/node-debian:bookworm", self.registry)
+    }
+}
+
+pub fn operator_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_chaincode-operator")
+}
+
+/// The operator's controller for `namespace`, killed on drop.
+pub fn start_operator(cluster: &Cluster, namespace: &str) -> tokio::process::Child {
+    tokio::process::Command::new(operator_bin())
+        .args(["controller", "--namespace", namespace])
+        .args(["--http-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run chaincode-operator controller")
+}
+
+/// Starts the pass-through npm registry on the node IP and returns it with its URL.
+pub async fn start_npm_proxy(host: &str) -> (tokio::process::Child, String) {
+    let mut child = tokio::process::Command::new("node")
+        .arg(super::e2e_dir("cluster/npm-proxy.js"))
+        .args([host, "0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run npm-proxy.js");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("npm proxy starts")
+        .expect("read npm proxy output")
+        .expect("npm proxy prints its address");
+    let address = line.strip_prefix("listening ").expect("listening line");
+    (child, format!("http://{address}/"))
+}
+
+/// Copies the contract chaincode's sources (not its node_modules) to `to`.
+pub fn copy_contract_source(to: &Path) {
+    let from = super::e2e_dir("chaincodes/contract");
+    std::fs::create_dir_all(to).expect("create the source copy");
+    for name in ["index.js", "package.json", "package-lock.json"] {
+        std::fs::copy(from.join(name), to.join(name)).expect("copy a chaincode file");
+    }
+}
+
+/// `dev --runtime kubernetes` in `dir` for `source`; returns once it printed `ready`.
+pub struct Dev {
+    pub child: tokio::process::Child,
+    pub info: DevInfo,
+    pub dir: PathBuf,
+}
+
+/// `dev --runtime kubernetes` in `dir` for `source` with the kit's build settings; returns once it
+/// printed `ready`.
+pub async fn start_dev(
+    cluster: &Cluster,
+    kit: &Kit,
+    namespace: &str,
+    endorser_id: &str,
+    dir: &Path,
+    source: &Path,
+    extra: &[String],
+) -> Dev {
+    let mut args = kubernetes_args(kit, namespace, endorser_id);
+    args.extend_from_slice(extra);
+    let mut command = dev_command(dir, source, &args);
+    command.env("KUBECONFIG", &cluster.kubeconfig);
+    spawn_dev(command, dir).await
+}
+
+/// The `dev` flags that run chaincode on the kit: namespace, endorser id, build settings, and the
+/// chaincode listener on the node IP, where Pods reach it.
+pub fn kubernetes_args(kit: &Kit, namespace: &str, endorser_id: &str) -> Vec<String> {
+    [
+        "--chaincode-listen",
+        &format!("{}:0", kit.node_ip),
+        "--runtime",
+        "kubernetes",
+        "--kube-namespace",
+        namespace,
+        "--endorser-id",
+        endorser_id,
+        "--build-registry",
+        &format!("{}/chaincode", kit.registry),
+        "--builder-image",
+        &kit.base_image(),
+        "--runtime-image",
+        &kit.base_image(),
+        "--buildkit-image",
+        &kit.buildkit_image,
+        "--fetcher-image",
+        &kit.fetcher_image,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// `chaincode-operator dev` for chaincode `basic` from `source`, state in `dir`, clients on a
+/// loopback port chosen by the OS, then `args` (later flags win).
+pub fn dev_command(dir: &Path, source: &Path, args: &[String]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(operator_bin());
+    command
+        .arg("dev")
+        .arg("--chaincode")
+        .arg(source)
+        .args(["--name", "basic", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Spawns a `dev` command and waits until it prints `ready`.
+pub async fn spawn_dev(mut command: tokio::process::Command, dir: &Path) -> Dev {
+    let mut child = command.spawn().expect("run chaincode-operator dev");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut printed = Vec::new();
+    let ready = tokio::time::timeout(Duration::from_secs(600), async {
+        while let Some(line) = lines.next_line().await.expect("read dev output") {
+            if line == "ready" {
+                return true;
+            }
+            printed.push(line);
+        }
+        false
+    })
+    .await
+    .expect("dev gets ready within 10 minutes");
+    assert!(
+        ready,
+        "dev exited before it was ready; it printed {printed:?}"
+    );
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let text = std::fs::read_to_string(dir.join("dev.json")).expect("dev.json written");
+    let info: DevInfo = serde_json::from_str(&text).expect("dev.json parses");
+    Dev {
+        child,
+        info,
+        dir: dir.to_path_buf(),
+    }
+}
+
+pub async fn interrupt(mut dev: Dev) {
+    let pid = dev.child.id().expect("dev still running") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("send SIGINT");
+    let status = tokio::time::timeout(Duration::from_secs(90), dev.child.wait())
+        .await
+        .expect("dev stops after SIGINT")
+        .expect("wait for dev");
+    assert!(status.success(), "dev exits 0 on SIGINT, got {status}");
+}
+
+/// Runs gateway.js; Ok(stdout JSON) or Err(stderr).
+pub async fn gateway(dir: &Path, args: &[&str]) -> Result<Value, String> {
+    let clients = super::installed_e2e_dir("clients");
+    let output = tokio::process::Command::new("node")
+        .arg(clients.join("gateway.js"))
+        .arg(dir.join("dev.json"))
+        .args(args)
+        .current_dir(&clients)
+        .output()
+        .await
+        .expect("run gateway.js");
+    if output.status.success() {
+        Ok(serde_json::from_slice(&output.stdout).expect("gateway.js prints JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+}
+
+pub fn chaincodes(cluster: &Cluster, namespace: &str, endorser_id: &str) -> Vec<Value> {
+    let out = cluster.kubectl_ok(&[
+        "get",
+        "chaincodes",
+        "-n",
+        namespace,
+        "-l",
+        &format!("{ENDORSER_LABEL}={endorser_id}"),
+        "-o",
+        "json",
+    ]);
+    let list: Value = serde_json::from_str(&out).expect("kubectl prints JSON");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+pub fn condition<'a>(cc: &'a Value, kind: &str) -> Option<&'a Value> {
+    cc["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+}
+
+/// Polls `check` every half second until it is true or `timeout` passes.
+pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub fn running_pods(cluster: &Cluster, namespace: &str) -> Vec<String> {
+    let out = cluster.kubectl_ok(&[
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "--field-selector",
+        "status.phase=Running",
+        "-o",
+        "name",
+    ]);
+    out.lines().map(str::to_string).collect()
 }

@@ -44,6 +44,8 @@ pub enum LaunchError {
     Abandoned { package_id: String },
     #[error("the endorser is shutting down: chaincode {package_id} is not launched")]
     ShuttingDown { package_id: String },
+    #[error("chaincode {package_id} is no longer defined: its launch was stopped")]
+    Retired { package_id: String },
 }
 
 /// Why a REGISTER was refused; the message goes back to the chaincode in an ERROR.
@@ -313,6 +315,32 @@ impl<H: Clone> LaunchTable<H> {
     /// True when `package_id` is registered and ready.
     pub fn is_running(&self, package_id: &str) -> bool {
         matches!(self.slots.get(package_id), Some(Slot::Running { .. }))
+    }
+
+    /// Packages with a launch (pending or running) that this endorser started; dev-mode
+    /// registrations are not launches.
+    pub fn launched_packages(&self) -> Vec<String> {
+        let mut packages: Vec<String> = self
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                !matches!(
+                    slot,
+                    Slot::Pending { dev: true, .. } | Slot::Running { dev: true, .. }
+                )
+            })
+            .map(|(package_id, _)| package_id.clone())
+            .collect();
+        packages.sort();
+        packages
+    }
+
+    /// Forgets the launch of `package_id`: the next caller starts a new one. Returns its launch id
+    /// when there was one to stop.
+    pub fn retire(&mut self, package_id: &str) -> Option<u64> {
+        match self.slots.remove(package_id)? {
+            Slot::Pending { launch_id, .. } | Slot::Running { launch_id, .. } => Some(launch_id),
+        }
     }
 
     /// Refuses every further launch and REGISTER and hands back every current launch:
@@ -597,6 +625,38 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
     /// True when `package_id` is registered and ready.
     pub fn is_running(&self, package_id: &str) -> bool {
         lock(&self.shared.state).table.is_running(package_id)
+    }
+
+    /// Packages this launcher launched (pending or running).
+    pub fn launched_packages(&self) -> Vec<String> {
+        lock(&self.shared.state).table.launched_packages()
+    }
+
+    /// Stops the launch of `package_id` because no definition uses it any more; callers still
+    /// waiting on it get [`LaunchError::Retired`].
+    pub async fn retire(&self, package_id: &str) {
+        let launch_id = {
+            let mut state = lock(&self.shared.state);
+            let Some(launch_id) = state.table.retire(package_id) else {
+                return;
+            };
+            if let Some(sender) = state.waiters.remove(&launch_id) {
+                sender.send_replace(Some(Err(LaunchError::Retired {
+                    package_id: package_id.to_string(),
+                })));
+            }
+            launch_id
+        };
+        tracing::info!(
+            package_id,
+            launch_id,
+            "no definition uses this chaincode package any more: stopping it"
+        );
+        let key = LaunchKey {
+            package_id: package_id.to_string(),
+            launch_id,
+        };
+        stop_instance(self.shared.runtime.as_ref(), &key, StopReason::Retired).await;
     }
 
     /// Stops every chaincode instance and refuses further launches and REGISTERs; callers still

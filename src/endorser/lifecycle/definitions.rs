@@ -196,6 +196,8 @@ impl State {
 pub struct Definitions {
     state: RwLock<State>,
     file: Option<PathBuf>,
+    /// Counts committed changes, so launches of packages no longer defined can be stopped.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn check_name_and_version(def: &ChaincodeDefinition) -> Result<(), DefinitionError> {
@@ -254,7 +256,13 @@ impl Definitions {
         Ok(Self {
             state: RwLock::new(state),
             file: Some(path.to_path_buf()),
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Changes whenever a definition is committed or redefined.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -286,6 +294,8 @@ impl Definitions {
             })?;
         }
         *state = next;
+        drop(state);
+        self.changes.send_modify(|count| *count += 1);
         Ok(result)
     }
 

@@ -82,6 +82,9 @@ pub struct ChaincodeArgs {
     pub process: ProcessRuntimeArgs,
     #[command(flatten)]
     pub kubernetes: KubernetesRuntimeArgs,
+    /// Serve /healthz, /readyz and /metrics (chaincode launch metrics) over HTTP on this address.
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,6 +186,7 @@ pub(crate) fn node_config(
     config.launcher = chaincode.launcher.config("", config.signing.mspid());
     config.chaincode_plaintext = chaincode.launcher.plaintext;
     config.runtime = chaincode.process.config(&data_dir.join("chaincode"));
+    config.metrics_listen = chaincode.metrics_listen;
     if chaincode.runtime == RuntimeKind::Kubernetes {
         config.kubernetes = Some(chaincode.kubernetes.config(
             chaincode.process.node_registry.clone(),
@@ -248,6 +252,9 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
     }
     println!("Endorser and Gateway listening on {}", node.address);
     println!("ChaincodeSupport listening on {}", node.chaincode_address);
+    if let Some(metrics) = node.metrics_address {
+        println!("Metrics on http://{metrics}/metrics");
+    }
     serve_until_interrupted(node).await
 }
 

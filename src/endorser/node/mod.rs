@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub runtime: ProcessRuntimeConfig,
     /// Some: chaincode runs as `Chaincode` resources on Kubernetes instead of local processes.
     pub kubernetes: Option<KubernetesRuntimeConfig>,
+    /// Some: /healthz, /readyz and /metrics (launch metrics) over HTTP on this address.
+    pub metrics_listen: Option<SocketAddr>,
     pub max_message_bytes: usize,
     pub execute_timeout: Duration,
 }
@@ -100,6 +102,7 @@ impl NodeConfig {
             chaincode_address: None,
             chaincode_plaintext: false,
             kubernetes: None,
+            metrics_listen: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             execute_timeout: SupportConfig::default().execute_timeout,
         }
@@ -119,6 +122,8 @@ pub struct RunningNode {
     pub runtime: Option<Arc<ProcessRuntime>>,
     /// The kubernetes runtime (None with the process runtime).
     pub kubernetes: Option<Arc<KubernetesRuntime>>,
+    /// Where /metrics is served, when it is.
+    pub metrics_address: Option<SocketAddr>,
     launcher: Launcher<ChaincodeHandle>,
     shutdown: watch::Sender<bool>,
     servers: JoinSet<Result<(), tonic::transport::Error>>,
@@ -157,6 +162,68 @@ impl RunningNode {
         }
         self.launcher.shutdown().await;
     }
+}
+
+/// Stops the launches of packages no chaincode definition uses any more, each time the definitions
+/// change (a new sequence running another package), until `shutdown`.
+async fn retire_undefined(
+    definitions: Arc<crate::endorser::lifecycle::Definitions>,
+    launcher: Launcher<ChaincodeHandle>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let mut changes = definitions.changes();
+    let watch_changes = async {
+        while changes.changed().await.is_ok() {
+            for package_id in launcher.launched_packages() {
+                if definitions.references(&package_id).is_empty() {
+                    launcher.retire(&package_id).await;
+                }
+            }
+        }
+    };
+    tokio::select! {
+        _ = watch_changes => {}
+        _ = shutdown => {}
+    }
+}
+
+/// Serves /healthz, /readyz and /metrics (`chaincode_endorser_*`: the kubernetes runtime's launch
+/// metrics) until `shutdown`; returns the bound address.
+async fn serve_metrics(
+    listen: SocketAddr,
+    kubernetes: Option<&KubernetesRuntime>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<SocketAddr> {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("chaincode_endorser");
+    if let Some(kubernetes) = kubernetes {
+        kubernetes.metrics().register(&mut registry);
+    }
+    let health = Arc::new(crate::operator::server::Health::default());
+    health
+        .ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let router = crate::operator::server::router_with(health, move || {
+        let mut text = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
+            tracing::warn!(%error, "encoding metrics");
+        }
+        text
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening for metrics on {listen}"))?;
+    let address = listener
+        .local_addr()
+        .context("reading the metrics address")?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::warn!(%error, "the metrics server stopped");
+        }
+    });
+    Ok(address)
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
@@ -268,6 +335,11 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     });
 
     let (shutdown, shutdown_rx) = watch::channel(false);
+    tokio::spawn(retire_undefined(
+        lifecycle.definitions(),
+        launcher.clone(),
+        until_shutdown(shutdown_rx.clone()),
+    ));
     let mut servers = JoinSet::new();
 
     let support = ChaincodeSupportService::new(
@@ -318,8 +390,22 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         client_server
             .add_service(EndorserService::shared(context.clone()).into_server())
             .add_service(gateway.into_server().max_decoding_message_size(limit))
-            .serve_with_incoming_shutdown(incoming_no_delay(listener), until_shutdown(shutdown_rx)),
+            .serve_with_incoming_shutdown(
+                incoming_no_delay(listener),
+                until_shutdown(shutdown_rx.clone()),
+            ),
     );
+    let metrics_address = match config.metrics_listen {
+        Some(listen) => Some(
+            serve_metrics(
+                listen,
+                kubernetes.as_deref(),
+                until_shutdown(shutdown_rx.clone()),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     tracing::info!(
         %address,
         tls = config.tls.is_some(),
@@ -336,6 +422,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         committer,
         runtime: process,
         kubernetes,
+        metrics_address,
         launcher,
         shutdown,
         servers,

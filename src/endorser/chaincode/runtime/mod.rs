@@ -133,6 +133,8 @@ pub enum StopReason {
     LaunchFailed(String),
     /// The endorser is shutting down: nothing of the launch may outlive it.
     Shutdown,
+    /// No chaincode definition uses the package any more (a new definition replaced it).
+    Retired,
 }
 
 /// Launches, stops and watches chaincode instances. Object-safe so the launcher can hold any runtime.

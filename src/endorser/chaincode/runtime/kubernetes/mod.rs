@@ -639,7 +639,7 @@ impl KubernetesRuntime {
         }
         let running = lock(&state.observed).running;
         let delete = match &why {
-            StopReason::Shutdown => true,
+            StopReason::Shutdown | StopReason::Retired => true,
             StopReason::StreamClosed => {
                 self.apply_registered(
                     &state,
