@@ -210,3 +210,27 @@ fn endorser_role_grants_exactly_what_the_kubernetes_runtime_uses() {
     let values = yaml(&read("charts/chaincode-operator/values.yaml"));
     assert_eq!(values["endorser"]["rbac"]["enabled"], true);
 }
+
+/// The schema refuses the specs that used to fail silently forever (the API server enforces these).
+#[test]
+fn crd_schema_bounds_names_attempts_peers_and_exclusive_sources() {
+    let crd = yaml(&crd_yaml().expect("CRD serializes"));
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let root_rules = schema["x-kubernetes-validations"].to_string();
+    assert!(
+        root_rules.contains("self.metadata.name.size() <= 63"),
+        "{root_rules}"
+    );
+    let spec = &schema["properties"]["spec"];
+    let attempt = &spec["properties"]["launchAttempt"];
+    assert_eq!(attempt["maximum"].as_f64(), Some(2_147_483_647.0));
+    assert_eq!(attempt["minimum"].as_f64(), Some(0.0));
+    let peer = &spec["properties"]["peer"]["properties"];
+    assert!(peer["address"]["pattern"].as_str().is_some());
+    assert_eq!(peer["mspId"]["minLength"].as_u64(), Some(1));
+    let spec_rules = spec["x-kubernetes-validations"].to_string();
+    assert!(
+        spec_rules.contains("!(has(self.source) && has(self.image))"),
+        "{spec_rules}"
+    );
+}

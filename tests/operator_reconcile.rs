@@ -56,6 +56,7 @@ fn with_query(mut e: Exchange, query: &'static str) -> Exchange {
 struct Seen {
     method: String,
     path: String,
+    query: String,
     body: Value,
 }
 
@@ -118,7 +119,12 @@ async fn serve(mut handle: Handle, script: Vec<Exchange>) -> (Handle, Vec<Seen>)
             .await
             .expect("request body");
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        seen.push(Seen { method, path, body });
+        seen.push(Seen {
+            method,
+            path,
+            query,
+            body,
+        });
         let response = Response::builder()
             .status(step.status)
             .body(Body::from(serde_json::to_vec(&step.answer).expect("json")))
@@ -152,7 +158,8 @@ async fn run(
     (result, seen, ctx)
 }
 
-/// Every request the reconcile made is granted by the chart's RBAC table.
+/// Every request the reconcile made is granted by the chart's RBAC table. A server-side apply of an
+/// object (not a status) may create it, so the API server checks `create` as well as `patch`.
 fn assert_permitted(seen: &[Seen]) {
     use chaincode_operator::operator::rbac::CLUSTER_PERMISSIONS;
     for s in seen {
@@ -164,27 +171,35 @@ fn assert_permitted(seen: &[Seen]) {
             (parts[1], &parts[3..])
         };
         let resource = match rest {
+            ["namespaces", _] => "namespaces".to_string(),
             [_, _, res] => (*res).to_string(),
             [_, _, res, _] => (*res).to_string(),
             [_, _, res, _, sub] => format!("{res}/{sub}"),
             _ => panic!("unexpected path {}", s.path),
         };
-        let verb = match (s.method.as_str(), rest.len()) {
-            ("GET", 3) => "list",
-            ("GET", _) => "get",
-            ("PATCH", _) => "patch",
-            ("POST", _) => "create",
-            ("DELETE", _) => "delete",
-            (m, _) => panic!("unexpected method {m}"),
+        let collection = rest.len() == 3;
+        let verbs: &[&str] = match s.method.as_str() {
+            "GET" if collection => &["list"],
+            "GET" => &["get"],
+            "PATCH" if s.query.contains("fieldManager=") && !resource.contains('/') => {
+                &["patch", "create"]
+            }
+            "PATCH" => &["patch"],
+            "POST" => &["create"],
+            "DELETE" => &["delete"],
+            m => panic!("unexpected method {m}"),
         };
-        assert!(
-            CLUSTER_PERMISSIONS
-                .iter()
-                .any(|p| p.group == group && p.resource == resource && p.verbs.contains(&verb)),
-            "RBAC does not grant {verb} {group}/{resource} used by {} {}",
-            s.method,
-            s.path
-        );
+        for verb in verbs {
+            assert!(
+                CLUSTER_PERMISSIONS
+                    .iter()
+                    .any(|p| p.group == group && p.resource == resource && p.verbs.contains(verb)),
+                "RBAC does not grant {verb} {group}/{resource} used by {} {}?{}",
+                s.method,
+                s.path,
+                s.query
+            );
+        }
     }
 }
 
@@ -251,6 +266,14 @@ async fn first_build_creates_the_job_and_reports_building() {
     let cc = fixture("node-configmap.yaml");
     let script = vec![
         ex("GET", format!("{JOBS}/{JOB_NAME}"), 404, not_found()),
+        // Pod Security labels first: a namespace that forbids BuildKit gets no Job.
+        ex(
+            "GET",
+            "/api/v1/namespaces/fabric",
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fabric",
+                   "labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}),
+        ),
         with_query(
             ex(
                 "PATCH",
@@ -273,13 +296,13 @@ async fn first_build_creates_the_job_and_reports_building() {
     ];
     let (result, seen, _) = run(cc, None, script, now()).await;
     assert!(result.is_ok(), "{result:?}");
-    let job = &seen[1].body;
+    let job = &seen[2].body;
     assert_eq!(job["kind"], "Job");
     assert_eq!(
         job["metadata"]["labels"]["fabric.chaincode.dev/content-key"],
         &CONTENT_HEX[..63]
     );
-    let status = &seen[2].body;
+    let status = &seen[3].body;
     assert_eq!(status["status"]["phase"], "Building");
     assert_eq!(condition(status, "Built")["reason"], "Building");
     assert_eq!(condition(status, "Built")["observedGeneration"], 3);
@@ -292,7 +315,7 @@ async fn first_build_creates_the_job_and_reports_building() {
         "operator must not write Registered"
     );
     assert_eq!(status["status"]["buildJobName"], JOB_NAME);
-    let event = &seen[3].body;
+    let event = &seen[4].body;
     assert_eq!(event["reason"], "Building");
     assert_eq!(event["type"], "Normal");
 }
@@ -766,13 +789,30 @@ async fn a_malformed_chaincode_gets_a_warning_event_and_waits_for_a_fix() {
     assert!(guarded.0.is_err());
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let ctx = Arc::new(Context::new(Client::new(service, "default"), None));
-    let server = tokio::spawn(serve(handle, vec![ex("POST", EVENTS, 201, event_ok())]));
+    let script = vec![
+        ex("PATCH", status_path("broken"), 200, applied_chaincode()),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let server = tokio::spawn(serve(handle, script));
     let guarded = Arc::new(guarded);
     let result = reconcile::reconcile_guarded(guarded.clone(), ctx.clone()).await;
     let (_, seen) = server.await.expect("mock");
-    assert_eq!(seen[0].body["reason"], "InvalidObject");
-    assert_eq!(seen[0].body["type"], "Warning");
-    assert_eq!(seen[0].body["regarding"]["name"], "broken");
+    assert_permitted(&seen);
+    // The status says why, not only an Event that expires.
+    let ready = condition(&seen[0].body, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .expect("m")
+            .contains("does not match its schema"),
+        "{ready}"
+    );
+    assert_eq!(seen[0].body["status"]["phase"], "Failed");
+    assert_eq!(seen[1].body["reason"], "InvalidObject");
+    assert_eq!(seen[1].body["type"], "Warning");
+    assert_eq!(seen[1].body["regarding"]["name"], "broken");
     let error = result.expect_err("malformed");
     assert_eq!(error.category(), "spec");
     assert_eq!(
@@ -822,4 +862,93 @@ async fn a_reused_build_runs_the_image_from_where_the_job_pushed_it() {
     let (result, seen, _) = run(cc, None, script, now()).await;
     assert!(result.is_ok(), "{result:?}");
     assert_eq!(seen[4].body["spec"]["containers"][0]["image"], image());
+}
+
+#[tokio::test]
+async fn a_namespace_whose_pod_security_forbids_buildkit_gets_no_job_and_a_reason() {
+    let cc = fixture("node-configmap.yaml");
+    let script = vec![
+        ex("GET", format!("{JOBS}/{JOB_NAME}"), 404, not_found()),
+        ex(
+            "GET",
+            "/api/v1/namespaces/fabric",
+            200,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "fabric",
+                   "labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}),
+        ),
+        ex(
+            "PATCH",
+            status_path("asset-transfer"),
+            200,
+            applied_chaincode(),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let (result, seen, _) = run(cc, None, script, now()).await;
+    let action = result.expect("reconciled");
+    assert!(
+        seen.iter()
+            .all(|s| !s.path.contains("/jobs/") || s.method == "GET")
+    );
+    let built = condition(&seen[2].body, "Built");
+    assert_eq!(built["status"], "False");
+    assert_eq!(built["reason"], "PodSecurityForbidsBuild");
+    assert!(built["message"].as_str().expect("m").contains("Unconfined"));
+    assert_eq!(seen[3].body["type"], "Warning");
+    // Relabelling the namespace is no Chaincode event: look again soon.
+    assert_eq!(action, Action::requeue(Duration::from_secs(11)));
+}
+
+#[tokio::test]
+async fn a_chaincode_that_exits_0_without_a_message_is_explained_by_its_log() {
+    let mut cc = fixture("node-configmap.yaml");
+    cc.status = Some(launched_status(&cc));
+    let pod_name = desired::launch_pod_name(&cc, &image());
+    let exited = json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": pod_name, "namespace": "fabric", "creationTimestamp": "2023-11-14T22:13:00Z"},
+        "status": {"phase": "Succeeded", "containerStatuses": [{"name": "chaincode", "image": "i", "imageID": "",
+            "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}});
+    let script = vec![
+        ex(
+            "GET",
+            format!("{NS}/pods"),
+            200,
+            list("PodList", vec![exited]),
+        ),
+        ex(
+            "GET",
+            format!("{NS}/secrets"),
+            200,
+            meta_list(vec![&format!("{pod_name}-tls")]),
+        ),
+        with_query(
+            ex(
+                "GET",
+                format!("{NS}/pods/{pod_name}/log"),
+                200,
+                Value::String(
+                    "Error: connect ECONNREFUSED 10.254.254.1:7052\n    at TCPConnectWrap".into(),
+                ),
+            ),
+            "tailLines=20",
+        ),
+        ex(
+            "PATCH",
+            status_path("asset-transfer"),
+            200,
+            applied_chaincode(),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let (result, seen, _) = run(cc, None, script, now()).await;
+    assert!(result.is_ok(), "{result:?}");
+    let launched = condition(&seen[3].body, "Launched");
+    assert_eq!(launched["reason"], "PodFailed");
+    let message = launched["message"].as_str().expect("m");
+    assert!(message.contains("exit code 0"), "{message}");
+    assert!(
+        message.contains("ECONNREFUSED 10.254.254.1:7052"),
+        "{message}"
+    );
 }

@@ -392,3 +392,232 @@ mod properties {
         }
     }
 }
+
+/// Specs that would fail forever (stored before the schema caught them) are named, not acted on.
+#[test]
+fn specs_that_cannot_work_are_rejected_with_the_field_named() {
+    use plan::{SpecError, validate};
+    let ok = fixture("prebuilt.yaml");
+    assert!(validate(&ok).is_ok());
+
+    let mut long = ok.clone();
+    long.metadata.name = Some("a".repeat(64));
+    assert_eq!(validate(&long), Err(SpecError::NameTooLong(64)));
+    long.metadata.name = Some("a".repeat(63));
+    assert!(validate(&long).is_ok(), "63 characters fit a label");
+
+    let mut both = fixture("node-configmap.yaml");
+    both.spec.image = ok.spec.image.clone();
+    assert_eq!(validate(&both), Err(SpecError::SourceAndImage));
+
+    for address in [
+        "",
+        "peer0",
+        "peer0:",
+        ":7052",
+        "peer 0:7052",
+        "peer0:123456",
+    ] {
+        let mut bad = ok.clone();
+        bad.spec.peer.address = address.into();
+        assert_eq!(
+            validate(&bad),
+            Err(SpecError::BadPeerAddress(address.into())),
+            "{address:?}"
+        );
+    }
+    for address in ["peer0.org1.example.com:7052", "10.0.0.1:7052", "[::1]:7052"] {
+        let mut good = ok.clone();
+        good.spec.peer.address = address.into();
+        assert!(validate(&good).is_ok(), "{address:?}");
+    }
+
+    let mut no_msp = ok.clone();
+    no_msp.spec.peer.msp_id = " ".into();
+    assert_eq!(validate(&no_msp), Err(SpecError::EmptyMspId));
+    let status = plan::invalid_spec_status(&no_msp, &SpecError::EmptyMspId, at(0));
+    assert_eq!(cond(&status, "Ready").reason, "InvalidSpec");
+    assert!(cond(&status, "Ready").message.contains("mspId"));
+}
+
+#[test]
+fn an_object_that_does_not_deserialize_still_gets_an_invalid_spec_status() {
+    let status = plan::malformed_status(
+        "spec.launchAttempt: invalid value: integer `4294967296`, expected u32",
+        Some(3),
+        at(0),
+    );
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(status.observed_generation, Some(3));
+    let ready = cond(&status, "Ready");
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("launchAttempt"), "{}", ready.message);
+}
+
+fn event(kind: &str, name: &str, reason: &str, note: &str, at_secs: i64) -> serde_json::Value {
+    serde_json::json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "type": "Warning",
+        "metadata": {"name": format!("{name}.{at_secs}"), "namespace": "fabric"},
+        "eventTime": format!("2023-11-14T22:13:{:02}.000000Z", 20 + at_secs),
+        "regarding": {"kind": kind, "name": name}, "reason": reason, "note": note,
+        "reportingController": "x", "reportingInstance": "y", "action": "a"})
+}
+
+fn events(items: Vec<serde_json::Value>) -> Vec<k8s_openapi::api::events::v1::Event> {
+    items
+        .into_iter()
+        .map(|e| serde_json::from_value(e).expect("event"))
+        .collect()
+}
+
+/// A build that cannot start says why instead of "is running" until the Job's deadline.
+#[test]
+fn a_stuck_build_names_the_pull_error_or_the_warning_event() {
+    let fetcher_cannot_pull = pod(serde_json::json!({"metadata": {"name": "ccbuild-aaaa-x1"},
+        "status": {"phase": "Pending", "initContainerStatuses": [{"name": "fetch-context", "image": "f",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": "Back-off pulling image \"docker.io/curlimages/curl:8.14.1\""}}}]}}));
+    let (reason, message) =
+        plan::stuck_build("ccbuild-aaaa", &[fetcher_cannot_pull], &[]).expect("stuck");
+    assert_eq!(reason, "ImagePullBackOff");
+    assert!(
+        message.contains("fetch-context") && message.contains("curl"),
+        "{message}"
+    );
+
+    // Pod Security refused the pod: only the Job's FailedCreate Event tells.
+    let refused = events(vec![
+        event("Job", "ccbuild-aaaa", "FailedCreate", "old", 0),
+        event(
+            "Job",
+            "ccbuild-aaaa",
+            "FailedCreate",
+            "Error creating: pods \"ccbuild-aaaa-x\" is forbidden: violates PodSecurity \"restricted:latest\"",
+            5,
+        ),
+        event("Job", "ccbuild-other", "FailedCreate", "someone else's", 9),
+    ]);
+    let (reason, message) = plan::stuck_build("ccbuild-aaaa", &[], &refused).expect("stuck");
+    assert_eq!(reason, "FailedCreate");
+    assert!(message.contains("violates PodSecurity"), "{message}");
+
+    // The context ConfigMap does not exist: FailedMount on the Job's pod.
+    let missing_context = events(vec![event(
+        "Pod",
+        "ccbuild-aaaa-x1",
+        "FailedMount",
+        "MountVolume.SetUp failed for volume \"context\" : configmap \"ctx\" not found",
+        1,
+    )]);
+    let (reason, _) = plan::stuck_build("ccbuild-aaaa", &[], &missing_context).expect("stuck");
+    assert_eq!(reason, "FailedMount");
+    assert_eq!(plan::stuck_build("ccbuild-aaaa", &[], &[]), None);
+
+    let cc = fixture("node-configmap.yaml");
+    let image = ImageOutcome::Stuck {
+        job: "ccbuild-aaaa".into(),
+        reason: reason.clone(),
+        message: "configmap \"ctx\" not found".into(),
+    };
+    let d = decide_status(&cc, &image, None, Some("sha256:aa"), at(0));
+    let built = cond(&d.status, "Built");
+    assert_eq!(built.status, ConditionStatus::False);
+    assert_eq!(built.reason, "FailedMount");
+    assert!(
+        built.message.contains("configmap \"ctx\" not found"),
+        "{}",
+        built.message
+    );
+    assert_eq!(cond(&d.status, "Ready").reason, "FailedMount");
+    // Events trigger no watch: the operator looks again within seconds.
+    assert!(d.recheck_after.is_some_and(|r| r.as_secs() <= 10));
+}
+
+#[test]
+fn pod_security_that_forbids_rootless_buildkit_is_named_up_front() {
+    use std::collections::BTreeMap;
+    let labels = |level: &str| {
+        BTreeMap::from([(
+            "pod-security.kubernetes.io/enforce".to_string(),
+            level.to_string(),
+        )])
+    };
+    for level in ["restricted", "baseline"] {
+        let message = plan::pod_security_blocks_build("fabric", &labels(level)).expect("blocked");
+        assert!(
+            message.contains("Unconfined") && message.contains(level),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        plan::pod_security_blocks_build("fabric", &labels("privileged")),
+        None
+    );
+    assert_eq!(
+        plan::pod_security_blocks_build("fabric", &BTreeMap::new()),
+        None
+    );
+}
+
+#[test]
+fn a_chaincode_pod_that_cannot_start_says_why() {
+    let cc = fixture("node-configmap.yaml");
+    // Unschedulable: the PodScheduled condition has the scheduler's reason.
+    let unschedulable = plan::observe_pod(&pod(serde_json::json!({"metadata": {"name": "p"},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}]}})));
+    let d = decide_status(&cc, &ready_image(), Some(&unschedulable), None, at(5));
+    let launched = cond(&d.status, "Launched");
+    assert_eq!(launched.reason, "PodNotStarting");
+    assert!(
+        launched.message.contains("node affinity/selector"),
+        "{}",
+        launched.message
+    );
+    // A pending pod with nothing reported yet is re-checked soon (FailedMount comes as an Event).
+    let pending = plan::observe_pod(&pod(serde_json::json!({"metadata": {"name": "p"},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "chaincode", "image": "i",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}})));
+    assert!(pending.needs_events());
+    let d = decide_status(&cc, &ready_image(), Some(&pending), None, at(5));
+    assert!(d.recheck_after.is_some_and(|r| r.as_secs() <= 10));
+    let mount = events(vec![event(
+        "Pod",
+        "p",
+        "FailedMount",
+        "secret \"x\" not found",
+        0,
+    )]);
+    assert_eq!(
+        plan::latest_warning(&mount, |n| n == "p"),
+        Some(("FailedMount".into(), "secret \"x\" not found".into()))
+    );
+}
+
+#[test]
+fn an_exit_without_termination_message_takes_the_log_tail() {
+    let cc = fixture("node-configmap.yaml");
+    let mut pod = PodObservation {
+        phase: "Succeeded".into(),
+        terminated: Some(("Completed".into(), 0, String::new())),
+        ..running_pod(0)
+    };
+    assert!(pod.needs_log_tail());
+    if let Some(t) = pod.terminated.as_mut() {
+        t.2 = plan::log_tail_message("connecting\nError: connect ECONNREFUSED 10.0.0.1:7052\n");
+    }
+    let d = decide_status(&cc, &ready_image(), Some(&pod), None, at(5));
+    let launched = cond(&d.status, "Launched");
+    assert_eq!(launched.reason, "PodFailed");
+    assert!(
+        launched.message.contains("exit code 0"),
+        "{}",
+        launched.message
+    );
+    assert!(
+        launched.message.contains("ECONNREFUSED 10.0.0.1:7052"),
+        "{}",
+        launched.message
+    );
+    assert_eq!(plan::log_tail_message("  "), "(the container wrote no log)");
+}

@@ -8,6 +8,13 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+/// Largest launch attempt the schema admits: an int32, so every client (Go's too) can hold it.
+pub const MAX_LAUNCH_ATTEMPT: u32 = i32::MAX as u32;
+/// Longest Chaincode name: it is a label value on everything the Chaincode owns.
+pub const MAX_NAME_CHARS: usize = 63;
+/// `host:port` (host may be a bracketed IPv6 address), what Fabric's shims accept as peer.address.
+pub const PEER_ADDRESS_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]+):[0-9]{1,5}$";
+
 /// Fabric's default chaincode startup timeout (build + start + REGISTER), in seconds.
 pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: u32 = 300;
 
@@ -26,14 +33,19 @@ pub const DEFAULT_STARTUP_TIMEOUT_SECONDS: u32 = 300;
     printcolumn = r#"{"name":"Registered","type":"string","jsonPath":".status.conditions[?(@.type==\"Registered\")].status"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
-    doc = "A Fabric chaincode run by chaincode-operator"
+    doc = "A Fabric chaincode run by chaincode-operator",
+    // The name becomes a label value (63 characters at most) on every owned object.
+    validation = Rule::new("self.metadata.name.size() <= 63")
+        .message("metadata.name must be at most 63 characters (it is used as a label value)")
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "has(self.source) || has(self.image)",
      "message": "set source (to build) or image (prebuilt by digest)"},
     {"rule": "self.platform != 'image' || has(self.image)",
-     "message": "platform image needs image"}
+     "message": "platform image needs image"},
+    {"rule": "!(has(self.source) && has(self.image))",
+     "message": "set either source (to build) or image (prebuilt), not both"}
 ]))]
 pub struct ChaincodeSpec {
     /// Fabric package id, `<label>:<hex sha256 of the package file>`.
@@ -63,8 +75,9 @@ pub struct ChaincodeSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 86400))]
     pub startup_timeout_seconds: Option<u32>,
-    /// Launch attempt; raising it replaces the Pod and TLS Secret with fresh ones.
+    /// Launch attempt; raising it replaces the Pod and TLS Secret with fresh ones (0 to 2147483647).
     #[serde(default)]
+    #[schemars(range(max = MAX_LAUNCH_ATTEMPT))]
     pub launch_attempt: u32,
 }
 
@@ -127,8 +140,10 @@ pub struct PrebuiltImage {
 #[serde(rename_all = "camelCase")]
 pub struct PeerRef {
     /// `host:port` of the peer's chaincode listener.
+    #[schemars(regex(pattern = PEER_ADDRESS_PATTERN))]
     pub address: String,
     /// The peer's MSP id.
+    #[schemars(length(min = 1))]
     pub msp_id: String,
 }
 

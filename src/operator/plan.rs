@@ -2,17 +2,20 @@
 //! was observed, and the status that results. Plain data in, plain data out.
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::conditions::{self, WantedCondition};
 use super::crd::{
-    Chaincode, ChaincodeStatus, ConditionStatus, DEFAULT_STARTUP_TIMEOUT_SECONDS, Phase, Platform,
-    condition_type,
+    Chaincode, ChaincodeStatus, ConditionStatus, DEFAULT_STARTUP_TIMEOUT_SECONDS, MAX_NAME_CHARS,
+    Phase, Platform, condition_type,
 };
 use super::desired::digest_hex;
 
 /// Largest condition message; kubectl describe stays readable and the object small.
 const MAX_MESSAGE_CHARS: usize = 1_500;
+/// Re-check of a build or Pod that is waiting: Events (FailedCreate, FailedMount) trigger no watch.
+pub const STUCK_RECHECK: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A spec the operator cannot act on until a user changes it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +36,30 @@ pub enum SpecError {
     NoRegistry,
     #[error("spec.packageId {0:?} is not <label>:<hex sha256>")]
     BadPackageId(String),
+    #[error(
+        "metadata.name has {0} characters; at most 63 fit the label every owned object carries \
+         (recreate the Chaincode with a shorter name)"
+    )]
+    NameTooLong(usize),
+    #[error(
+        "spec.source and spec.image are both set: set source to build, or image to run prebuilt"
+    )]
+    SourceAndImage,
+    #[error("spec.peer.address {0:?} is not host:port")]
+    BadPeerAddress(String),
+    #[error("spec.peer.mspId is empty")]
+    EmptyMspId,
+}
+
+/// `host:port` with a non-empty host without spaces and a 1-5 digit port (the CRD schema's pattern,
+/// checked again for objects stored before it existed).
+pub fn peer_address_ok(address: &str) -> bool {
+    address.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.chars().any(char::is_whitespace)
+            && (1..=5).contains(&port.len())
+            && port.bytes().all(|b| b.is_ascii_digit())
+    })
 }
 
 /// What the build step works from, once validated.
@@ -50,6 +77,25 @@ pub enum ImageSource {
 /// Checks what the schema cannot fully express and returns where the image comes from.
 pub fn validate(cc: &Chaincode) -> Result<ImageSource, SpecError> {
     let spec = &cc.spec;
+    let name_chars = cc
+        .metadata
+        .name
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .count();
+    if name_chars > MAX_NAME_CHARS {
+        return Err(SpecError::NameTooLong(name_chars));
+    }
+    if spec.source.is_some() && spec.image.is_some() {
+        return Err(SpecError::SourceAndImage);
+    }
+    if !peer_address_ok(&spec.peer.address) {
+        return Err(SpecError::BadPeerAddress(spec.peer.address.clone()));
+    }
+    if spec.peer.msp_id.trim().is_empty() {
+        return Err(SpecError::EmptyMspId);
+    }
     let package_ok = spec
         .package_id
         .rsplit_once(':')
@@ -180,6 +226,125 @@ pub fn job_duration(job: &Job) -> Option<f64> {
     Some(end.duration_since(start).as_secs_f64())
 }
 
+/// Container waiting reasons that do not go away by themselves: the pod will not start until someone
+/// acts (pushes the image, fixes the reference, creates the ConfigMap or Secret).
+pub const STUCK_WAITING_REASONS: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Warning Event reasons that explain why a Job makes no Pod or a Pod does not start.
+pub const STUCK_EVENT_REASONS: [&str; 5] = [
+    "FailedCreate",
+    "FailedMount",
+    "FailedScheduling",
+    "FailedCreatePodSandBox",
+    "FailedAttachVolume",
+];
+
+/// Why a pod is not starting, from its container statuses (init containers first) and its
+/// PodScheduled condition: `(reason, message)`.
+pub fn pod_not_starting(pod: &Pod) -> Option<(String, String)> {
+    let status = pod.status.as_ref()?;
+    let stuck = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find_map(|c| {
+            let waiting = c.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.clone().unwrap_or_default();
+            STUCK_WAITING_REASONS.contains(&reason.as_str()).then(|| {
+                let message = waiting.message.clone().unwrap_or_default();
+                (reason, format!("container {}: {}", c.name, message))
+            })
+        });
+    stuck.or_else(|| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == "PodScheduled" && c.status == "False")
+            .map(|c| {
+                (
+                    c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+                    c.message.clone().unwrap_or_default(),
+                )
+            })
+    })
+}
+
+/// The latest Warning Event with a stuck reason about an object `about` accepts: `(reason, note)`.
+pub fn latest_warning(
+    events: &[KubeEvent],
+    about: impl Fn(&str) -> bool,
+) -> Option<(String, String)> {
+    events
+        .iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| STUCK_EVENT_REASONS.contains(&r))
+        })
+        .filter(|e| {
+            e.regarding
+                .as_ref()
+                .and_then(|r| r.name.as_deref())
+                .is_some_and(&about)
+        })
+        .max_by_key(|e| {
+            e.series
+                .as_ref()
+                .map(|s| s.last_observed_time.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+                .or(e.deprecated_last_timestamp.as_ref().map(|t| t.0))
+                .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        })
+        .map(|e| {
+            (
+                e.reason.clone().unwrap_or_default(),
+                e.note.clone().unwrap_or_default(),
+            )
+        })
+}
+
+/// Why an unfinished build Job makes no progress, if its pods or Events say so: a pod that cannot
+/// pull or configure a container, else the latest FailedCreate (e.g. Pod Security) / FailedMount (a
+/// missing context ConfigMap) Warning about the Job or one of its pods.
+pub fn stuck_build(
+    job_name: &str,
+    job_pods: &[Pod],
+    events: &[KubeEvent],
+) -> Option<(String, String)> {
+    job_pods.iter().find_map(pod_not_starting).or_else(|| {
+        let pod_prefix = format!("{job_name}-");
+        latest_warning(events, |name| {
+            name == job_name || name.starts_with(&pod_prefix)
+        })
+    })
+}
+
+/// Pod Security `enforce` levels that forbid what rootless BuildKit needs (seccomp and AppArmor
+/// `Unconfined`): the build Job's pod would be refused, so the operator says so instead.
+pub fn pod_security_blocks_build(
+    namespace: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<String> {
+    let level = labels.get("pod-security.kubernetes.io/enforce")?;
+    matches!(level.as_str(), "restricted" | "baseline").then(|| {
+        format!(
+            "namespace {namespace} enforces Pod Security {level:?}; the rootless BuildKit build Job needs \
+             seccomp and AppArmor Unconfined (Pod Security \"privileged\"). Build in another namespace, \
+             label this one pod-security.kubernetes.io/enforce=privileged, or use a prebuilt spec.image"
+        )
+    })
+}
+
 /// Outcome of the build step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageOutcome {
@@ -194,6 +359,12 @@ pub enum ImageOutcome {
     },
     Building {
         job: String,
+    },
+    /// Not finished and not progressing (pull errors, FailedCreate, FailedMount, Pod Security).
+    Stuck {
+        job: String,
+        reason: String,
+        message: String,
     },
     Failed {
         job: String,
@@ -255,12 +426,17 @@ pub fn observe_pod(pod: &Pod) -> PodObservation {
         name: pod.metadata.name.clone().unwrap_or_default(),
         phase: status.phase.unwrap_or_else(|| "Pending".into()),
         created: pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
-        waiting: state.as_ref().and_then(|s| s.waiting.as_ref()).map(|w| {
-            (
-                w.reason.clone().unwrap_or_default(),
-                w.message.clone().unwrap_or_default(),
-            )
-        }),
+        waiting: state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .map(|w| {
+                (
+                    w.reason.clone().unwrap_or_default(),
+                    w.message.clone().unwrap_or_default(),
+                )
+            })
+            .filter(|(reason, _)| !reason.is_empty() && reason != "ContainerCreating")
+            .or_else(|| pod_not_starting(pod)),
         terminated: state.as_ref().and_then(|s| s.terminated.as_ref()).map(|t| {
             (
                 t.reason.clone().unwrap_or_default(),
@@ -268,6 +444,30 @@ pub fn observe_pod(pod: &Pod) -> PodObservation {
                 t.message.clone().unwrap_or_default(),
             )
         }),
+    }
+}
+
+impl PodObservation {
+    /// Ended without a termination message (e.g. exit 0 before registering): the log must say why.
+    pub fn needs_log_tail(&self) -> bool {
+        self.terminated
+            .as_ref()
+            .is_some_and(|(_, _, message)| message.trim().is_empty())
+    }
+
+    /// Waiting with nothing the kubelet reported yet: Events (FailedMount) may say more.
+    pub fn needs_events(&self) -> bool {
+        self.phase == "Pending" && self.waiting.is_none()
+    }
+}
+
+/// The log tail as a termination message would carry it (last lines, kept short).
+pub fn log_tail_message(log: &str) -> String {
+    let log = log.trim();
+    if log.is_empty() {
+        "(the container wrote no log)".into()
+    } else {
+        format!("log tail: {}", tail(log))
     }
 }
 
@@ -385,16 +585,39 @@ pub fn decide_status(
             Some(image.clone()),
             built_by.clone(),
         ),
-        ImageOutcome::BuildStarted { job } | ImageOutcome::Building { job } => (
-            c(
-                BUILT,
-                False,
-                "Building",
-                format!("build Job {job} is running"),
-            ),
-            None,
-            Some(job.clone()),
-        ),
+        ImageOutcome::BuildStarted { job } | ImageOutcome::Building { job } => {
+            // A Job refused by admission changes no watched object: look again soon.
+            recheck_after = Some(STUCK_RECHECK);
+            (
+                c(
+                    BUILT,
+                    False,
+                    "Building",
+                    format!("build Job {job} is running"),
+                ),
+                None,
+                Some(job.clone()),
+            )
+        }
+        ImageOutcome::Stuck {
+            job,
+            reason,
+            message,
+        } => {
+            recheck_after = Some(STUCK_RECHECK);
+            (
+                c(
+                    BUILT,
+                    False,
+                    reason,
+                    tail(&format!(
+                        "build Job {job} cannot progress: {reason}: {message}"
+                    )),
+                ),
+                None,
+                Some(job.clone()),
+            )
+        }
         ImageOutcome::Failed { job, message } => (
             c(
                 BUILT,
@@ -508,7 +731,8 @@ pub fn decide_status(
                             Phase::Failed,
                         )
                     } else {
-                        recheck_after = Some((timeout - age).unsigned_abs());
+                        // Events (FailedMount) trigger no watch: look again soon.
+                        recheck_after = Some((timeout - age).unsigned_abs().min(STUCK_RECHECK));
                         (
                             launched,
                             c(READY, False, reason, tail(&detail)),
@@ -522,6 +746,21 @@ pub fn decide_status(
             c(LAUNCHED, False, "PodPending", "pod not created yet"),
             c(READY, False, "PodPending", "pod not created yet"),
             Phase::Launching,
+        ),
+        (ImageOutcome::Stuck { reason, .. }, _) => (
+            c(
+                LAUNCHED,
+                Unknown,
+                "WaitingForImage",
+                "the image build cannot progress (see Built)",
+            ),
+            c(
+                READY,
+                False,
+                reason,
+                "the image build cannot progress (see Built)",
+            ),
+            Phase::Building,
         ),
         (ImageOutcome::BuildStarted { .. } | ImageOutcome::Building { .. }, _) => (
             c(
@@ -594,14 +833,37 @@ pub fn with_launch_blocked(
 
 /// Status for a spec the operator cannot act on.
 pub fn invalid_spec_status(cc: &Chaincode, error: &SpecError, now: Timestamp) -> ChaincodeStatus {
-    use ConditionStatus::{False, Unknown};
-    use condition_type::{BUILT, LAUNCHED, READY};
-    let message = error.to_string();
     let current = cc
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    ChaincodeStatus {
+        launch_attempt: Some(cc.spec.launch_attempt),
+        ..unusable_status(current, &error.to_string(), cc.metadata.generation, now)
+    }
+}
+
+/// Status for a Chaincode that does not even deserialize (e.g. stored before the schema bounded
+/// `launchAttempt`): the same InvalidSpec conditions, so `kubectl get/describe` shows why.
+pub fn malformed_status(error: &str, generation: Option<i64>, now: Timestamp) -> ChaincodeStatus {
+    unusable_status(
+        &[],
+        &format!("the Chaincode does not match its schema: {error}"),
+        generation,
+        now,
+    )
+}
+
+fn unusable_status(
+    current: &[super::crd::Condition],
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ChaincodeStatus {
+    use ConditionStatus::{False, Unknown};
+    use condition_type::{BUILT, LAUNCHED, READY};
+    let message = tail(message);
     let wanted = [
         WantedCondition::new(BUILT, Unknown, "InvalidSpec", message.clone()),
         WantedCondition::new(LAUNCHED, Unknown, "InvalidSpec", message.clone()),
@@ -609,9 +871,8 @@ pub fn invalid_spec_status(cc: &Chaincode, error: &SpecError, now: Timestamp) ->
     ];
     ChaincodeStatus {
         phase: Some(Phase::Failed),
-        conditions: conditions::merge(current, &wanted, cc.metadata.generation, &k8s_time(now)),
-        launch_attempt: Some(cc.spec.launch_attempt),
-        observed_generation: cc.metadata.generation,
+        conditions: conditions::merge(current, &wanted, generation, &k8s_time(now)),
+        observed_generation: generation,
         ..Default::default()
     }
 }

@@ -1,5 +1,6 @@
 //! The Kubernetes permissions the controller needs, one entry per API call it makes. The Helm chart's
-//! RBAC must grant exactly these (tests/operator_chart.rs checks it).
+//! RBAC must grant exactly these (tests/operator_chart.rs checks it). Server-side apply of an object
+//! that does not exist yet is a create: every kind the operator applies needs `create` besides `patch`.
 
 /// A permission: API group, resource, verbs, and why the controller needs it.
 pub struct Permission {
@@ -26,26 +27,38 @@ pub const CLUSTER_PERMISSIONS: &[Permission] = &[
     Permission {
         group: "batch",
         resource: "jobs",
-        verbs: &["get", "list", "watch", "patch"],
-        why: "read and server-side apply the shared build Job of a content key; watch its progress",
+        verbs: &["get", "list", "watch", "create", "patch"],
+        why: "read and server-side apply (create) the shared build Job of a content key; watch its progress",
     },
     Permission {
         group: "",
         resource: "pods",
-        verbs: &["list", "watch", "patch", "delete"],
-        why: "apply the chaincode Pod, read build/chaincode pod status, delete stale launches",
+        verbs: &["list", "watch", "create", "patch", "delete"],
+        why: "apply (create) the chaincode Pod, read build/chaincode pod status, delete stale launches",
+    },
+    Permission {
+        group: "",
+        resource: "pods/log",
+        verbs: &["get"],
+        why: "the log tail of a chaincode that exited without a termination message",
     },
     Permission {
         group: "",
         resource: "secrets",
-        verbs: &["get", "list", "watch", "patch", "delete"],
-        why: "read the endorser's TLS Secret, apply the launch's TLS Secret, delete stale ones",
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
+        why: "read the endorser's TLS Secret, apply (create) the launch's TLS Secret, delete stale ones",
+    },
+    Permission {
+        group: "",
+        resource: "namespaces",
+        verbs: &["get"],
+        why: "read Pod Security labels before a BuildKit Job that needs Unconfined seccomp/AppArmor",
     },
     Permission {
         group: "events.k8s.io",
         resource: "events",
-        verbs: &["create", "patch"],
-        why: "Events on condition transitions (patch when a repeated Event becomes a series)",
+        verbs: &["list", "create", "patch"],
+        why: "Events on condition transitions (patch for a series); list Warnings (FailedCreate, FailedMount) of build Jobs and Pods",
     },
 ];
 

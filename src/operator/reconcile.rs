@@ -4,9 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
+use k8s_openapi::api::events::v1::Event as KubeEvent;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -23,6 +24,9 @@ use super::plan::{self, ImageOutcome, ImageSource, SpecError};
 
 /// Field manager of every write the operator makes (the endorser uses `chaincode-endorser`).
 pub const FIELD_MANAGER: &str = "chaincode-operator";
+/// How much of a chaincode's log goes into its condition when it ended without a termination message.
+const LOG_TAIL_LINES: i64 = 20;
+const LOG_TAIL_BYTES: i64 = 4096;
 /// Re-check interval when nothing is expected to change (watches do the rest).
 const IDLE_RECHECK: Duration = Duration::from_secs(300);
 
@@ -100,6 +104,30 @@ pub async fn reconcile_guarded(
         Ok(cc) => reconcile(cc, &ctx, Timestamp::now()).await,
         Err(invalid) => {
             let reference = guarded.object_ref(&());
+            // Say it in the status too: an Event alone expires and `kubectl get cc` shows nothing.
+            if let (Some(name), Some(namespace)) = (&reference.name, &reference.namespace) {
+                let status = plan::malformed_status(
+                    &invalid.error,
+                    invalid.metadata.generation,
+                    Timestamp::now(),
+                );
+                let api: Api<Chaincode> = Api::namespaced(ctx.client.clone(), namespace);
+                let patch = json!({
+                    "apiVersion": Chaincode::api_version(&()),
+                    "kind": Chaincode::kind(&()),
+                    "status": status,
+                });
+                if let Err(error) = api
+                    .patch_status(
+                        name,
+                        &PatchParams::apply(FIELD_MANAGER),
+                        &Patch::Apply(&patch),
+                    )
+                    .await
+                {
+                    warn!(%error, chaincode = %name, "could not write the status of a malformed Chaincode");
+                }
+            }
             publish(
                 &ctx,
                 &reference,
@@ -217,20 +245,28 @@ async fn build_step(
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
     // The first Chaincode to need a context decides where it is pushed; later ones run it from there.
     let mut pushed_to = registry.clone();
+    let mut stuck = None;
     let state = match jobs.get_opt(&job_name).await? {
         None => None,
         Some(job) => {
             if let Some(repository) = job.annotations().get(desired::ANNOTATION_REPOSITORY) {
                 pushed_to = repository.clone();
             }
-            let job_pods = if job_finished(&job) {
-                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-                pods.list(&ListParams::default().labels(&format!("job-name={job_name}")))
-                    .await?
-                    .items
-            } else {
-                Vec::new()
-            };
+            // Finished: the pods hold the digest or log tail; running: they say why nothing moves.
+            let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+            let job_pods = pods
+                .list(&ListParams::default().labels(&format!("job-name={job_name}")))
+                .await?
+                .items;
+            if !job_finished(&job) {
+                let events = match plan::stuck_build(&job_name, &job_pods, &[]) {
+                    Some(_) => Vec::new(),
+                    None => warning_events(ctx, namespace, None).await?,
+                };
+                if let Some((reason, message)) = plan::stuck_build(&job_name, &job_pods, &events) {
+                    stuck = Some((reason, message));
+                }
+            }
             if let Some(seconds) = plan::job_duration(&job)
                 && job.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) > 0
                 && !cc_has_built(cc)
@@ -240,7 +276,34 @@ async fn build_step(
             Some(plan::observe_job(&job, &job_pods))
         }
     };
-    let outcome = plan::image_outcome(&pushed_to, &job_name, state.as_ref());
+    let mut outcome = plan::image_outcome(&pushed_to, &job_name, state.as_ref());
+    if let (ImageOutcome::Building { job }, Some((reason, message))) = (&outcome, stuck) {
+        outcome = ImageOutcome::Stuck {
+            job: job.clone(),
+            reason,
+            message,
+        };
+    }
+    if let ImageOutcome::BuildStarted { job } = &outcome {
+        // Rootless BuildKit needs Unconfined seccomp/AppArmor: say so instead of a refused Job.
+        let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
+        let labels = namespaces
+            .get(namespace)
+            .await?
+            .metadata
+            .labels
+            .unwrap_or_default();
+        if let Some(message) = plan::pod_security_blocks_build(namespace, &labels) {
+            return Ok((
+                ImageOutcome::Stuck {
+                    job: job.clone(),
+                    reason: "PodSecurityForbidsBuild".into(),
+                    message,
+                },
+                Some(content_digest),
+            ));
+        }
+    }
     if let ImageOutcome::BuildStarted { .. } = outcome {
         let job = desired::build_job(
             cc,
@@ -350,6 +413,27 @@ async fn launch_step(
                 terminated: None,
             })
     };
+    let mut observed = observed;
+    // A Pod created just now has no Events yet.
+    if !launch.create_pod && observed.needs_events() {
+        let events = warning_events(ctx, namespace, Some(&observed.name)).await?;
+        observed.waiting = plan::latest_warning(&events, |name| name == observed.name);
+    }
+    if observed.needs_log_tail() {
+        // Exit 0 (or a crash) without a termination message: the log tail says why.
+        let params = LogParams {
+            tail_lines: Some(LOG_TAIL_LINES),
+            limit_bytes: Some(LOG_TAIL_BYTES),
+            ..LogParams::default()
+        };
+        let message = match pods.logs(&observed.name, &params).await {
+            Ok(log) => plan::log_tail_message(&log),
+            Err(error) => format!("(log unavailable: {error})"),
+        };
+        if let Some(terminated) = observed.terminated.as_mut() {
+            terminated.2 = message;
+        }
+    }
     // Stale launches: the old Pod goes first so it stops dialling the peer.
     for stale in &launch.delete_pods {
         delete_if_present(pods.delete(stale, &DeleteParams::background()).await)?;
@@ -359,6 +443,23 @@ async fn launch_step(
         delete_if_present(secrets.delete(stale, &DeleteParams::background()).await)?;
     }
     Ok(observed)
+}
+
+/// Warning Events in the namespace (about one object when named), to explain what does not start.
+async fn warning_events(
+    ctx: &Context,
+    namespace: &str,
+    about: Option<&str>,
+) -> Result<Vec<KubeEvent>, Error> {
+    let events: Api<KubeEvent> = Api::namespaced(ctx.client.clone(), namespace);
+    let selector = match about {
+        Some(name) => format!("type=Warning,regarding.name={name}"),
+        None => "type=Warning".to_string(),
+    };
+    Ok(events
+        .list(&ListParams::default().fields(&selector))
+        .await?
+        .items)
 }
 
 fn delete_if_present<T>(result: Result<T, kube::Error>) -> Result<(), Error> {
@@ -460,7 +561,8 @@ async fn write_status(
 }
 
 /// Reasons that mean something went wrong (Warning Events).
-const FAILURE_REASONS: [&str; 7] = [
+const FAILURE_REASONS: [&str; 8] = [
+    "PodSecurityForbidsBuild",
     "TlsSecretUnavailable",
     "BuildFailed",
     "PodFailed",
@@ -473,7 +575,12 @@ const FAILURE_REASONS: [&str; 7] = [
 /// Which transitions deserve an Event: failures, build progress, and becoming Ready. The launch itself
 /// has its own Event when the Pod is created.
 fn event_type(t: &conditions::Transition) -> Option<EventType> {
-    if FAILURE_REASONS.contains(&t.reason.as_str()) {
+    let reason = t.reason.as_str();
+    if FAILURE_REASONS.contains(&reason)
+        || plan::STUCK_WAITING_REASONS.contains(&reason)
+        || plan::STUCK_EVENT_REASONS.contains(&reason)
+        || reason == "Unschedulable"
+    {
         Some(EventType::Warning)
     } else if t.type_ == condition_type::BUILT
         || (t.type_ == condition_type::READY && t.status == ConditionStatus::True)

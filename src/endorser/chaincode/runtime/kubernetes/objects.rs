@@ -161,7 +161,8 @@ fn metadata(template: &ChaincodeTemplate, name: String, package_id: &str) -> Obj
 /// The launch attempt a launch id becomes: launch ids only grow within one endorser process, and
 /// every process starts from a clean namespace (see the module docs), so attempts only grow too.
 pub fn launch_attempt(launch_id: u64) -> u32 {
-    u32::try_from(launch_id).unwrap_or(u32::MAX)
+    // The CRD bounds launchAttempt to int32.
+    u32::try_from(launch_id.min(i32::MAX as u64)).unwrap_or(i32::MAX as u32)
 }
 
 /// The Chaincode of one launch.

@@ -1,0 +1,544 @@
+//! The operator on a real cluster (the kube kit's, or any in `CHAINCODE_E2E_KUBECONFIG`): the built
+//! binary runs with a ServiceAccount token bound to a ClusterRole made from `rbac::CLUSTER_PERMISSIONS`,
+//! so missing permissions fail here, not only in production. Scenarios run in parallel, each in its own
+//! namespace `op-<name>-<pid>` that is deleted at the end. Without a cluster the test prints
+//! `skipped: no cluster (...)` and passes.
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chaincode_operator::operator::rbac::CLUSTER_PERMISSIONS;
+use serde_json::{Value, json};
+
+struct Cluster {
+    kubeconfig: String,
+    kubectl: String,
+    env: BTreeMap<String, String>,
+}
+
+fn cluster() -> Result<Cluster, String> {
+    let lab = std::env::var("KUBE_LAB").unwrap_or_else(|_| "/tmp/kube".into());
+    let env_file = Path::new(&lab).join("cluster.env");
+    let mut env = BTreeMap::new();
+    if let Ok(text) = std::fs::read_to_string(&env_file) {
+        for line in text.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                env.insert(k.trim().to_string(), v.trim().to_string());
+            }
+        }
+    }
+    let kubeconfig = std::env::var("CHAINCODE_E2E_KUBECONFIG")
+        .ok()
+        .or_else(|| env.get("KUBECONFIG").cloned())
+        .filter(|k| Path::new(k).exists())
+        .ok_or_else(|| {
+            format!(
+                "neither CHAINCODE_E2E_KUBECONFIG nor {} names a kubeconfig",
+                env_file.display()
+            )
+        })?;
+    let kubectl = env
+        .get("KUBECTL")
+        .cloned()
+        .unwrap_or_else(|| "kubectl".into());
+    Ok(Cluster {
+        kubeconfig,
+        kubectl,
+        env,
+    })
+}
+
+impl Cluster {
+    /// Runs kubectl as the admin; returns (success, stdout, stderr).
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        self.kubectl_as(&self.kubeconfig, args, stdin)
+    }
+
+    fn kubectl_as(
+        &self,
+        kubeconfig: &str,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> (bool, String, String) {
+        let mut child = Command::new(&self.kubectl)
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("kubectl finishes");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl(args, stdin);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    fn image(&self, key: &str) -> Option<String> {
+        self.env
+            .get(key)
+            .cloned()
+            .filter(|v| v.contains("@sha256:"))
+    }
+}
+
+/// The ClusterRole the chart renders, made from the same table.
+fn cluster_role(name: &str) -> Value {
+    let rules: Vec<Value> = CLUSTER_PERMISSIONS
+        .iter()
+        .map(|p| json!({"apiGroups": [p.group], "resources": [p.resource], "verbs": p.verbs}))
+        .collect();
+    json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+           "metadata": {"name": name}, "rules": rules})
+}
+
+/// One scenario's namespace, ServiceAccount, token kubeconfig and operator process; all removed on drop.
+struct Scenario<'a> {
+    cluster: &'a Cluster,
+    ns: String,
+    dir: PathBuf,
+    operator: Option<Child>,
+}
+
+impl<'a> Scenario<'a> {
+    fn new(cluster: &'a Cluster, name: &str, labels: &[(&str, &str)]) -> Self {
+        let ns = format!("op-{name}-{}", std::process::id());
+        let labels: BTreeMap<_, _> = labels.iter().copied().collect();
+        cluster.ok(
+            &["apply", "-f", "-"],
+            Some(
+                &json!({"apiVersion": "v1", "kind": "Namespace",
+                        "metadata": {"name": ns, "labels": labels}})
+                .to_string(),
+            ),
+        );
+        let dir = std::env::temp_dir().join(&ns);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Scenario {
+            cluster,
+            ns,
+            dir,
+            operator: None,
+        }
+    }
+
+    /// Starts the operator as a ServiceAccount bound (in this namespace) to `role`.
+    fn start_operator(&mut self, role: &str) {
+        let ns = self.ns.as_str();
+        let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": "chaincode-operator", "namespace": ns},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": ns}]});
+        self.cluster.ok(
+            &["-n", ns, "create", "serviceaccount", "chaincode-operator"],
+            None,
+        );
+        self.cluster
+            .ok(&["apply", "-f", "-"], Some(&binding.to_string()));
+        let token = self.cluster.ok(
+            &[
+                "-n",
+                ns,
+                "create",
+                "token",
+                "chaincode-operator",
+                "--duration=1h",
+            ],
+            None,
+        );
+        let admin: Value = serde_json::from_str(&self.cluster.ok(
+            &[
+                "config",
+                "view",
+                "--raw",
+                "--minify",
+                "--flatten",
+                "-o",
+                "json",
+            ],
+            None,
+        ))
+        .expect("kubeconfig json");
+        let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": "operator", "user": {"token": token.trim()}}],
+            "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator", "namespace": ns}}],
+            "current-context": "operator"});
+        let path = self.dir.join("kubeconfig");
+        std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+        let log = std::fs::File::create(self.dir.join("operator.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+            .args([
+                "controller",
+                "--namespace",
+                ns,
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
+            .env("KUBECONFIG", &path)
+            .env("RUST_LOG", "info,kube=warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("operator starts");
+        self.operator = Some(child);
+    }
+
+    fn apply(&self, chaincode: &Value) -> (bool, String) {
+        let (ok, out, err) = self.cluster.kubectl(
+            &["-n", &self.ns, "apply", "-f", "-"],
+            Some(&chaincode.to_string()),
+        );
+        (ok, format!("{out}{err}"))
+    }
+
+    fn get(&self, name: &str) -> Value {
+        let (ok, out, _) = self.cluster.kubectl(
+            &["-n", &self.ns, "get", "chaincode", name, "-o", "json"],
+            None,
+        );
+        if ok {
+            serde_json::from_str(&out).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        }
+    }
+
+    /// Polls the Chaincode until `done` holds; panics with its status and the operator log otherwise.
+    fn wait_for(&self, name: &str, timeout: Duration, what: &str, done: impl Fn(&Value) -> bool) {
+        let start = Instant::now();
+        loop {
+            let cc = self.get(name);
+            if done(&cc) {
+                eprintln!(
+                    "{}: {what} after {:.1} s",
+                    self.ns,
+                    start.elapsed().as_secs_f64()
+                );
+                for c in cc["status"]["conditions"].as_array().into_iter().flatten() {
+                    let message: String = c["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(240)
+                        .collect();
+                    eprintln!("  {}={} {}: {message}", c["type"], c["status"], c["reason"]);
+                }
+                return;
+            }
+            if start.elapsed() > timeout {
+                let log =
+                    std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default();
+                let (_, events, _) = self
+                    .cluster
+                    .kubectl(&["-n", &self.ns, "get", "events,pods,jobs"], None);
+                panic!(
+                    "{}: no {what} within {timeout:?}\nstatus: {}\n{events}\noperator log:\n{log}",
+                    self.ns, cc["status"]
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for Scenario<'_> {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.operator.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = self
+            .cluster
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn condition<'a>(cc: &'a Value, type_: &str) -> &'a Value {
+    cc["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+fn chaincode(name: &str, image: &str) -> Value {
+    let (repo, digest) = image.split_once('@').expect("image by digest");
+    json!({"apiVersion": "fabric.chaincode.dev/v1alpha1", "kind": "Chaincode",
+        "metadata": {"name": name},
+        "spec": {"packageId": format!("{name}_1.0:{}", "a".repeat(64)), "platform": "image",
+                 "image": {"name": repo, "digest": digest},
+                 "peer": {"address": "10.254.254.1:7052", "mspId": "Org1MSP"},
+                 "startupTimeoutSeconds": 600}})
+}
+
+fn source_chaincode(cluster: &Cluster, name: &str) -> Value {
+    let registry = cluster
+        .env
+        .get("REGISTRY")
+        .cloned()
+        .unwrap_or_else(|| "10.254.254.1:5000".into());
+    let mut build = json!({"registry": format!("{registry}/op-test/{name}")});
+    if let Some(image) = cluster.image("FETCHER_IMAGE") {
+        build["fetcherImage"] = json!(image);
+    }
+    if let Some(image) = cluster.image("BUILDKIT_IMAGE") {
+        build["buildkitImage"] = json!(image);
+    }
+    json!({"apiVersion": "fabric.chaincode.dev/v1alpha1", "kind": "Chaincode",
+        "metadata": {"name": name},
+        "spec": {"packageId": format!("{name}_1.0:{}", "b".repeat(64)), "platform": "node",
+                 "source": {"contentDigest": format!("sha256:{}", "c".repeat(64)),
+                            "configMap": {"name": "no-such-context", "key": "context.tar.gz"}},
+                 "build": build,
+                 "peer": {"address": "10.254.254.1:7052", "mspId": "Org1MSP"}}})
+}
+
+type Check = Box<dyn FnOnce(&Cluster, &str) + Send>;
+
+#[test]
+fn operator_on_a_real_cluster() {
+    let cluster = match cluster() {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: no cluster ({why})");
+            return;
+        }
+    };
+    let started = Instant::now();
+    // The CRD this tree generates (with its CEL rules), applied the way the docs show.
+    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/chaincode.yaml"))
+        .expect("crds/chaincode.yaml");
+    cluster.ok(
+        &[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=chaincode-operator-tests",
+            "-f",
+            "-",
+        ],
+        Some(&crd),
+    );
+    cluster.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "crd/chaincodes.fabric.chaincode.dev",
+            "--timeout=60s",
+        ],
+        None,
+    );
+    let role = format!("op-chaincode-operator-{}", std::process::id());
+    cluster.ok(
+        &["apply", "-f", "-"],
+        Some(&cluster_role(&role).to_string()),
+    );
+
+    let mut checks: Vec<(&str, Check)> = vec![
+        (
+            "invalid specs are refused",
+            Box::new(invalid_specs_are_refused),
+        ),
+        ("prebuilt runs", Box::new(prebuilt_image_runs)),
+        ("missing image", Box::new(missing_image_is_explained)),
+        ("exit 0", Box::new(exit_without_message_is_explained)),
+        ("pod security", Box::new(pod_security_blocks_the_build)),
+        (
+            "missing context",
+            Box::new(missing_build_context_is_explained),
+        ),
+    ];
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = checks
+            .drain(..)
+            .map(|(name, check)| {
+                let cluster = &cluster;
+                let role = role.as_str();
+                (name, scope.spawn(move || check(cluster, role)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|(name, h)| h.join().err().map(|_| name.to_string()))
+            .collect()
+    });
+    let _ = cluster.kubectl(&["delete", "clusterrole", &role], None);
+    eprintln!(
+        "cluster scenarios took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(failures.is_empty(), "failed scenarios: {failures:?}");
+}
+
+/// Specs that used to fail silently forever are refused by the API server with the rule's message.
+fn invalid_specs_are_refused(cluster: &Cluster, _role: &str) {
+    let s = Scenario::new(cluster, "invalid", &[]);
+    let image = format!("docker.io/library/x@sha256:{}", "d".repeat(64));
+    let base = chaincode("valid", &image);
+    let (ok, out) = s.apply(&base);
+    assert!(ok, "a valid Chaincode is accepted: {out}");
+
+    let mut long = base.clone();
+    long["metadata"]["name"] = json!("a".repeat(64));
+    let mut attempt = base.clone();
+    attempt["metadata"]["name"] = json!("attempt");
+    attempt["spec"]["launchAttempt"] = json!(4_294_967_296_u64);
+    let mut address = base.clone();
+    address["metadata"]["name"] = json!("address");
+    address["spec"]["peer"]["address"] = json!("");
+    let mut msp = base.clone();
+    msp["metadata"]["name"] = json!("msp");
+    msp["spec"]["peer"]["mspId"] = json!("");
+    let mut both = base.clone();
+    both["metadata"]["name"] = json!("both");
+    both["spec"]["source"] = json!({"contentDigest": format!("sha256:{}", "c".repeat(64)),
+                                    "configMap": {"name": "ctx", "key": "context.tar.gz"}});
+    for (cc, expected) in [
+        (long, "at most 63 characters"),
+        (attempt, "spec.launchAttempt"),
+        (address, "spec.peer.address"),
+        (msp, "spec.peer.mspId"),
+        (both, "not both"),
+    ] {
+        let (ok, out) = s.apply(&cc);
+        assert!(!ok, "{} was accepted: {out}", cc["metadata"]["name"]);
+        assert!(out.contains(expected), "message lacks {expected:?}: {out}");
+    }
+}
+
+fn prebuilt_image_runs(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("prebuilt: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(
+        cluster,
+        "prebuilt",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    s.start_operator(role);
+    let (ok, out) = s.apply(&chaincode("prebuilt", &image));
+    assert!(ok, "{out}");
+    s.wait_for("prebuilt", Duration::from_secs(60), "Launched=True", |cc| {
+        condition(cc, "Launched")["status"] == "True" && cc["status"]["phase"] == "Running"
+    });
+}
+
+fn missing_image_is_explained(cluster: &Cluster, role: &str) {
+    let registry = cluster
+        .env
+        .get("REGISTRY")
+        .cloned()
+        .unwrap_or_else(|| "10.254.254.1:5000".into());
+    let mut s = Scenario::new(cluster, "pull", &[]);
+    s.start_operator(role);
+    let image = format!("{registry}/op-test/missing@sha256:{}", "0".repeat(64));
+    let (ok, out) = s.apply(&chaincode("missing", &image));
+    assert!(ok, "{out}");
+    s.wait_for(
+        "missing",
+        Duration::from_secs(30),
+        "Launched=False ImagePullFailed",
+        |cc| {
+            let launched = condition(cc, "Launched");
+            let message = launched["message"].as_str().unwrap_or_default();
+            launched["status"] == "False"
+                && launched["reason"] == "ImagePullFailed"
+                && (message.contains("ErrImagePull") || message.contains("ImagePullBackOff"))
+        },
+    );
+}
+
+/// busybox's `sh` with no stdin exits 0 at once, writing nothing: the condition must still say so,
+/// from the pods/log API (a 403 there would read "log unavailable").
+fn exit_without_message_is_explained(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("BUSYBOX_IMAGE") else {
+        eprintln!("exit 0: skipped (no BUSYBOX_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(cluster, "exit", &[]);
+    s.start_operator(role);
+    let (ok, out) = s.apply(&chaincode("exits", &image));
+    assert!(ok, "{out}");
+    s.wait_for(
+        "exits",
+        Duration::from_secs(30),
+        "PodFailed with log",
+        |cc| {
+            let launched = condition(cc, "Launched");
+            let message = launched["message"].as_str().unwrap_or_default();
+            launched["reason"] == "PodFailed"
+                && message.contains("exit code 0")
+                && (message.contains("log tail:") || message.contains("wrote no log"))
+        },
+    );
+}
+
+fn pod_security_blocks_the_build(cluster: &Cluster, role: &str) {
+    let mut s = Scenario::new(
+        cluster,
+        "psa",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    );
+    s.start_operator(role);
+    let (ok, out) = s.apply(&source_chaincode(cluster, "restricted"));
+    assert!(ok, "{out}");
+    s.wait_for(
+        "restricted",
+        Duration::from_secs(30),
+        "Built=False PodSecurityForbidsBuild",
+        |cc| {
+            let built = condition(cc, "Built");
+            built["reason"] == "PodSecurityForbidsBuild"
+                && built["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Unconfined")
+        },
+    );
+}
+
+fn missing_build_context_is_explained(cluster: &Cluster, role: &str) {
+    let mut s = Scenario::new(
+        cluster,
+        "context",
+        &[("pod-security.kubernetes.io/enforce", "privileged")],
+    );
+    s.start_operator(role);
+    let (ok, out) = s.apply(&source_chaincode(cluster, "no-context"));
+    assert!(ok, "{out}");
+    s.wait_for(
+        "no-context",
+        Duration::from_secs(45),
+        "Built=False FailedMount",
+        |cc| {
+            let built = condition(cc, "Built");
+            built["status"] == "False"
+                && built["reason"] == "FailedMount"
+                && built["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("no-such-context")
+        },
+    );
+}
