@@ -41,7 +41,9 @@ wait_for() { # description, timeout seconds, command...
 }
 
 echo "== CRD"
-kubectl apply --server-side -f crds/chaincode.yaml
+# --force-conflicts: take over the fields another manager (Helm, a client-side apply, another test)
+# applied before; that is what installing or upgrading the CRD means.
+kubectl apply --server-side --force-conflicts -f crds/chaincode.yaml
 kubectl wait --for=condition=Established crd/chaincodes.fabric.chaincode.dev --timeout=60s
 
 echo "== operator"
