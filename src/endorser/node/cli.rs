@@ -144,7 +144,11 @@ pub(crate) fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // Shims dialling an IP address send it as SNI, which rustls warns about on every
+                // registration; it is harmless (the certificate names the IP).
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,rustls::msgs::handshake=error")
+                }),
         )
         .with_writer(std::io::stderr)
         .try_init();
