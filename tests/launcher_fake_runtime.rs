@@ -462,8 +462,8 @@ async fn retired_packages_are_stopped_and_their_waiters_told() {
         vec!["old:1".to_string(), "slow:1".to_string()]
     );
 
-    launcher.retire("old:1").await;
-    launcher.retire("slow:1").await;
+    launcher.retire("old:1", "test").await;
+    launcher.retire("slow:1", "test").await;
     assert_eq!(
         pending.await.unwrap(),
         Err(LaunchError::Retired {
@@ -474,7 +474,7 @@ async fn retired_packages_are_stopped_and_their_waiters_told() {
     assert!(launcher.launched_packages().is_empty());
     assert!(!launcher.is_running("old:1"));
     // Retiring what is not launched does nothing.
-    launcher.retire("never:1").await;
+    launcher.retire("never:1", "test").await;
     assert_eq!(runtime.stops().len(), 2);
 
     // Needed again (defined again): a new launch.
@@ -490,4 +490,18 @@ async fn retired_packages_are_stopped_and_their_waiters_told() {
         "handle-new".into(),
     );
     assert_eq!(again.await.unwrap(), Ok("handle-new".to_string()));
+
+    // Idle: a running package nobody asked for in the period; just used means not idle.
+    assert_eq!(
+        launcher.idle_packages(Duration::ZERO),
+        vec!["old:1".to_string()]
+    );
+    assert!(launcher.idle_packages(Duration::from_secs(3600)).is_empty());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        launcher.idle_packages(Duration::from_millis(40)),
+        vec!["old:1".to_string()]
+    );
+    launcher.ensure_registered("old:1").await.unwrap();
+    assert!(launcher.idle_packages(Duration::from_millis(40)).is_empty());
 }

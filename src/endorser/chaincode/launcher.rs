@@ -44,7 +44,7 @@ pub enum LaunchError {
     Abandoned { package_id: String },
     #[error("the endorser is shutting down: chaincode {package_id} is not launched")]
     ShuttingDown { package_id: String },
-    #[error("chaincode {package_id} is no longer defined: its launch was stopped")]
+    #[error("the launch of chaincode {package_id} was stopped: no definition uses it any more")]
     Retired { package_id: String },
 }
 
@@ -375,6 +375,8 @@ pub struct LauncherConfig {
     /// Accept REGISTERs no launch expects (a chaincode started by hand).
     pub dev_mode: bool,
     pub logging: ChaincodeLogging,
+    /// Stop a chaincode no transaction has asked for in this long (None: never).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl LauncherConfig {
@@ -385,6 +387,7 @@ impl LauncherConfig {
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             dev_mode: false,
             logging: ChaincodeLogging::default(),
+            idle_timeout: None,
         }
     }
 }
@@ -408,6 +411,10 @@ pub struct LauncherArgs {
     /// CORE_CHAINCODE_LOGGING_SHIM handed to chaincode.
     #[arg(long = "chaincode-shim-log-level", default_value = "warning")]
     pub shim_log_level: String,
+    /// Stop a chaincode no transaction has asked for in this many seconds (it is launched again
+    /// on the next one); keep it above the execute timeout. Default: never.
+    #[arg(long = "chaincode-idle-timeout", value_name = "SECONDS")]
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl LauncherArgs {
@@ -422,6 +429,7 @@ impl LauncherArgs {
         config.dev_mode = self.dev_mode;
         config.logging.level = self.log_level.clone();
         config.logging.shim = self.shim_log_level.clone();
+        config.idle_timeout = self.idle_timeout_secs.map(Duration::from_secs);
         config
     }
 }
@@ -432,6 +440,8 @@ struct State<H> {
     table: LaunchTable<H>,
     /// One channel per pending launch; the launch's outcome is published once.
     waiters: HashMap<u64, watch::Sender<Outcome<H>>>,
+    /// When a transaction last asked for each package (idle stops).
+    last_used: HashMap<String, std::time::Instant>,
 }
 
 struct Shared<H> {
@@ -478,6 +488,7 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
                 state: Mutex::new(State {
                     table,
                     waiters: HashMap::new(),
+                    last_used: HashMap::new(),
                 }),
             }),
         }
@@ -488,6 +499,14 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
     pub async fn ensure_registered(&self, package_id: &str) -> Result<H, LaunchError> {
         let mut outcome = {
             let mut state = lock(&self.shared.state);
+            match state.last_used.get_mut(package_id) {
+                Some(used) => *used = std::time::Instant::now(),
+                None => {
+                    state
+                        .last_used
+                        .insert(package_id.to_string(), std::time::Instant::now());
+                }
+            }
             match state.table.begin(package_id) {
                 Begin::Ready(handle) => return Ok(handle),
                 Begin::ShuttingDown => {
@@ -632,14 +651,32 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
         lock(&self.shared.state).table.launched_packages()
     }
 
-    /// Stops the launch of `package_id` because no definition uses it any more; callers still
-    /// waiting on it get [`LaunchError::Retired`].
-    pub async fn retire(&self, package_id: &str) {
+    /// Running packages no transaction has asked for in `idle` or longer.
+    pub fn idle_packages(&self, idle: Duration) -> Vec<String> {
+        let state = lock(&self.shared.state);
+        state
+            .table
+            .launched_packages()
+            .into_iter()
+            .filter(|package_id| state.table.is_running(package_id))
+            .filter(|package_id| {
+                state
+                    .last_used
+                    .get(package_id)
+                    .is_none_or(|used| used.elapsed() >= idle)
+            })
+            .collect()
+    }
+
+    /// Stops the launch of `package_id` (no definition uses it any more, or it is idle: `why`);
+    /// callers still waiting on it get [`LaunchError::Retired`]; the next caller launches afresh.
+    pub async fn retire(&self, package_id: &str, why: &'static str) {
         let launch_id = {
             let mut state = lock(&self.shared.state);
             let Some(launch_id) = state.table.retire(package_id) else {
                 return;
             };
+            state.last_used.remove(package_id);
             if let Some(sender) = state.waiters.remove(&launch_id) {
                 sender.send_replace(Some(Err(LaunchError::Retired {
                     package_id: package_id.to_string(),
@@ -647,11 +684,7 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
             }
             launch_id
         };
-        tracing::info!(
-            package_id,
-            launch_id,
-            "no definition uses this chaincode package any more: stopping it"
-        );
+        tracing::info!(package_id, launch_id, why, "stopping the chaincode");
         let key = LaunchKey {
             package_id: package_id.to_string(),
             launch_id,

@@ -176,13 +176,38 @@ async fn retire_undefined(
         while changes.changed().await.is_ok() {
             for package_id in launcher.launched_packages() {
                 if definitions.references(&package_id).is_empty() {
-                    launcher.retire(&package_id).await;
+                    launcher
+                        .retire(&package_id, "no definition uses the package any more")
+                        .await;
                 }
             }
         }
     };
     tokio::select! {
         _ = watch_changes => {}
+        _ = shutdown => {}
+    }
+}
+
+/// Stops chaincode no transaction has asked for in `idle`, checking a few times per period,
+/// until `shutdown`.
+async fn stop_idle(
+    launcher: Launcher<ChaincodeHandle>,
+    idle: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let period = (idle / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let stop_idle = async {
+        let mut ticks = tokio::time::interval(period);
+        loop {
+            ticks.tick().await;
+            for package_id in launcher.idle_packages(idle) {
+                launcher.retire(&package_id, "idle").await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = stop_idle => {}
         _ = shutdown => {}
     }
 }
@@ -340,6 +365,13 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         launcher.clone(),
         until_shutdown(shutdown_rx.clone()),
     ));
+    if let Some(idle) = config.launcher.idle_timeout {
+        tokio::spawn(stop_idle(
+            launcher.clone(),
+            idle,
+            until_shutdown(shutdown_rx.clone()),
+        ));
+    }
     let mut servers = JoinSet::new();
 
     let support = ChaincodeSupportService::new(
