@@ -57,3 +57,38 @@ async fn health_readiness_and_metrics_endpoints() {
         "{body}"
     );
 }
+
+fn api_error(code: u16) -> kube::runtime::watcher::Error {
+    kube::runtime::watcher::Error::WatchError(Box::new(kube::core::Status {
+        code,
+        message: format!("code {code}"),
+        ..Default::default()
+    }))
+}
+
+/// While the Chaincode watch fails nothing is reconciled, so /readyz must say so; a 410 Gone (the
+/// normal end of a watch, e.g. after an API-server restart) is relisted and does not count.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
+    let health = Arc::new(Health::default());
+    health.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(health.clone(), Arc::new(Metrics::default()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    health.observe_watch::<()>(&Err(api_error(410)));
+    assert_eq!(get(addr, "/readyz").await.0, 200, "410 Gone is routine");
+    health.observe_watch::<()>(&Err(api_error(500)));
+    let (code, body) = get(addr, "/readyz").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("watch is failing"), "{body}");
+    health.observe_watch(&Ok(()));
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        200,
+        "recovered after a relist"
+    );
+}
