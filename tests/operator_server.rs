@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use chaincode_operator::operator::crd::Phase;
 use chaincode_operator::operator::metrics::Metrics;
-use chaincode_operator::operator::server::{Health, router};
+use chaincode_operator::operator::server::{Health, WATCH_ERROR_WINDOW, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -85,6 +85,10 @@ async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
     let (code, body) = get(addr, "/readyz").await;
     assert_eq!(code, 503);
     assert!(body.contains("watch is failing"), "{body}");
+    // A watch that reconnects yields no event until something changes: the failure ages out.
+    let later = std::time::Instant::now() + WATCH_ERROR_WINDOW;
+    assert!(!health.watch_failing_at(later));
+    assert!(health.watch_failing_at(std::time::Instant::now()));
     health.observe_watch(&Ok(()));
     assert_eq!(
         get(addr, "/readyz").await.0,
