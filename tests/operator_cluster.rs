@@ -399,6 +399,7 @@ fn operator_on_a_real_cluster() {
             "watch failure",
             Box::new(readyz_follows_the_chaincode_watch),
         ),
+        ("unschedulable", Box::new(unschedulable_pod_is_explained)),
     ];
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = checks
@@ -623,4 +624,31 @@ fn readyz_follows_the_chaincode_watch(cluster: &Cluster, role: &str) {
         granted.elapsed().as_secs_f64()
     );
     let _ = cluster.kubectl(&["delete", "clusterrole", &no_watch], None);
+}
+
+/// A nodeSelector no node matches: the scheduler's reason, not "pending", within seconds.
+fn unschedulable_pod_is_explained(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("unschedulable: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(cluster, "sched", &[]);
+    s.start_operator(role);
+    let mut cc = chaincode("nowhere", &image);
+    cc["spec"]["pod"] = json!({"nodeSelector": {"op-test/pool": "nowhere"}});
+    let (ok, out) = s.apply(&cc);
+    assert!(ok, "{out}");
+    s.wait_for(
+        "nowhere",
+        Duration::from_secs(30),
+        "Launched=False Unschedulable",
+        |cc| {
+            let launched = condition(cc, "Launched");
+            launched["status"] == "False"
+                && launched["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Unschedulable")
+        },
+    );
 }
