@@ -415,7 +415,18 @@ fn operator_on_a_real_cluster() {
             .filter_map(|(name, h)| h.join().err().map(|_| name.to_string()))
             .collect()
     });
-    let _ = cluster.kubectl(&["delete", "clusterrole", &role], None);
+    // Also the watch scenario's role, even when it panicked before deleting it.
+    let no_watch = format!("{role}-nowatch");
+    let _ = cluster.kubectl(
+        &[
+            "delete",
+            "clusterrole",
+            &role,
+            &no_watch,
+            "--ignore-not-found",
+        ],
+        None,
+    );
     eprintln!(
         "cluster scenarios took {:.1} s",
         started.elapsed().as_secs_f64()
@@ -623,7 +634,6 @@ fn readyz_follows_the_chaincode_watch(cluster: &Cluster, role: &str) {
         s.ns,
         granted.elapsed().as_secs_f64()
     );
-    let _ = cluster.kubectl(&["delete", "clusterrole", &no_watch], None);
 }
 
 /// A nodeSelector no node matches: the scheduler's reason, not "pending", within seconds.
