@@ -25,6 +25,8 @@ pub enum Command {
     Package(crate::builders::cli::PackageArgs),
     /// Read a chaincode package and print its id, label, type and the platform's verdict.
     Inspect(crate::builders::cli::InspectArgs),
+    /// Write the build context (tar.gz with Dockerfile) a source Chaincode needs, and its digest.
+    Context(crate::builders::cli::ContextArgs),
     /// Run the endorser (ChaincodeSupport, Endorser and Gateway services).
     Endorser(crate::endorser::node::cli::EndorserArgs),
     /// Run the whole path locally: dev crypto, endorser with the process runtime, one chaincode.
@@ -38,6 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Crd => crate::operator::cli::print_crd(),
         Command::Package(args) => crate::builders::cli::package(args),
         Command::Inspect(args) => crate::builders::cli::inspect(args),
+        Command::Context(args) => crate::builders::cli::context(args),
         Command::Endorser(args) => crate::endorser::node::cli::endorser(args),
         Command::Dev(args) => crate::endorser::node::cli::dev(args),
     }

@@ -250,3 +250,49 @@ fn packages_written_by_us_read_with_gnu_tar_and_gzip() {
         );
     }
 }
+
+/// `context` writes the build context a source Chaincode names: its sha256 is the printed
+/// contentDigest (what the build Job verifies) and it holds the Dockerfile; the output says how to
+/// load it into a ConfigMap.
+#[test]
+fn context_writes_the_build_context_a_source_chaincode_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = tmp.path().join("asset.tar.gz");
+    let output = package(&fixture("node-contract"), "node", "asset_1.0", &pkg);
+    assert!(output.status.success(), "{output:?}");
+    let ctx = tmp.path().join("ctx.tar.gz");
+    let output = run(bin()
+        .arg("context")
+        .arg(&pkg)
+        .arg("-o")
+        .arg(&ctx)
+        .args(["--npm-registry", "https://npm.example.com/"]));
+    assert!(output.status.success(), "{output:?}");
+    let bytes = fs::read(&ctx).unwrap();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    let text = stdout(&output);
+    assert!(text.contains(&format!("contentDigest: {digest}")), "{text}");
+    assert!(
+        text.contains("kubectl create configmap NAME --from-file=context.tar.gz="),
+        "{text}"
+    );
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    let names: Vec<String> = archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == "Dockerfile"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("code/")), "{names:?}");
+
+    // Same package, same options: the same bytes (equal contexts build once).
+    let again = tmp.path().join("again.tar.gz");
+    let output = run(bin()
+        .arg("context")
+        .arg(&pkg)
+        .arg("-o")
+        .arg(&again)
+        .args(["--npm-registry", "https://npm.example.com/"]));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(fs::read(&again).unwrap(), bytes);
+}

@@ -117,6 +117,8 @@ struct Scenario<'a> {
     ns: String,
     dir: PathBuf,
     operator: Option<Child>,
+    /// The operator's /healthz, /readyz, /metrics port.
+    http_port: u16,
 }
 
 impl<'a> Scenario<'a> {
@@ -133,11 +135,16 @@ impl<'a> Scenario<'a> {
         );
         let dir = std::env::temp_dir().join(&ns);
         std::fs::create_dir_all(&dir).expect("scratch dir");
+        let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
         Scenario {
             cluster,
             ns,
             dir,
             operator: None,
+            http_port,
         }
     }
 
@@ -186,14 +193,9 @@ impl<'a> Scenario<'a> {
         let path = self.dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
         let log = std::fs::File::create(self.dir.join("operator.log")).expect("log file");
+        let http_addr = format!("127.0.0.1:{}", self.http_port);
         let child = Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
-            .args([
-                "controller",
-                "--namespace",
-                ns,
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
+            .args(["controller", "--namespace", ns, "--http-addr", &http_addr])
             .env("KUBECONFIG", &path)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log.try_clone().expect("log"))
@@ -201,6 +203,32 @@ impl<'a> Scenario<'a> {
             .spawn()
             .expect("operator starts");
         self.operator = Some(child);
+    }
+
+    /// The HTTP status of the operator's /readyz (None while it does not answer).
+    fn readyz(&self) -> Option<u16> {
+        use std::io::Read;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn wait_readyz(&self, code: u16, timeout: Duration) -> Duration {
+        let start = Instant::now();
+        while self.readyz() != Some(code) {
+            assert!(
+                start.elapsed() < timeout,
+                "{}: /readyz not {code} within {timeout:?} (now {:?})",
+                self.ns,
+                self.readyz()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        start.elapsed()
     }
 
     fn apply(&self, chaincode: &Value) -> (bool, String) {
@@ -367,6 +395,11 @@ fn operator_on_a_real_cluster() {
             "missing context",
             Box::new(missing_build_context_is_explained),
         ),
+        (
+            "watch failure",
+            Box::new(readyz_follows_the_chaincode_watch),
+        ),
+        ("unschedulable", Box::new(unschedulable_pod_is_explained)),
     ];
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = checks
@@ -382,7 +415,18 @@ fn operator_on_a_real_cluster() {
             .filter_map(|(name, h)| h.join().err().map(|_| name.to_string()))
             .collect()
     });
-    let _ = cluster.kubectl(&["delete", "clusterrole", &role], None);
+    // Also the watch scenario's role, even when it panicked before deleting it.
+    let no_watch = format!("{role}-nowatch");
+    let _ = cluster.kubectl(
+        &[
+            "delete",
+            "clusterrole",
+            &role,
+            &no_watch,
+            "--ignore-not-found",
+        ],
+        None,
+    );
     eprintln!(
         "cluster scenarios took {:.1} s",
         started.elapsed().as_secs_f64()
@@ -539,6 +583,82 @@ fn missing_build_context_is_explained(cluster: &Cluster, role: &str) {
                     .as_str()
                     .unwrap_or_default()
                     .contains("no-such-context")
+        },
+    );
+}
+
+/// Without `watch` on chaincodes the operator starts (list works) but its Chaincode watch fails on a
+/// real API server: /readyz must say not ready. Once `watch` is granted the watch recovers on its own
+/// backoff and a Chaincode is reconciled; /readyz turns ready at the first event (or once no error
+/// came for `WATCH_ERROR_WINDOW`).
+fn readyz_follows_the_chaincode_watch(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("watch failure: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(cluster, "watch", &[]);
+    let no_watch = format!("{role}-nowatch");
+    let mut rules = cluster_role(&no_watch);
+    for rule in rules["rules"].as_array_mut().expect("rules") {
+        if rule["resources"][0] == "chaincodes" {
+            rule["verbs"] = json!(["list"]);
+        }
+    }
+    cluster.ok(&["apply", "-f", "-"], Some(&rules.to_string()));
+    s.start_operator(&no_watch);
+    let failing = s.wait_readyz(503, Duration::from_secs(30));
+    eprintln!(
+        "{}: /readyz 503 while the watch is forbidden, after {:.1} s",
+        s.ns,
+        failing.as_secs_f64()
+    );
+
+    // Grant watch: a second binding to the full role.
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "chaincode-operator-watch", "namespace": s.ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": s.ns}]});
+    cluster.ok(&["apply", "-f", "-"], Some(&binding.to_string()));
+    let granted = Instant::now();
+    let (ok, out) = s.apply(&chaincode("after-recovery", &image));
+    assert!(ok, "{out}");
+    s.wait_for(
+        "after-recovery",
+        Duration::from_secs(30),
+        "Launched=True after recovery",
+        |cc| condition(cc, "Launched")["status"] == "True",
+    );
+    s.wait_readyz(200, Duration::from_secs(10));
+    eprintln!(
+        "{}: reconciled and /readyz 200 {:.1} s after watch was granted",
+        s.ns,
+        granted.elapsed().as_secs_f64()
+    );
+}
+
+/// A nodeSelector no node matches: the scheduler's reason, not "pending", within seconds.
+fn unschedulable_pod_is_explained(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("unschedulable: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(cluster, "sched", &[]);
+    s.start_operator(role);
+    let mut cc = chaincode("nowhere", &image);
+    cc["spec"]["pod"] = json!({"nodeSelector": {"op-test/pool": "nowhere"}});
+    let (ok, out) = s.apply(&cc);
+    assert!(ok, "{out}");
+    s.wait_for(
+        "nowhere",
+        Duration::from_secs(30),
+        "Launched=False Unschedulable",
+        |cc| {
+            let launched = condition(cc, "Launched");
+            launched["status"] == "False"
+                && launched["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("Unschedulable")
         },
     );
 }

@@ -952,3 +952,42 @@ async fn a_chaincode_that_exits_0_without_a_message_is_explained_by_its_log() {
         "{message}"
     );
 }
+
+/// Missing RBAC (the chart once granted no `create`): the Chaincode says so in its status, not only
+/// in the operator's log.
+#[tokio::test]
+async fn a_forbidden_call_is_reported_in_the_status() {
+    let mut cc = fixture("node-configmap.yaml");
+    cc.status = Some(launched_status(&cc));
+    cc.spec.tls = None;
+    let pod_name = desired::launch_pod_name(&cc, &image());
+    let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+        "message": format!("pods \"{pod_name}\" is forbidden: User \"system:serviceaccount:ops:chaincode-operator\" cannot create resource \"pods\" in API group \"\" in the namespace \"fabric\"")});
+    let script = vec![
+        ex("GET", format!("{NS}/pods"), 200, list("PodList", vec![])),
+        ex("GET", format!("{NS}/secrets"), 200, meta_list(vec![])),
+        ex("PATCH", format!("{NS}/pods/{pod_name}"), 403, forbidden),
+        ex(
+            "PATCH",
+            status_path("asset-transfer"),
+            200,
+            applied_chaincode(),
+        ),
+        ex("POST", EVENTS, 201, event_ok()),
+    ];
+    let (result, seen, _) = run(cc, None, script, now()).await;
+    let error = result.expect_err("forbidden fails the reconcile");
+    assert_eq!(error.category(), "api");
+    let ready = condition(&seen[3].body, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "Forbidden");
+    assert!(
+        ready["message"]
+            .as_str()
+            .expect("m")
+            .contains("cannot create resource \"pods\""),
+        "{ready}"
+    );
+    assert_eq!(seen[4].body["type"], "Warning");
+    assert_eq!(seen[4].body["reason"], "Forbidden");
+}

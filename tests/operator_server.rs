@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use chaincode_operator::operator::crd::Phase;
 use chaincode_operator::operator::metrics::Metrics;
-use chaincode_operator::operator::server::{Health, router};
+use chaincode_operator::operator::server::{Health, WATCH_ERROR_WINDOW, router};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
@@ -55,5 +55,44 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(
         body.contains("chaincode_operator_build_duration_seconds"),
         "{body}"
+    );
+}
+
+fn api_error(code: u16) -> kube::runtime::watcher::Error {
+    kube::runtime::watcher::Error::WatchError(Box::new(kube::core::Status {
+        code,
+        message: format!("code {code}"),
+        ..Default::default()
+    }))
+}
+
+/// While the Chaincode watch fails nothing is reconciled, so /readyz must say so; a 410 Gone (the
+/// normal end of a watch, e.g. after an API-server restart) is relisted and does not count.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
+    let health = Arc::new(Health::default());
+    health.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(health.clone(), Arc::new(Metrics::default()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    health.observe_watch::<()>(&Err(api_error(410)));
+    assert_eq!(get(addr, "/readyz").await.0, 200, "410 Gone is routine");
+    health.observe_watch::<()>(&Err(api_error(500)));
+    let (code, body) = get(addr, "/readyz").await;
+    assert_eq!(code, 503);
+    assert!(body.contains("watch is failing"), "{body}");
+    // A watch that reconnects yields no event until something changes: the failure ages out.
+    let later = std::time::Instant::now() + WATCH_ERROR_WINDOW;
+    assert!(!health.watch_failing_at(later));
+    assert!(health.watch_failing_at(std::time::Instant::now()));
+    health.observe_watch(&Ok(()));
+    assert_eq!(
+        get(addr, "/readyz").await.0,
+        200,
+        "recovered after a relist"
     );
 }

@@ -8,7 +8,7 @@
 #   OPERATOR_BIN=...          operator binary run outside the cluster (default: target/debug/chaincode-operator)
 #   OPERATOR_IMAGE=...        instead: install the Helm chart with this image (needs helm; image must be
 #                             pullable by the cluster, e.g. `kind load docker-image`)
-#   CHAINCODE_E2E_IMAGE=...   prebuilt chaincode image by digest (default: registry.k8s.io/pause:3.9)
+#   CHAINCODE_E2E_IMAGE=...   prebuilt chaincode image by digest (default: PAUSE_IMAGE from $KUBE_LAB/cluster.env, else registry.k8s.io/pause:3.9)
 #
 # Create a cluster first, e.g. `kind create cluster --name chaincode-e2e` or `k3d cluster create chaincode-e2e`.
 set -euo pipefail
@@ -16,7 +16,9 @@ cd "$(dirname "$0")/../.."
 
 : "${KUBECONFIG:?set KUBECONFIG to the test cluster}"
 NS="chaincode-e2e-$$"
-IMAGE="${CHAINCODE_E2E_IMAGE:-registry.k8s.io/pause@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097}"
+# Offline clusters (the kube kit) have their pause image by digest in $KUBE_LAB/cluster.env.
+LAB_PAUSE="$(sed -n 's/^PAUSE_IMAGE=//p' "${KUBE_LAB:-/tmp/kube}/cluster.env" 2>/dev/null || true)"
+IMAGE="${CHAINCODE_E2E_IMAGE:-${LAB_PAUSE:-registry.k8s.io/pause@sha256:7031c1b283388d2c2e09b57badb803c05ebed362dc88d84b480cc47f72a21097}}"
 IMAGE_NAME="${IMAGE%@*}"
 IMAGE_DIGEST="${IMAGE#*@}"
 OPERATOR_BIN="${OPERATOR_BIN:-target/debug/chaincode-operator}"
@@ -41,8 +43,7 @@ wait_for() { # description, timeout seconds, command...
 }
 
 echo "== CRD"
-# --force-conflicts: take over the fields another manager (Helm, a client-side apply, another test)
-# applied before; that is what installing or upgrading the CRD means.
+# --force-conflicts: take over fields of a CRD applied client-side or by Helm before.
 kubectl apply --server-side --force-conflicts -f crds/chaincode.yaml
 kubectl wait --for=condition=Established crd/chaincodes.fabric.chaincode.dev --timeout=60s
 

@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -107,9 +107,18 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
             source,
         })?;
 
+    // Each watch recovers on its own backoff and its errors stop there: the Controller's shared trigger
+    // backoff would otherwise pause every watch (and all reconciles) on one watch's error, e.g. the
+    // 410 Gone each watch gets when the API server restarts.
     let chaincodes = api::<DeserializeGuard<Chaincode>>(&client, ns);
-    let controller = Controller::new(chaincodes, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    let (store, writer) = reflector::store();
+    let watch_health = health.clone();
+    let main_watch = watcher(chaincodes, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .inspect(move |event| watch_health.observe_watch(event))
+        .reflect(writer)
+        .applied_objects();
+    let controller = Controller::for_stream(recovering("chaincodes", main_watch), store.clone());
     let ctx = Arc::new(Context::new(client.clone(), Some(store.clone())));
 
     let ctx_for_http = ctx.clone();
@@ -169,11 +178,20 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
             _ = terminate_signal() => info!("shutting down"),
         }
     };
+    let pods = watcher(api::<Pod>(&client, ns), owned.clone())
+        .default_backoff()
+        .touched_objects();
+    let secrets = watcher(api::<Secret>(&client, ns), owned)
+        .default_backoff()
+        .touched_objects();
+    let build_jobs = watcher(api::<Job>(&client, ns), jobs)
+        .default_backoff()
+        .touched_objects();
     controller
-        .owns(api::<Pod>(&client, ns), owned.clone())
-        .owns(api::<Secret>(&client, ns), owned)
+        .owns_stream(recovering("pods", pods))
+        .owns_stream(recovering("secrets", secrets))
         // Build Jobs are shared by content key and have no owner: map them to every Chaincode with it.
-        .watches(api::<Job>(&client, ns), jobs, move |job: Job| {
+        .watches_stream(recovering("jobs", build_jobs), move |job: Job| {
             let state = job_store.state();
             chaincodes_for_job(&job, state.iter().filter_map(|g| g.0.as_ref().ok()))
         })
@@ -190,6 +208,27 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
         return Err(ControllerError::LostLeadership(lease_name));
     }
     Ok(())
+}
+
+/// Logs a watch's errors and drops them, so they never reach the Controller's shared trigger backoff;
+/// the watch itself already retries on its own backoff.
+pub fn recovering<K>(
+    watch: &'static str,
+    stream: impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Send + 'static,
+{
+    stream.filter(move |result| {
+        if let Err(error) = result {
+            if server::is_normal_watch_end(error) {
+                tracing::debug!(watch, %error, "watch expired; relisting");
+            } else {
+                warn!(watch, %error, "watch failed; retrying with backoff");
+            }
+        }
+        futures::future::ready(result.is_ok())
+    })
 }
 
 /// Ctrl-C, or SIGTERM (what the kubelet sends) on Unix.

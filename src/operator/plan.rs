@@ -831,6 +831,48 @@ pub fn with_launch_blocked(
     status
 }
 
+/// Ready=False with `reason` while the rest of the operator's status stays as it was (conditions the
+/// operator applied before are applied again, so server-side apply keeps them).
+pub fn blocked_status(
+    cc: &Chaincode,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> ChaincodeStatus {
+    use condition_type::{BUILT, LAUNCHED, READY};
+    let current = cc.status.clone().unwrap_or_default();
+    let mut wanted: Vec<WantedCondition> = [BUILT, LAUNCHED]
+        .into_iter()
+        .filter_map(|type_| {
+            let c = conditions::find(&current.conditions, type_)?;
+            Some(WantedCondition::new(
+                type_,
+                c.status,
+                c.reason.clone(),
+                c.message.clone(),
+            ))
+        })
+        .collect();
+    wanted.push(WantedCondition::new(
+        READY,
+        ConditionStatus::False,
+        reason,
+        tail(message),
+    ));
+    ChaincodeStatus {
+        phase: Some(current.phase.unwrap_or(Phase::Pending)),
+        conditions: conditions::merge(
+            &current.conditions,
+            &wanted,
+            cc.metadata.generation,
+            &k8s_time(now),
+        ),
+        launch_attempt: Some(cc.spec.launch_attempt),
+        observed_generation: cc.metadata.generation,
+        ..current
+    }
+}
+
 /// Status for a spec the operator cannot act on.
 pub fn invalid_spec_status(cc: &Chaincode, error: &SpecError, now: Timestamp) -> ChaincodeStatus {
     let current = cc

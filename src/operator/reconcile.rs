@@ -164,7 +164,10 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
     };
 
     // build
-    let (image, content_digest) = build_step(cc, ctx, &namespace, &source).await?;
+    let (image, content_digest) = match build_step(cc, ctx, &namespace, &source).await {
+        Ok(step) => step,
+        Err(error) => return Err(report_forbidden(ctx, &chaincodes, cc, error, now).await),
+    };
 
     // launch
     let pod = match &image {
@@ -187,7 +190,9 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
                     write_status(ctx, &chaincodes, cc, status).await?;
                     return Err(error);
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    return Err(report_forbidden(ctx, &chaincodes, cc, error, now).await);
+                }
             }
         }
         _ => None,
@@ -202,6 +207,30 @@ pub async fn reconcile(cc: &Chaincode, ctx: &Context, now: Timestamp) -> Result<
             d.min(IDLE_RECHECK) + Duration::from_secs(1)
         }),
     ))
+}
+
+/// A 403 means the operator's RBAC lacks a permission: say which in the status (the log alone is
+/// where nobody looks), then fail the reconcile as before.
+async fn report_forbidden(
+    ctx: &Context,
+    chaincodes: &Api<Chaincode>,
+    cc: &Chaincode,
+    error: Error,
+    now: Timestamp,
+) -> Error {
+    if let Error::Kube(kube::Error::Api(status)) = &error
+        && status.code == 403
+    {
+        let message = format!(
+            "the operator is not allowed to do this (check its ClusterRole against docs/operator.md): {}",
+            status.message
+        );
+        let blocked = plan::blocked_status(cc, "Forbidden", &message, now);
+        if let Err(write) = write_status(ctx, chaincodes, cc, blocked).await {
+            warn!(error = %write, "could not report a permission error in the status");
+        }
+    }
+    error
 }
 
 async fn build_step(
@@ -561,7 +590,8 @@ async fn write_status(
 }
 
 /// Reasons that mean something went wrong (Warning Events).
-const FAILURE_REASONS: [&str; 8] = [
+const FAILURE_REASONS: [&str; 9] = [
+    "Forbidden",
     "PodSecurityForbidsBuild",
     "TlsSecretUnavailable",
     "BuildFailed",

@@ -1,6 +1,9 @@
-//! The HTTP port: /healthz (process alive), /readyz (watching and leading, or standing by), /metrics.
+//! The HTTP port: /healthz (process alive), /readyz (watching and leading, or standing by; not while
+//! the Chaincode watch fails), /metrics.
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -10,11 +13,53 @@ use axum::routing::get;
 
 use super::metrics::Metrics;
 
+/// How long after its last error the Chaincode watch counts as failing when no event came since. A
+/// watch that recovers by reconnecting yields no event until something changes, and a failing one
+/// retries at least every 30 s (kube's default watcher backoff cap), so 45 s without an error means
+/// it is back.
+pub const WATCH_ERROR_WINDOW: Duration = Duration::from_secs(45);
+
 /// Shared between the controller and the HTTP handlers.
 #[derive(Default)]
 pub struct Health {
     /// The CRD was found and the controller started (or it stands by as a follower).
     pub ready: AtomicBool,
+    /// When the Chaincode watch last failed, unless an event came since.
+    watch_error_at: Mutex<Option<Instant>>,
+}
+
+impl Health {
+    /// Follows the Chaincode watch: an error marks it failing, the next event (a relist included)
+    /// marks it healthy. `410 Gone` is the normal end of a watch that the watcher relists from.
+    pub fn observe_watch<T>(&self, result: &Result<T, kube::runtime::watcher::Error>) {
+        let failed_at = match result {
+            Ok(_) => None,
+            Err(error) if is_normal_watch_end(error) => None,
+            Err(_) => Some(Instant::now()),
+        };
+        if let Ok(mut at) = self.watch_error_at.lock() {
+            *at = failed_at;
+        }
+    }
+
+    /// Whether the Chaincode watch is failing at `now` (nothing gets reconciled meanwhile).
+    pub fn watch_failing_at(&self, now: Instant) -> bool {
+        self.watch_error_at
+            .lock()
+            .ok()
+            .and_then(|at| *at)
+            .is_some_and(|at| now.saturating_duration_since(at) < WATCH_ERROR_WINDOW)
+    }
+
+    /// Ready: started (or standing by) and the Chaincode watch is not failing.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.watch_failing_at(Instant::now())
+    }
+}
+
+/// A `410 Gone` (resource version too old) ends a watch normally: the watcher relists.
+pub fn is_normal_watch_end(error: &kube::runtime::watcher::Error) -> bool {
+    matches!(error, kube::runtime::watcher::Error::WatchError(status) if status.code == 410)
 }
 
 #[derive(Clone)]
@@ -45,8 +90,13 @@ pub fn router_with(
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.ready.load(Ordering::Relaxed) {
+    if state.health.is_ready() {
         (StatusCode::OK, "ready")
+    } else if state.health.watch_failing_at(Instant::now()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the Chaincode watch is failing",
+        )
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
