@@ -11,9 +11,11 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use chaincode_operator::endorser::chaincode::runtime::kubernetes::rbac::ENDORSER_PERMISSIONS;
 use support::cluster::{
     Cluster, Kit, Namespace, chaincodes, condition, copy_contract_source, eventually, gateway,
-    interrupt, running_pods, start_dev, start_npm_proxy, start_operator,
+    interrupt, running_pods, service_account_kubeconfig, start_dev, start_npm_proxy,
+    start_operator,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,6 +39,15 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     ]);
     let ns = Namespace::create(&cluster, format!("ccend-{}", std::process::id()));
     let _operator = start_operator(&cluster, &ns.name);
+    let work = tempfile::tempdir().expect("tempdir");
+    // The endorser runs as a ServiceAccount with exactly the Role the chart grants endorsers.
+    let endorser_kubeconfig = service_account_kubeconfig(
+        &cluster,
+        &ns.name,
+        "chaincode-endorser",
+        ENDORSER_PERMISSIONS,
+        work.path(),
+    );
     let (_proxy, npm_registry) = start_npm_proxy(&kit.node_ip).await;
     let registry_args = vec!["--node-registry".to_string(), npm_registry.clone()];
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -48,14 +59,13 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         "--metrics-listen".to_string(),
         format!("127.0.0.1:{metrics_port}"),
     ]);
-    let work = tempfile::tempdir().expect("tempdir");
     let source = work.path().join("src");
     copy_contract_source(&source);
 
     // 1. Built from source in-cluster, run as a Pod, registered; the Gateway works through it.
     let started = Instant::now();
     let dev = start_dev(
-        &cluster,
+        &endorser_kubeconfig,
         &kit,
         &ns.name,
         "e2e",
@@ -175,7 +185,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     // 4. SIGKILLed endorser: the next start deletes the earlier run's Chaincodes (their client
     // certificates came from the dead process's CA) and launches afresh.
     let dev = start_dev(
-        &cluster,
+        &endorser_kubeconfig,
         &kit,
         &ns.name,
         "e2e",
@@ -190,7 +200,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     let mut dev_child = dev.child;
     dev_child.kill().await.expect("SIGKILL dev");
     let dev = start_dev(
-        &cluster,
+        &endorser_kubeconfig,
         &kit,
         &ns.name,
         "e2e",
@@ -228,7 +238,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     let mut extra = registry_args.clone();
     extra.extend(["--chaincode-startup-timeout".into(), "900".into()]);
     let dev = start_dev(
-        &cluster,
+        &endorser_kubeconfig,
         &kit,
         &ns.name,
         "broken",
@@ -261,7 +271,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         "900".into(),
     ]);
     let dev = start_dev(
-        &cluster,
+        &endorser_kubeconfig,
         &kit,
         &ns.name,
         "missing",
@@ -291,10 +301,17 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         "pod-security.kubernetes.io/enforce-version=latest",
     ]);
     let _restricted_operator = start_operator(&cluster, &restricted.name);
+    let restricted_kubeconfig = service_account_kubeconfig(
+        &cluster,
+        &restricted.name,
+        "chaincode-endorser",
+        ENDORSER_PERMISSIONS,
+        &work.path().join("restricted"),
+    );
     let mut extra = registry_args.clone();
     extra.extend(["--chaincode-image".into(), format!("basic={built_image}")]);
     let dev = start_dev(
-        &cluster,
+        &restricted_kubeconfig,
         &kit,
         &restricted.name,
         "prebuilt",

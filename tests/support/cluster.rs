@@ -189,10 +189,60 @@ pub struct Dev {
     pub dir: PathBuf,
 }
 
-/// `dev --runtime kubernetes` in `dir` for `source` with the kit's build settings; returns once it
-/// printed `ready`.
-pub async fn start_dev(
+/// A kubeconfig for ServiceAccount `name` in `namespace`, bound there to a Role made of exactly
+/// `permissions` (what the Helm chart grants), written to `dir/<name>.kubeconfig`.
+pub fn service_account_kubeconfig(
     cluster: &Cluster,
+    namespace: &str,
+    name: &str,
+    permissions: &[chaincode_operator::operator::rbac::Permission],
+    dir: &Path,
+) -> PathBuf {
+    let rules: Vec<Value> = permissions
+        .iter()
+        .map(|p| {
+            serde_json::json!({"apiGroups": [p.group], "resources": [p.resource], "verbs": p.verbs})
+        })
+        .collect();
+    let objects = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": name, "namespace": namespace}, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": name, "namespace": namespace},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]},
+    ]});
+    std::fs::create_dir_all(dir).expect("create the kubeconfig directory");
+    let manifest = dir.join(format!("{name}-rbac.json"));
+    std::fs::write(&manifest, objects.to_string()).expect("write the RBAC manifest");
+    cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
+    let token = cluster.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=1h"]);
+    let admin: Value = serde_json::from_str(&cluster.kubectl_ok(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "--flatten",
+        "-o",
+        "json",
+    ]))
+    .expect("kubeconfig JSON");
+    let kubeconfig = serde_json::json!({"apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": name, "user": {"token": token.trim()}}],
+        "contexts": [{"name": name, "context": {"cluster": "cluster", "user": name, "namespace": namespace}}],
+        "current-context": name});
+    let path = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(&path, kubeconfig.to_string()).expect("write the kubeconfig");
+    path
+}
+
+/// `dev --runtime kubernetes` in `dir` for `source` with the kit's build settings, talking to the
+/// cluster through `kubeconfig`; returns once it printed `ready`.
+pub async fn start_dev(
+    kubeconfig: &Path,
     kit: &Kit,
     namespace: &str,
     endorser_id: &str,
@@ -203,7 +253,7 @@ pub async fn start_dev(
     let mut args = kubernetes_args(kit, namespace, endorser_id);
     args.extend_from_slice(extra);
     let mut command = dev_command(dir, source, &args);
-    command.env("KUBECONFIG", &cluster.kubeconfig);
+    command.env("KUBECONFIG", kubeconfig);
     spawn_dev(command, dir).await
 }
 
