@@ -89,14 +89,7 @@ async fn main() {
         10
     };
     support::installed_e2e_dir("clients");
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/chaincode.yaml");
-    cluster.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        crd.to_str().expect("utf-8 path"),
-    ]);
+    cluster.apply_crd();
     let ns = Namespace::create(&cluster, format!("ccbench-{}", std::process::id()));
     let _operator = start_operator(&cluster, &ns.name);
     let (_proxy, npm_registry) = start_npm_proxy(&kit.node_ip).await;

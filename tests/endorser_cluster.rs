@@ -8,7 +8,6 @@
 //! BuildKit image, node base image).
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chaincode_operator::endorser::chaincode::runtime::kubernetes::rbac::ENDORSER_PERMISSIONS;
@@ -29,14 +28,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         return;
     };
     support::installed_e2e_dir("clients");
-    let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/chaincode.yaml");
-    cluster.kubectl_ok(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        crd.to_str().expect("utf-8 path"),
-    ]);
+    cluster.apply_crd();
     let ns = Namespace::create(&cluster, format!("ccend-{}", std::process::id()));
     let _operator = start_operator(&cluster, &ns.name);
     let work = tempfile::tempdir().expect("tempdir");

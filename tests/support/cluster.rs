@@ -70,6 +70,18 @@ impl Cluster {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// Installs (or upgrades) the Chaincode CRD this tree generates, the way the docs show.
+    pub fn apply_crd(&self) {
+        let crd = Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/chaincode.yaml");
+        self.kubectl_ok(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            crd.to_str().expect("utf-8 path"),
+        ]);
+    }
+
     /// PATH with the kit's kubectl first, for scripts that call `kubectl`.
     pub fn path_env(&self) -> String {
         let path = std::env::var("PATH").unwrap_or_default();
