@@ -18,9 +18,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use support::cluster::{
-    Cluster, Kit, Namespace, chaincodes, condition, copy_contract_source, dev_command, eventually,
-    gateway, interrupt, kubernetes_args, spawn_dev, start_npm_proxy, start_operator,
+    Cluster, Kit, Namespace, chaincodes, condition, eventually, kill_chaincode_pods,
+    kubernetes_args, start_npm_proxy, start_operator,
 };
+use support::dev::{copy_contract_source, dev_command, gateway, interrupt, spawn_dev};
 
 fn p50(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -111,7 +112,12 @@ async fn main() {
         .env("KUBECONFIG", &cluster.kubeconfig)
         .stderr(std::fs::File::create(&log).expect("log file"));
     let started = Instant::now();
-    let k8s = spawn_dev(command, &work.path().join("k8s-dev")).await;
+    let k8s = spawn_dev(
+        command,
+        &work.path().join("k8s-dev"),
+        Duration::from_secs(600),
+    )
+    .await;
     let build_path = started.elapsed();
     let first = launch_phases(&log);
     let name = chaincodes(&cluster, &ns.name, "bench")[0]["metadata"]["name"]
@@ -132,22 +138,18 @@ async fn main() {
         ],
     );
     command.stderr(Stdio::null());
-    let process = spawn_dev(command, &work.path().join("process-dev")).await;
+    let process = spawn_dev(
+        command,
+        &work.path().join("process-dev"),
+        Duration::from_secs(600),
+    )
+    .await;
 
     let (mut k8s_first, mut k8s_warm, mut proc_first, mut proc_warm) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         // Kubernetes: kill the Pod, wait until the endorser saw the stream close.
-        cluster.kubectl_ok(&[
-            "delete",
-            "pods",
-            "-n",
-            &ns.name,
-            "-l",
-            &format!("fabric.chaincode.dev/chaincode={name}"),
-            "--grace-period=0",
-            "--force",
-        ]);
+        kill_chaincode_pods(&cluster, &ns.name, &name);
         eventually("Registered=False", Duration::from_secs(60), || {
             chaincodes(&cluster, &ns.name, "bench")
                 .first()

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use chaincode_operator::endorser::chaincode::runtime::kubernetes::rbac::ENDORSER_PERMISSIONS;
 use support::cluster::{
-    Cluster, Kit, Namespace, chaincodes, condition, copy_contract_source, eventually, gateway,
-    interrupt, running_pods, service_account_kubeconfig, start_dev, start_npm_proxy,
-    start_operator,
+    Cluster, Kit, Namespace, chaincodes, condition, eventually, kill_chaincode_pods, running_pods,
+    service_account_kubeconfig, start_dev, start_npm_proxy, start_operator,
 };
+use support::dev::{copy_contract_source, gateway, interrupt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
@@ -121,16 +121,7 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
     // 2. The Pod killed mid-run: the stream closes (Registered=False), the next invoke relaunches
     // as a new launch attempt and succeeds.
     let attempt = cc["spec"]["launchAttempt"].as_u64().expect("launchAttempt");
-    cluster.kubectl_ok(&[
-        "delete",
-        "pods",
-        "-n",
-        &ns.name,
-        "-l",
-        &format!("fabric.chaincode.dev/chaincode={name}"),
-        "--grace-period=0",
-        "--force",
-    ]);
+    kill_chaincode_pods(&cluster, &ns.name, &name);
     eventually(
         "Registered=False after the Pod was killed",
         Duration::from_secs(60),

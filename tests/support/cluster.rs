@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaincode_operator::endorser::node::dev::DevInfo;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::dev::{Dev, dev_command, spawn_dev};
 
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -45,11 +46,6 @@ impl Cluster {
 
     pub fn setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key).map(String::as_str)
-    }
-
-    /// Whether the cluster is the kube kit (its images and registry are there).
-    pub fn is_kit(&self) -> bool {
-        self.settings.contains_key("REGISTRY")
     }
 
     /// `kubectl` against this cluster (the kit's own kubectl when there is one).
@@ -150,13 +146,9 @@ impl Kit {
     }
 }
 
-pub fn operator_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_chaincode-operator")
-}
-
 /// The operator's controller for `namespace`, killed on drop.
 pub fn start_operator(cluster: &Cluster, namespace: &str) -> tokio::process::Child {
-    tokio::process::Command::new(operator_bin())
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
         .args(["controller", "--namespace", namespace])
         .args(["--http-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", &cluster.kubeconfig)
@@ -183,22 +175,6 @@ pub async fn start_npm_proxy(host: &str) -> (tokio::process::Child, String) {
         .expect("npm proxy prints its address");
     let address = line.strip_prefix("listening ").expect("listening line");
     (child, format!("http://{address}/"))
-}
-
-/// Copies the contract chaincode's sources (not its node_modules) to `to`.
-pub fn copy_contract_source(to: &Path) {
-    let from = super::e2e_dir("chaincodes/contract");
-    std::fs::create_dir_all(to).expect("create the source copy");
-    for name in ["index.js", "package.json", "package-lock.json"] {
-        std::fs::copy(from.join(name), to.join(name)).expect("copy a chaincode file");
-    }
-}
-
-/// `dev --runtime kubernetes` in `dir` for `source`; returns once it printed `ready`.
-pub struct Dev {
-    pub child: tokio::process::Child,
-    pub info: DevInfo,
-    pub dir: PathBuf,
 }
 
 /// A kubeconfig for ServiceAccount `name` in `namespace`, bound there to a Role made of exactly
@@ -266,7 +242,8 @@ pub async fn start_dev(
     args.extend_from_slice(extra);
     let mut command = dev_command(dir, source, &args);
     command.env("KUBECONFIG", kubeconfig);
-    spawn_dev(command, dir).await
+    // Source builds run in-cluster: allow for the build.
+    spawn_dev(command, dir, Duration::from_secs(600)).await
 }
 
 /// The `dev` flags that run chaincode on the kit: namespace, endorser id, build settings, and the
@@ -294,86 +271,6 @@ pub fn kubernetes_args(kit: &Kit, namespace: &str, endorser_id: &str) -> Vec<Str
     ]
     .map(String::from)
     .to_vec()
-}
-
-/// `chaincode-operator dev` for chaincode `basic` from `source`, state in `dir`, clients on a
-/// loopback port chosen by the OS, then `args` (later flags win).
-pub fn dev_command(dir: &Path, source: &Path, args: &[String]) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(operator_bin());
-    command
-        .arg("dev")
-        .arg("--chaincode")
-        .arg(source)
-        .args(["--name", "basic", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .arg("--dir")
-        .arg(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true);
-    command
-}
-
-/// Spawns a `dev` command and waits until it prints `ready`.
-pub async fn spawn_dev(mut command: tokio::process::Command, dir: &Path) -> Dev {
-    let mut child = command.spawn().expect("run chaincode-operator dev");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut printed = Vec::new();
-    let ready = tokio::time::timeout(Duration::from_secs(600), async {
-        while let Some(line) = lines.next_line().await.expect("read dev output") {
-            if line == "ready" {
-                return true;
-            }
-            printed.push(line);
-        }
-        false
-    })
-    .await
-    .expect("dev gets ready within 10 minutes");
-    assert!(
-        ready,
-        "dev exited before it was ready; it printed {printed:?}"
-    );
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let text = std::fs::read_to_string(dir.join("dev.json")).expect("dev.json written");
-    let info: DevInfo = serde_json::from_str(&text).expect("dev.json parses");
-    Dev {
-        child,
-        info,
-        dir: dir.to_path_buf(),
-    }
-}
-
-pub async fn interrupt(mut dev: Dev) {
-    let pid = dev.child.id().expect("dev still running") as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("send SIGINT");
-    let status = tokio::time::timeout(Duration::from_secs(90), dev.child.wait())
-        .await
-        .expect("dev stops after SIGINT")
-        .expect("wait for dev");
-    assert!(status.success(), "dev exits 0 on SIGINT, got {status}");
-}
-
-/// Runs gateway.js; Ok(stdout JSON) or Err(stderr).
-pub async fn gateway(dir: &Path, args: &[&str]) -> Result<Value, String> {
-    let clients = super::installed_e2e_dir("clients");
-    let output = tokio::process::Command::new("node")
-        .arg(clients.join("gateway.js"))
-        .arg(dir.join("dev.json"))
-        .args(args)
-        .current_dir(&clients)
-        .output()
-        .await
-        .expect("run gateway.js");
-    if output.status.success() {
-        Ok(serde_json::from_slice(&output.stdout).expect("gateway.js prints JSON"))
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).into_owned())
-    }
 }
 
 pub fn chaincodes(cluster: &Cluster, namespace: &str, endorser_id: &str) -> Vec<Value> {
@@ -408,6 +305,20 @@ pub async fn eventually(what: &str, timeout: Duration, mut check: impl FnMut() -
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// Kills the Pods of Chaincode `name` at once (no grace period), as a crash or node loss would.
+pub fn kill_chaincode_pods(cluster: &Cluster, namespace: &str, name: &str) {
+    cluster.kubectl_ok(&[
+        "delete",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        &format!("fabric.chaincode.dev/chaincode={name}"),
+        "--grace-period=0",
+        "--force",
+    ]);
 }
 
 pub fn running_pods(cluster: &Cluster, namespace: &str) -> Vec<String> {

@@ -3,6 +3,7 @@
 //! chaincode processes (`procs`).
 #![allow(dead_code)]
 pub mod cluster;
+pub mod dev;
 pub mod peer;
 pub mod procs;
 pub mod tx;

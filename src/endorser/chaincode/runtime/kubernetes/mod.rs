@@ -286,8 +286,6 @@ pub struct KubernetesRuntime {
     packages: Mutex<HashMap<String, PackageImage>>,
     launches: Mutex<HashMap<LaunchKey, Arc<LaunchState>>>,
     metrics: Arc<LaunchMetrics>,
-    /// The most recent launch's phases, for benchmarks and tests.
-    last_phases: Mutex<Option<LaunchPhases>>,
 }
 
 impl std::fmt::Debug for KubernetesRuntime {
@@ -341,32 +339,13 @@ impl KubernetesRuntime {
             packages: Mutex::default(),
             launches: Mutex::default(),
             metrics: Arc::new(LaunchMetrics::new()),
-            last_phases: Mutex::default(),
         };
         runtime.clean_up_earlier_run().await?;
         Ok(runtime)
     }
 
-    pub fn namespace(&self) -> &str {
-        &self.template.namespace
-    }
-
-    pub fn endorser_id(&self) -> &str {
-        &self.template.endorser_id
-    }
-
     pub fn metrics(&self) -> Arc<LaunchMetrics> {
         self.metrics.clone()
-    }
-
-    /// The phases of the most recent launch that registered.
-    pub fn last_launch_phases(&self) -> Option<LaunchPhases> {
-        *lock(&self.last_phases)
-    }
-
-    /// The Chaincode name a package runs under on this endorser.
-    pub fn chaincode_name(&self, package_id: &str) -> String {
-        objects::chaincode_name(&self.template.endorser_id, package_id)
     }
 
     fn api<K>(&self) -> Api<K>
@@ -681,7 +660,6 @@ impl KubernetesRuntime {
             *phases
         };
         self.metrics.phase("registered", elapsed);
-        *lock(&self.last_phases) = Some(phases);
         tracing::info!(
             %key,
             chaincode = %state.name,
