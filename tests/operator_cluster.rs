@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use chaincode_operator::operator::rbac::CLUSTER_PERMISSIONS;
+use chaincode_operator::operator::rbac::{CLUSTER_PERMISSIONS, LEASE_PERMISSIONS};
 use serde_json::{Value, json};
 
 struct Cluster {
@@ -150,6 +150,12 @@ impl<'a> Scenario<'a> {
 
     /// Starts the operator as a ServiceAccount bound (in this namespace) to `role`.
     fn start_operator(&mut self, role: &str) {
+        self.prepare_operator(role);
+        self.spawn_operator(&[]);
+    }
+
+    /// The ServiceAccount, its binding to `role` and a token kubeconfig (needs the API server).
+    fn prepare_operator(&mut self, role: &str) {
         let ns = self.ns.as_str();
         let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
             "metadata": {"name": "chaincode-operator", "namespace": ns},
@@ -192,10 +198,17 @@ impl<'a> Scenario<'a> {
             "current-context": "operator"});
         let path = self.dir.join("kubeconfig");
         std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+    }
+
+    /// Runs the operator with the prepared kubeconfig (needs no API server to start).
+    fn spawn_operator(&mut self, extra: &[&str]) {
+        let ns = self.ns.as_str();
+        let path = self.dir.join("kubeconfig");
         let log = std::fs::File::create(self.dir.join("operator.log")).expect("log file");
         let http_addr = format!("127.0.0.1:{}", self.http_port);
         let child = Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
             .args(["controller", "--namespace", ns, "--http-addr", &http_addr])
+            .args(extra)
             .env("KUBECONFIG", &path)
             .env("RUST_LOG", "info,kube=warn")
             .stdout(log.try_clone().expect("log"))
@@ -415,6 +428,14 @@ fn operator_on_a_real_cluster() {
             .filter_map(|(name, h)| h.join().err().map(|_| name.to_string()))
             .collect()
     });
+    // Alone, after the others: it takes the API server away from everyone.
+    let mut failures = failures;
+    let restart = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        api_server_restart_is_survived(&cluster, &role)
+    }));
+    if restart.is_err() {
+        failures.push("api server restart".into());
+    }
     // Also the watch scenario's role, even when it panicked before deleting it.
     let no_watch = format!("{role}-nowatch");
     let _ = cluster.kubectl(
@@ -661,4 +682,232 @@ fn unschedulable_pod_is_explained(cluster: &Cluster, role: &str) {
                     .contains("Unschedulable")
         },
     );
+}
+
+/// The kit's kube-apiserver process, restarted as its `up.sh` started it (same command line, log
+/// and pid file), so the rest of the kit keeps managing it.
+struct ApiServer {
+    pid_file: PathBuf,
+    log: PathBuf,
+    cwd: PathBuf,
+    argv: Vec<String>,
+}
+
+impl ApiServer {
+    /// None unless the cluster is the kube kit's and this process may signal its API server.
+    fn of_kit() -> Option<ApiServer> {
+        let lab = PathBuf::from(std::env::var("KUBE_LAB").unwrap_or_else(|_| "/tmp/kube".into()));
+        let pid_file = lab.join("run/kube-apiserver.pid");
+        let pid = std::fs::read_to_string(&pid_file).ok()?.trim().to_string();
+        let proc = Path::new("/proc").join(&pid);
+        let argv: Vec<String> = std::fs::read(proc.join("cmdline"))
+            .ok()?
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if !argv.first()?.ends_with("kube-apiserver") {
+            return None;
+        }
+        Some(ApiServer {
+            pid_file,
+            log: lab.join("logs/kube-apiserver.log"),
+            cwd: std::fs::read_link(proc.join("cwd")).ok()?,
+            argv,
+        })
+    }
+
+    fn pid(&self) -> Option<String> {
+        let pid = std::fs::read_to_string(&self.pid_file).ok()?;
+        Some(pid.trim().to_string())
+    }
+
+    fn alive(pid: &str) -> bool {
+        Path::new("/proc").join(pid).join("cmdline").exists()
+    }
+
+    /// SIGTERM, then SIGKILL after 15 s (it drains watches first, as `down.sh` expects). The
+    /// outage ends when the guard is dropped, also when the test panics meanwhile.
+    fn stop(&self) -> Outage<'_> {
+        let outage = Outage {
+            apiserver: self,
+            over: false,
+        };
+        let Some(pid) = self.pid() else {
+            return outage;
+        };
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while Self::alive(&pid) && start.elapsed() < Duration::from_secs(15) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if Self::alive(&pid) {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        outage
+    }
+
+    /// Starts it again, detached (its own session, reparented to init, so it outlives this test
+    /// and leaves no zombie), and records its pid.
+    fn start(&self) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(r#"log=$1; shift; setsid "$@" >>"$log" 2>&1 </dev/null & echo $!"#)
+            .arg("sh")
+            .arg(&self.log)
+            .args(&self.argv)
+            .current_dir(&self.cwd)
+            .output()
+            .expect("kube-apiserver starts again");
+        let pid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && !pid.is_empty(),
+            "starting kube-apiserver failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&self.pid_file, format!("{pid}\n")).expect("pid file");
+    }
+}
+
+/// The API server is away until `end` (or drop, so a failing test leaves the cluster up).
+struct Outage<'a> {
+    apiserver: &'a ApiServer,
+    over: bool,
+}
+
+impl Outage<'_> {
+    /// Starts the API server again and waits for its /readyz; returns how long that took.
+    fn end(&mut self, cluster: &Cluster) -> Duration {
+        self.over = true;
+        self.apiserver.start();
+        let back = Instant::now();
+        loop {
+            let (ok, _, _) = cluster.kubectl(&["get", "--raw", "/readyz"], None);
+            if ok {
+                return back.elapsed();
+            }
+            assert!(
+                back.elapsed() < Duration::from_secs(300),
+                "the API server did not come back within 300 s (see {})",
+                self.apiserver.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+}
+
+impl Drop for Outage<'_> {
+    fn drop(&mut self) {
+        if !self.over {
+            self.apiserver.start();
+        }
+    }
+}
+
+/// The API server restarts. An operator that was running (leader-elected, with a lease shorter
+/// than the outage, so it loses leadership meanwhile) and one started while the API server is away
+/// both reconcile a new Chaincode within 10 s of the API server being ready again; /readyz says not
+/// ready while the watch is failing.
+fn api_server_restart_is_survived(cluster: &Cluster, role: &str) {
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("api server restart: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let Some(apiserver) = ApiServer::of_kit() else {
+        eprintln!(
+            "api server restart: skipped (not the kube kit's API server, or not ours to signal)"
+        );
+        return;
+    };
+    let mut running = Scenario::new(cluster, "restart", &[]);
+    running.prepare_operator(role);
+    let lease_ns = running.ns.clone();
+    // The chart's lease Role, in the operator's own namespace.
+    let rules: Vec<Value> = LEASE_PERMISSIONS
+        .iter()
+        .map(|p| json!({"apiGroups": [p.group], "resources": [p.resource], "verbs": p.verbs}))
+        .collect();
+    let lease_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "chaincode-operator-lease", "namespace": lease_ns}, "rules": rules});
+    let lease_binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "chaincode-operator-lease", "namespace": lease_ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "chaincode-operator-lease"},
+        "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": lease_ns}]});
+    for object in [lease_role, lease_binding] {
+        cluster.ok(&["apply", "-f", "-"], Some(&object.to_string()));
+    }
+    running.spawn_operator(&[
+        "--leader-elect",
+        "--lease-seconds=4",
+        "--lease-namespace",
+        &lease_ns,
+        "--identity=restart-test",
+    ]);
+    let (ok, out) = running.apply(&chaincode("before", &image));
+    assert!(ok, "{out}");
+    running.wait_for(
+        "before",
+        Duration::from_secs(60),
+        "Launched=True before the restart",
+        |cc| condition(cc, "Launched")["status"] == "True",
+    );
+    let mut late = Scenario::new(cluster, "late", &[]);
+    late.prepare_operator(role);
+
+    let down = Instant::now();
+    let mut outage = apiserver.stop();
+    late.spawn_operator(&[]);
+    running.wait_readyz(503, Duration::from_secs(30));
+    // Longer than the lease: the running operator loses leadership.
+    std::thread::sleep(Duration::from_secs(5));
+    let starting = outage.end(cluster);
+    eprintln!(
+        "api server away {:.1} s, of which {:.1} s starting",
+        down.elapsed().as_secs_f64(),
+        starting.as_secs_f64()
+    );
+    let ready = Instant::now();
+    for s in [&running, &late] {
+        let (ok, out) = s.apply(&chaincode("after", &image));
+        assert!(ok, "{out}");
+    }
+    let log = std::fs::read_to_string(running.dir.join("operator.log")).unwrap_or_default();
+    assert!(
+        log.contains("lost leadership"),
+        "the outage was meant to outlast the lease:\n{log}"
+    );
+    for s in [&mut running, &mut late] {
+        let exited = s
+            .operator
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        assert!(
+            exited.is_none(),
+            "{}: the operator exited: {exited:?}",
+            s.ns
+        );
+        s.wait_for(
+            "after",
+            Duration::from_secs(10).saturating_sub(ready.elapsed()),
+            "a new Chaincode reconciled after the restart",
+            |cc| {
+                cc["status"]["phase"]
+                    .as_str()
+                    .is_some_and(|p| !p.is_empty())
+            },
+        );
+    }
+    eprintln!(
+        "both operators reconciled a new Chaincode {:.1} s after the API server was ready",
+        ready.elapsed().as_secs_f64()
+    );
+    for s in [&running, &late] {
+        s.wait_for(
+            "after",
+            Duration::from_secs(90),
+            "Launched=True after the restart",
+            |cc| condition(cc, "Launched")["status"] == "True",
+        );
+    }
 }

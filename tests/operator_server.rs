@@ -84,15 +84,37 @@ async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
     health.observe_watch::<()>(&Err(api_error(500)));
     let (code, body) = get(addr, "/readyz").await;
     assert_eq!(code, 503);
-    assert!(body.contains("watch is failing"), "{body}");
+    assert!(body.contains("Kubernetes API is failing"), "{body}");
     // A watch that reconnects yields no event until something changes: the failure ages out.
     let later = std::time::Instant::now() + WATCH_ERROR_WINDOW;
-    assert!(!health.watch_failing_at(later));
-    assert!(health.watch_failing_at(std::time::Instant::now()));
+    assert!(!health.api_failing_at(later));
+    assert!(health.api_failing_at(std::time::Instant::now()));
     health.observe_watch(&Ok(()));
     assert_eq!(
         get(addr, "/readyz").await.0,
         200,
         "recovered after a relist"
     );
+}
+
+/// A follower (or a leader) whose Lease rounds fail cannot reach the API server: not ready, and a
+/// Lease round that succeeds does not hide a Chaincode watch that still fails.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_lease_cannot_be_read() {
+    let health = Arc::new(Health::default());
+    health.ready.store(true, Ordering::Relaxed);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = router(health.clone(), Arc::new(Metrics::default()));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    health.observe_lease(false);
+    assert_eq!(get(addr, "/readyz").await.0, 503, "lease round failed");
+    health.observe_lease(true);
+    assert_eq!(get(addr, "/readyz").await.0, 200, "lease renewed");
+    health.observe_watch::<()>(&Err(api_error(500)));
+    health.observe_lease(true);
+    assert_eq!(get(addr, "/readyz").await.0, 503, "the watch still fails");
 }

@@ -1,8 +1,9 @@
-//! Runs the controller: CRD check, HTTP port, leader election, watches (Chaincodes guarded against
+//! Runs the controller: HTTP port, CRD check (waiting for the API server), leader election (terms), watches (Chaincodes guarded against
 //! malformed objects, owned Pods and Secrets, build Jobs by content key) and the reconcile loop.
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
@@ -10,6 +11,8 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::utils::ResetTimerBackoff;
+use kube::runtime::watcher::ExponentialBackoff;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -18,6 +21,7 @@ use tracing::{info, warn};
 use super::crd::Chaincode;
 use super::desired::{self, LABEL_CONTENT_KEY, MANAGED_BY};
 use super::leader::{self, Election};
+use super::metrics::Metrics;
 use super::reconcile::{self, Context};
 use super::server::{self, Health};
 
@@ -36,7 +40,7 @@ pub enum ControllerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("lost leadership of Lease {0}; exiting so a fresh process can campaign again")]
+    #[error("the election for Lease {0} stopped")]
     LostLeadership(String),
 }
 
@@ -94,11 +98,61 @@ pub fn chaincodes_for_job<'a>(
         .collect()
 }
 
-/// Runs until shutdown (Ctrl-C / SIGTERM) or lost leadership.
+/// How long a watch waits before retrying after an error: from 0.5 s, doubling to at most 5 s, and
+/// back to the start after a minute without errors. client-go's 30 s ceiling is kinder to a struggling
+/// API server, but after a restart it leaves the controller idle for up to 30 s; this process holds
+/// four watches, so retrying every 5 s costs the server little.
+fn watch_backoff() -> ResetTimerBackoff<ExponentialBackoff> {
+    ResetTimerBackoff::new(
+        backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(5))
+            .with_factor(2.0)
+            .with_jitter()
+            .without_max_times()
+            .into(),
+        Duration::from_secs(60),
+    )
+}
+
+/// Whether a failed CRD check at startup is worth retrying: the API server is away or overloaded
+/// (connection errors, 5xx, 429), not refusing us (401, 403) or missing the CRD (404).
+fn is_transient(error: &ControllerError) -> bool {
+    match error {
+        ControllerError::Api(kube::Error::Api(status)) => status.code >= 500 || status.code == 429,
+        ControllerError::Api(_) => true,
+        _ => false,
+    }
+}
+
+/// Checks the CRD, retrying while the API server cannot be reached, so an operator Pod that starts
+/// while the API server restarts waits for it instead of crash-looping. Returns false on shutdown.
+async fn wait_for_api(
+    api: &Api<Chaincode>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<bool, ControllerError> {
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match check_crd(api).await {
+            Ok(()) => return Ok(true),
+            Err(error) if is_transient(&error) => {
+                warn!(%error, retry_in = ?delay, "Kubernetes API not reachable yet");
+            }
+            Err(error) => return Err(error),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(false),
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Runs until shutdown (Ctrl-C / SIGTERM). With an election it reconciles only while it leads: a
+/// lost lease (the API server was away for longer than the lease, say) stops the controller, and it
+/// starts again from a fresh list when the lease is won back, in the same process, with no restart.
 pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerError> {
     let ns = settings.namespace.as_deref();
-    check_crd(&api::<Chaincode>(&client, ns)).await?;
-
     let health = Arc::new(Health::default());
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
@@ -106,108 +160,154 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), ControllerErr
             addr: settings.http_addr,
             source,
         })?;
-
-    // Each watch recovers on its own backoff and its errors stop there: the Controller's shared trigger
-    // backoff would otherwise pause every watch (and all reconciles) on one watch's error, e.g. the
-    // 410 Gone each watch gets when the API server restarts.
-    let chaincodes = api::<DeserializeGuard<Chaincode>>(&client, ns);
-    let (store, writer) = reflector::store();
-    let watch_health = health.clone();
-    let main_watch = watcher(chaincodes, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .inspect(move |event| watch_health.observe_watch(event))
-        .reflect(writer)
-        .applied_objects();
-    let controller = Controller::for_stream(recovering("chaincodes", main_watch), store.clone());
-    let ctx = Arc::new(Context::new(client.clone(), Some(store.clone())));
-
-    let ctx_for_http = ctx.clone();
-    let phase_store = store.clone();
+    let metrics = Arc::new(Metrics::default());
+    // The current term's Chaincode cache, for the phase gauges.
+    let cache: Arc<Mutex<Option<ChaincodeStore>>> = Arc::default();
+    let (http_metrics, http_cache) = (metrics.clone(), cache.clone());
     let app = server::router_with(health.clone(), move || {
-        ctx_for_http.metrics.count_phases(
-            phase_store
-                .state()
-                .iter()
-                .filter_map(|g| g.0.as_ref().ok()?.status.as_ref()?.phase),
-        );
-        ctx_for_http.metrics.render()
+        let store = http_cache.lock().ok().and_then(|c| c.clone());
+        if let Some(store) = store {
+            http_metrics.count_phases(
+                store
+                    .state()
+                    .iter()
+                    .filter_map(|g| g.0.as_ref().ok()?.status.as_ref()?.phase),
+            );
+        }
+        http_metrics.render()
     });
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             warn!(%error, "HTTP server stopped");
         }
     });
+
+    let (stop_tx, mut stop) = watch::channel(false);
+    tokio::spawn(async move {
+        terminate_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    if !wait_for_api(&api::<Chaincode>(&client, ns), &mut stop).await? {
+        return Ok(());
+    }
     // A follower is healthy and ready: it stands by.
     health.ready.store(true, Ordering::Relaxed);
 
-    let (lead_tx, mut lead_rx) = watch::channel(settings.election.is_none());
+    let (lead_tx, mut leading) = watch::channel(settings.election.is_none());
     let lease_name = settings
         .election
         .as_ref()
         .map(|e| e.lease_name.clone())
         .unwrap_or_default();
     if let Some(election) = settings.election.clone() {
-        tokio::spawn(leader::run(client.clone(), election, lead_tx));
+        tokio::spawn(leader::run(
+            client.clone(),
+            election,
+            lead_tx,
+            health.clone(),
+        ));
         info!(lease = %lease_name, "waiting for leadership");
-        while !*lead_rx.borrow_and_update() {
-            if lead_rx.changed().await.is_err() {
-                return Err(ControllerError::LostLeadership(lease_name));
+    }
+    loop {
+        tokio::select! {
+            won = leading.wait_for(|lead| *lead) => {
+                if won.is_err() {
+                    return Err(ControllerError::LostLeadership(lease_name));
+                }
             }
+            _ = stop.wait_for(|stopped| *stopped) => return Ok(()),
         }
         info!("leading; starting the controller");
+        let term = Term {
+            client: &client,
+            namespace: ns,
+            health: &health,
+            metrics: &metrics,
+            cache: &cache,
+        };
+        term.run(leading.clone(), stop.clone()).await;
+        if *stop.borrow() {
+            return Ok(());
+        }
+        warn!(lease = %lease_name, "lost leadership; reconciling stops until the lease is won back");
     }
+}
 
-    let owned =
-        watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
-    let jobs = watcher::Config::default().labels(&format!(
-        "app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component=build"
-    ));
-    let job_store = store.clone();
-    let mut lost = lead_rx.clone();
-    let lost_leadership = async move {
-        while lost.changed().await.is_ok() {
-            if !*lost.borrow() {
-                return;
-            }
+type ChaincodeStore = reflector::Store<DeserializeGuard<Chaincode>>;
+
+/// One leadership term: fresh watches and cache, reconciling until shutdown or lost leadership.
+struct Term<'a> {
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    health: &'a Arc<Health>,
+    metrics: &'a Arc<Metrics>,
+    cache: &'a Arc<Mutex<Option<ChaincodeStore>>>,
+}
+
+impl Term<'_> {
+    async fn run(self, mut leading: watch::Receiver<bool>, mut stop: watch::Receiver<bool>) {
+        let (client, ns) = (self.client, self.namespace);
+        // Each watch recovers on its own backoff and its errors stop there: the Controller's shared
+        // trigger backoff would otherwise pause every watch (and all reconciles) on one watch's
+        // error, e.g. the 410 Gone each watch gets when the API server restarts.
+        let chaincodes = api::<DeserializeGuard<Chaincode>>(client, ns);
+        let (store, writer) = reflector::store();
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some(store.clone());
         }
-    };
-    let (stop_tx, mut stop_rx) = watch::channel(false);
-    let shutdown = async move {
-        tokio::select! {
-            _ = lost_leadership => { let _ = stop_tx.send(true); }
-            _ = terminate_signal() => info!("shutting down"),
-        }
-    };
-    let pods = watcher(api::<Pod>(&client, ns), owned.clone())
-        .default_backoff()
-        .touched_objects();
-    let secrets = watcher(api::<Secret>(&client, ns), owned)
-        .default_backoff()
-        .touched_objects();
-    let build_jobs = watcher(api::<Job>(&client, ns), jobs)
-        .default_backoff()
-        .touched_objects();
-    controller
-        .owns_stream(recovering("pods", pods))
-        .owns_stream(recovering("secrets", secrets))
-        // Build Jobs are shared by content key and have no owner: map them to every Chaincode with it.
-        .watches_stream(recovering("jobs", build_jobs), move |job: Job| {
-            let state = job_store.state();
-            chaincodes_for_job(&job, state.iter().filter_map(|g| g.0.as_ref().ok()))
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile_guarded, reconcile::error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((object, _)) => tracing::debug!(%object, "reconciled"),
-                Err(error) => tracing::debug!(%error, "reconcile error"),
+        let watch_health = self.health.clone();
+        let main_watch = watcher(chaincodes, watcher::Config::default().any_semantic())
+            .backoff(watch_backoff())
+            .inspect(move |event| watch_health.observe_watch(event))
+            .reflect(writer)
+            .applied_objects();
+        let controller =
+            Controller::for_stream(recovering("chaincodes", main_watch), store.clone());
+        let ctx = Arc::new(
+            Context::new(client.clone(), Some(store.clone())).with_metrics(self.metrics.clone()),
+        );
+
+        let owned = watcher::Config::default()
+            .labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+        let jobs = watcher::Config::default().labels(&format!(
+            "app.kubernetes.io/managed-by={MANAGED_BY},app.kubernetes.io/component=build"
+        ));
+        let pods = watcher(api::<Pod>(client, ns), owned.clone())
+            .backoff(watch_backoff())
+            .touched_objects();
+        let secrets = watcher(api::<Secret>(client, ns), owned)
+            .backoff(watch_backoff())
+            .touched_objects();
+        let build_jobs = watcher(api::<Job>(client, ns), jobs)
+            .backoff(watch_backoff())
+            .touched_objects();
+        let job_store = store.clone();
+        let end_of_term = async move {
+            tokio::select! {
+                _ = leading.wait_for(|lead| !*lead) => {}
+                _ = stop.wait_for(|stopped| *stopped) => {}
             }
-        })
-        .await;
-    if *stop_rx.borrow_and_update() {
-        return Err(ControllerError::LostLeadership(lease_name));
+        };
+        controller
+            .owns_stream(recovering("pods", pods))
+            .owns_stream(recovering("secrets", secrets))
+            // Build Jobs are shared by content key and have no owner: map them to every Chaincode
+            // with it.
+            .watches_stream(recovering("jobs", build_jobs), move |job: Job| {
+                let state = job_store.state();
+                chaincodes_for_job(&job, state.iter().filter_map(|g| g.0.as_ref().ok()))
+            })
+            .graceful_shutdown_on(end_of_term)
+            .run(reconcile::reconcile_guarded, reconcile::error_policy, ctx)
+            .for_each(|result| async move {
+                match result {
+                    Ok((object, _)) => tracing::debug!(%object, "reconciled"),
+                    Err(error) => tracing::debug!(%error, "reconcile error"),
+                }
+            })
+            .await;
     }
-    Ok(())
 }
 
 /// Logs a watch's errors and drops them, so they never reach the Controller's shared trigger backoff;

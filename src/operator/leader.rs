@@ -1,5 +1,6 @@
 //! Leader election on a coordination.k8s.io/v1 Lease (kube 5 has none built in), so two replicas never
 //! reconcile at once. The decision is a pure function; the loop around it only reads and writes the Lease.
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -9,6 +10,8 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
+
+use super::server::Health;
 
 /// The Lease as the decision sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,17 +129,24 @@ pub async fn round(api: &Api<Lease>, e: &Election) -> Result<bool, kube::Error> 
 
 /// Runs the election forever; the watch channel says whether we lead. Leadership is dropped when
 /// renewing fails for longer than the lease, so a partitioned replica stops before another takes over.
-pub async fn run(client: Client, election: Election, leading: watch::Sender<bool>) {
+pub async fn run(
+    client: Client,
+    election: Election,
+    leading: watch::Sender<bool>,
+    health: Arc<Health>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &election.namespace);
     let mut last_success = tokio::time::Instant::now();
     loop {
         let lead = match round(&api, &election).await {
             Ok(lead) => {
                 last_success = tokio::time::Instant::now();
+                health.observe_lease(true);
                 lead
             }
             Err(error) => {
                 warn!(%error, "leader election round failed");
+                health.observe_lease(false);
                 *leading.borrow() && last_success.elapsed() < election.lease_duration
             }
         };

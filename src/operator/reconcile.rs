@@ -34,7 +34,8 @@ const IDLE_RECHECK: Duration = Duration::from_secs(300);
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
-    pub metrics: Metrics,
+    /// Shared by every leadership term of the process, so counters survive a lost lease.
+    pub metrics: Arc<Metrics>,
     /// The controller's Chaincode cache, to reuse images other Chaincodes already built.
     pub store: Option<Store<DeserializeGuard<Chaincode>>>,
 }
@@ -48,9 +49,15 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             store,
         }
+    }
+
+    /// Counts into `metrics` (the process's) instead of a fresh set.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 }
 

@@ -1,5 +1,5 @@
 //! The HTTP port: /healthz (process alive), /readyz (watching and leading, or standing by; not while
-//! the Chaincode watch fails), /metrics.
+//! the Chaincode watch or the Lease cannot reach the API server), /metrics.
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,10 +13,10 @@ use axum::routing::get;
 
 use super::metrics::Metrics;
 
-/// How long after its last error the Chaincode watch counts as failing when no event came since. A
-/// watch that recovers by reconnecting yields no event until something changes, and a failing one
-/// retries at least every 30 s (kube's default watcher backoff cap), so 45 s without an error means
-/// it is back.
+/// How long after its last error the API counts as failing when nothing succeeded since. A watch
+/// that recovers by reconnecting yields no event until something changes, and a failing one retries
+/// at least every 5 s (the controller's watch backoff cap) plus a connect timeout, so 45 s without
+/// an error means it is back.
 pub const WATCH_ERROR_WINDOW: Duration = Duration::from_secs(45);
 
 /// Shared between the controller and the HTTP handlers.
@@ -26,34 +26,41 @@ pub struct Health {
     pub ready: AtomicBool,
     /// When the Chaincode watch last failed, unless an event came since.
     watch_error_at: Mutex<Option<Instant>>,
+    /// When a Lease round last failed, unless one succeeded since.
+    lease_error_at: Mutex<Option<Instant>>,
 }
 
 impl Health {
     /// Follows the Chaincode watch: an error marks it failing, the next event (a relist included)
     /// marks it healthy. `410 Gone` is the normal end of a watch that the watcher relists from.
     pub fn observe_watch<T>(&self, result: &Result<T, kube::runtime::watcher::Error>) {
-        let failed_at = match result {
-            Ok(_) => None,
-            Err(error) if is_normal_watch_end(error) => None,
-            Err(_) => Some(Instant::now()),
+        let failed = match result {
+            Ok(_) => false,
+            Err(error) => !is_normal_watch_end(error),
         };
         if let Ok(mut at) = self.watch_error_at.lock() {
-            *at = failed_at;
+            *at = failed.then(Instant::now);
         }
     }
 
-    /// Whether the Chaincode watch is failing at `now` (nothing gets reconciled meanwhile).
-    pub fn watch_failing_at(&self, now: Instant) -> bool {
-        self.watch_error_at
-            .lock()
-            .ok()
-            .and_then(|at| *at)
-            .is_some_and(|at| now.saturating_duration_since(at) < WATCH_ERROR_WINDOW)
+    /// Follows the Lease rounds: a follower that cannot read or renew the Lease is not ready either.
+    pub fn observe_lease(&self, ok: bool) {
+        if let Ok(mut at) = self.lease_error_at.lock() {
+            *at = (!ok).then(Instant::now);
+        }
     }
 
-    /// Ready: started (or standing by) and the Chaincode watch is not failing.
+    /// Whether the Chaincode watch or the Lease is failing at `now` (nothing gets reconciled).
+    pub fn api_failing_at(&self, now: Instant) -> bool {
+        [&self.watch_error_at, &self.lease_error_at]
+            .iter()
+            .filter_map(|slot| *slot.lock().ok()?)
+            .any(|at| now.saturating_duration_since(at) < WATCH_ERROR_WINDOW)
+    }
+
+    /// Ready: started (or standing by) and the API is not failing.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed) && !self.watch_failing_at(Instant::now())
+        self.ready.load(Ordering::Relaxed) && !self.api_failing_at(Instant::now())
     }
 }
 
@@ -92,10 +99,10 @@ pub fn router_with(
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     if state.health.is_ready() {
         (StatusCode::OK, "ready")
-    } else if state.health.watch_failing_at(Instant::now()) {
+    } else if state.health.api_failing_at(Instant::now()) {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: the Chaincode watch is failing",
+            "not ready: the Kubernetes API is failing (Chaincode watch or Lease)",
         )
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
