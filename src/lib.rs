@@ -2,9 +2,11 @@
 //!
 //! - [`builders`]: Fabric chaincode packages in, build plans out.
 //! - [`endorser`]: the Fabric-wire endorser front end, chaincode stream, launcher and runtimes.
+//! - [`durable`]: files that survive a power cut (atomic writes, published trees).
 //! - [`operator`]: the `Chaincode` custom resource and its controller.
 pub mod builders;
 pub mod cli;
+pub mod durable;
 pub mod endorser;
 pub mod operator;
 pub mod proto;

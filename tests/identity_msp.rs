@@ -364,3 +364,25 @@ fn msp_folder_errors_name_the_problem() {
         IdentityError::KeyMismatch
     );
 }
+
+/// What a power cut used to leave (an MSP whose signcerts file came back empty) is found before
+/// anything loads it, and a fresh organisation replaces the whole directory.
+#[test]
+fn incomplete_crypto_is_detected_and_replaced_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("crypto");
+    let first = devcrypto::generate(&root, &DevCryptoSpec::default()).unwrap();
+    assert_eq!(first.paths.first_incomplete(), None);
+    assert!(!dir.path().join("crypto.partial").exists());
+
+    std::fs::write(&first.paths.endorser.cert, "").unwrap();
+    std::fs::write(root.join("stray"), "left over").unwrap();
+    assert_eq!(
+        first.paths.first_incomplete(),
+        Some(first.paths.endorser.cert.clone())
+    );
+    let second = devcrypto::generate(&root, &DevCryptoSpec::default()).unwrap();
+    assert_eq!(second.paths.first_incomplete(), None);
+    assert!(!root.join("stray").exists(), "replaced as a whole");
+    load_signing_identity("Org1MSP", &second.paths.endorser.dir).unwrap();
+}

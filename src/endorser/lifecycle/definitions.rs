@@ -225,22 +225,6 @@ fn check_name_and_version(def: &ChaincodeDefinition) -> Result<(), DefinitionErr
     Ok(())
 }
 
-/// Writes `bytes` to `path` so that readers see the old or the new content, never a mix.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    // The rename itself is durable once the directory entry is synced.
-    std::fs::File::open(dir)?.sync_all()
-}
-
 impl Definitions {
     /// Definitions kept in `path` (created on first change); loads what an earlier run saved.
     pub fn open(path: &Path) -> Result<Self, DefinitionError> {
@@ -288,9 +272,11 @@ impl Definitions {
                 path: path.clone(),
                 source: std::io::Error::other(e),
             })?;
-            write_atomically(path, &bytes).map_err(|source| DefinitionError::Save {
-                path: path.clone(),
-                source,
+            crate::durable::write_atomically(path, &bytes, None).map_err(|source| {
+                DefinitionError::Save {
+                    path: path.clone(),
+                    source,
+                }
             })?;
         }
         *state = next;

@@ -140,12 +140,7 @@ impl PackageStore {
         }
         let id = self.runtime.install(&self.work_dir, bytes, &self.limits)?;
         let file = self.dir.join(format!("{}.tar.gz", id.hash));
-        let tmp = self.dir.join(format!(".{}.tar.gz.tmp", id.hash));
-        write_synced(&tmp, bytes).map_err(io("writing", &tmp))?;
-        std::fs::rename(&tmp, &file).map_err(io("storing", &file))?;
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing", &self.dir))?;
+        crate::durable::write_atomically(&file, bytes, None).map_err(io("storing", &file))?;
         let package = InstalledPackage {
             package_id: id.to_string(),
             label: id.label,
@@ -181,11 +176,4 @@ impl InstalledPackage {
             .rsplit_once(':')
             .map_or(self.package_id.as_str(), |(_, hash)| hash)
     }
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }

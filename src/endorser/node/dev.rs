@@ -112,9 +112,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("dev directory {}", args.dir.display()))?;
 
     let paths = DevCryptoPaths::new(&dir.join("crypto"));
-    if paths.ca_cert.is_file() && paths.user.key.is_file() {
+    let incomplete = paths.first_incomplete();
+    if incomplete.is_none() {
         tracing::info!(dir = %paths.root.display(), "reusing development crypto");
     } else {
+        if let Some(missing) = incomplete.filter(|_| paths.root.exists()) {
+            // Left by a crash of an older version (files are published whole now): nothing can
+            // use it, so it is replaced; clients need the new credentials dev.json names.
+            tracing::warn!(dir = %paths.root.display(), missing = %missing.display(),
+                "development crypto is incomplete; generating new crypto");
+        }
         devcrypto::generate(
             &paths.root,
             &DevCryptoSpec {
@@ -178,7 +185,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     };
     let json = serde_json::to_string_pretty(&info).context("encoding dev.json")?;
     let dev_json = dir.join("dev.json");
-    std::fs::write(&dev_json, format!("{json}\n"))
+    crate::durable::write_atomically(&dev_json, format!("{json}\n").as_bytes(), None)
         .with_context(|| format!("writing {}", dev_json.display()))?;
     print_info(&info, &dev_json);
     serve_until_interrupted(node).await

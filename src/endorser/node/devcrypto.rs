@@ -15,7 +15,6 @@
 //! ```
 //!
 //! Private keys are written with mode 0600.
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -325,6 +324,27 @@ impl DevCryptoPaths {
         }
     }
 
+    /// The first file a complete organisation needs that is missing or empty (what a crash during
+    /// a write used to leave), or None.
+    pub fn first_incomplete(&self) -> Option<PathBuf> {
+        let mut files = vec![
+            self.ca_cert.clone(),
+            self.ca_key.clone(),
+            self.tls_ca_cert.clone(),
+            self.tls_ca_key.clone(),
+            self.tls_server_cert.clone(),
+            self.tls_server_key.clone(),
+            self.tls_root(),
+        ];
+        for msp in [&self.endorser, &self.admin, &self.user] {
+            files.push(msp.cert.clone());
+            files.push(msp.key.clone());
+        }
+        files
+            .into_iter()
+            .find(|f| std::fs::metadata(f).map_or(true, |m| !m.is_file() || m.len() == 0))
+    }
+
     /// The TLS root clients trust for the endorser's listener (a copy of the TLS CA).
     pub fn tls_root(&self) -> PathBuf {
         self.tls_server_cert.with_file_name("ca.crt")
@@ -345,27 +365,13 @@ pub struct DevCrypto {
 }
 
 fn write_file(path: &Path, contents: &[u8], secret: bool) -> Result<(), DevCryptoError> {
-    let io = |source| DevCryptoError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(io)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(if secret { 0o600 } else { 0o644 });
-        // An existing file keeps its mode on open; set it explicitly.
-        if path.exists() {
-            let mode = if secret { 0o600 } else { 0o644 };
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io)?;
+    let mode = if secret { 0o600 } else { 0o644 };
+    crate::durable::write_atomically(path, contents, Some(mode)).map_err(|source| {
+        DevCryptoError::Io {
+            path: path.to_path_buf(),
+            source,
         }
-    }
-    let mut file = options.open(path).map_err(io)?;
-    file.write_all(contents).map_err(io)
+    })
 }
 
 /// Fabric NodeOUs: the role of an identity is the OU of its certificate.
@@ -410,8 +416,28 @@ fn write_msp(
     )
 }
 
-/// Generates a fresh development organisation under `root` (replacing files already there).
+/// Generates a fresh development organisation in `root`, which it owns (what is there is replaced). The files are
+/// written under `root.partial` and published as a whole, so a crash leaves either no `root` or a
+/// complete one, never an MSP with an empty signcerts/.
 pub fn generate(root: &Path, spec: &DevCryptoSpec) -> Result<DevCrypto, DevCryptoError> {
+    let staging = crate::durable::sibling(root, ".partial");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DevCryptoError::Io { path, source }
+    };
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    let mut crypto = generate_into(&staging, spec)?;
+    if root.exists() {
+        std::fs::remove_dir_all(root).map_err(io(root))?;
+    }
+    crate::durable::publish(&staging, root).map_err(io(root))?;
+    crypto.paths = DevCryptoPaths::new(root);
+    Ok(crypto)
+}
+
+fn generate_into(root: &Path, spec: &DevCryptoSpec) -> Result<DevCrypto, DevCryptoError> {
     let paths = DevCryptoPaths::new(root);
     let domain = spec.domain.as_str();
     let ca = DevCa::generate(&format!("ca.{domain}"), domain)?;

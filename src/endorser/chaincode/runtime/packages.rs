@@ -12,8 +12,27 @@ use crate::builders::{
 use super::PackageInstaller;
 use super::process::ProcessRuntime;
 
-/// Marks a completely unpacked package: an interrupted unpack is redone, never reused.
+/// Marks a completely unpacked package and lists what it marks (the package id, then each file's
+/// size and path): an interrupted unpack, or a tree a crash left with empty files, is redone.
 const UNPACKED: &str = ".unpacked";
+
+fn manifest(package_id: &str, dir: &Path) -> std::io::Result<String> {
+    let mut text = format!("{package_id}\n");
+    for (path, size) in crate::durable::file_sizes(dir)? {
+        if path != UNPACKED {
+            text.push_str(&format!("{size} {path}\n"));
+        }
+    }
+    Ok(text)
+}
+
+/// Whether `dir` holds the complete unpack its marker describes.
+fn unpacked_intact(package_id: &str, dir: &Path) -> bool {
+    let Ok(marker) = std::fs::read_to_string(dir.join(UNPACKED)) else {
+        return false;
+    };
+    manifest(package_id, dir).is_ok_and(|now| now == marker)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
@@ -64,13 +83,21 @@ pub fn install_package(
         dir: dir.clone(),
         source,
     };
-    if !dir.join(UNPACKED).is_file() {
+    if !unpacked_intact(&package_id, &dir) {
         if dir.exists() {
+            tracing::warn!(dir = %dir.display(), "unpacked package is incomplete; unpacking again");
             std::fs::remove_dir_all(&dir).map_err(io)?;
         }
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        package.extract_code(&dir)?;
-        std::fs::write(dir.join(UNPACKED), package_id.as_bytes()).map_err(io)?;
+        // Unpacked beside and published whole: after a crash `dir` is complete or absent.
+        let partial = crate::durable::sibling(&dir, ".partial");
+        if partial.exists() {
+            std::fs::remove_dir_all(&partial).map_err(io)?;
+        }
+        std::fs::create_dir_all(&partial).map_err(io)?;
+        package.extract_code(&partial)?;
+        let marker = manifest(&package_id, &partial).map_err(io)?;
+        std::fs::write(partial.join(UNPACKED), marker).map_err(io)?;
+        crate::durable::publish(&partial, &dir).map_err(io)?;
     }
     let source = dir.join("src");
     if !source.join("package.json").is_file() {
@@ -123,9 +150,41 @@ mod tests {
             "module.exports = {};\n"
         );
         // A second install of the same bytes reuses the unpacked tree.
-        std::fs::write(unpacked.join("marker"), "kept").unwrap();
+        let modified = |path: &Path| std::fs::metadata(path).unwrap().modified().unwrap();
+        let first = modified(&unpacked.join("index.js"));
+        std::thread::sleep(std::time::Duration::from_millis(20));
         install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap();
-        assert!(unpacked.join("marker").is_file());
+        assert_eq!(
+            modified(&unpacked.join("index.js")),
+            first,
+            "unpacked again"
+        );
+    }
+
+    /// What a power cut leaves: the marker is there but a file came back empty. The tree is not
+    /// trusted; it is unpacked again.
+    #[test]
+    fn an_unpack_with_an_empty_file_is_redone() {
+        let src = tempfile::tempdir().unwrap();
+        node_source(src.path());
+        let bytes =
+            package_source_dir(src.path(), "node", "cc_1.0", None, &Limits::default()).unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let runtime = ProcessRuntime::new(ProcessRuntimeConfig::new(work.path()));
+        let id = install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap();
+        let unpacked = work.path().join("packages").join(&id.hash).join("src");
+        std::fs::write(unpacked.join("package.json"), "").unwrap();
+
+        install_package(&runtime, work.path(), &bytes, &Limits::default()).unwrap();
+        let json = std::fs::read_to_string(unpacked.join("package.json")).unwrap();
+        assert!(json.contains("fabric-chaincode-node"), "{json:?}");
+        assert!(
+            !work
+                .path()
+                .join("packages")
+                .join(format!("{}.partial", id.hash))
+                .exists()
+        );
     }
 
     #[test]

@@ -208,8 +208,14 @@ impl ProcessRuntime {
         tokio::fs::write(partial.join(BUILD_COMPLETE), b"")
             .await
             .map_err(RuntimeError::io("marking the build complete"))?;
-        tokio::fs::rename(&partial, &dir)
+        // Flushed before it is published: a crash leaves no build dir, or a complete one.
+        let (from, to) = (partial.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || crate::durable::publish(&from, &to))
             .await
+            .map_err(|e| RuntimeError::Build {
+                package_id: package_id.to_string(),
+                message: format!("publish task failed: {e}"),
+            })?
             .map_err(RuntimeError::io(format!(
                 "moving the build to {}",
                 dir.display()
