@@ -749,3 +749,49 @@ async fn startup_timeout_stops_a_chaincode_that_never_registers() {
     }
     assert!(!launcher.is_running(id));
 }
+
+/// An endorser that is SIGKILLed stops nothing: its chaincode (here the stubborn fixture, a parent
+/// that ignores SIGTERM and its child) lives on, disconnected. The next runtime on the same work
+/// directory kills all of it before launching anything; a runtime on another directory does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_an_earlier_run_left_behind_are_killed_at_the_next_start() {
+    logs();
+    let work = tempfile::tempdir().unwrap();
+    let first = runtime(work.path(), Duration::from_secs(5));
+    let id = "fixture-orphaned:1.0";
+    first.add_source(id, fixture_source(work.path(), "stubborn"));
+    first.launch(spec(id, 1)).await.unwrap();
+    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
+    wait_for_line(id, "CHILD PID ").await;
+    let pids: Vec<u32> = parent_line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{parent_line}");
+    // What a SIGKILL of the endorser amounts to: the runtime is gone without stopping anything.
+    std::mem::forget(first);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_eq!(
+        runtime(elsewhere.path(), Duration::from_secs(5)).reap_orphans(),
+        0
+    );
+    assert!(pids.iter().all(|pid| !process_is_gone(*pid)));
+
+    let next = runtime(work.path(), Duration::from_secs(5));
+    let killed = next.reap_orphans();
+    assert!(killed >= pids.len(), "killed {killed}");
+    for _ in 0..100 {
+        if pids.iter().all(|pid| process_is_gone(*pid)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for pid in pids {
+        assert!(
+            process_is_gone(pid),
+            "process {pid} of the earlier run survived"
+        );
+    }
+    assert_eq!(next.reap_orphans(), 0, "nothing left on a second look");
+}

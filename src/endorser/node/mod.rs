@@ -313,6 +313,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         }
         None => {
             let process = Arc::new(ProcessRuntime::new(config.runtime.clone()));
+            // The ledger lock is ours: whatever still runs from this work directory is an orphan.
+            process.reap_orphans();
             (Some(process.clone()), None, process.clone(), process)
         }
     };

@@ -102,6 +102,10 @@ struct Instance {
     stopping: Arc<AtomicBool>,
 }
 
+/// Set in the environment of every process this runtime starts (builds and chaincode; descendants
+/// inherit it) to the runtime's work directory: what an earlier run left behind is found by it.
+pub const OWNER_ENV: &str = "CHAINCODE_OPERATOR_WORK_DIR";
+
 /// Runs chaincode as local processes. Dropping it kills every instance still running.
 pub struct ProcessRuntime {
     config: ProcessRuntimeConfig,
@@ -303,7 +307,57 @@ impl ProcessRuntime {
             }
         }
         command.envs(plan.env.iter().map(|(k, v)| (k, v)));
+        command.env(OWNER_ENV, self.owner_tag());
         command
+    }
+
+    fn owner_tag(&self) -> PathBuf {
+        std::path::absolute(&self.config.work_dir).unwrap_or_else(|_| self.config.work_dir.clone())
+    }
+
+    /// Kills the processes an earlier run with this work directory left behind: an endorser that
+    /// was SIGKILLed (or lost power) stopped nothing, and its chaincode (npm, sh, node) lives on,
+    /// disconnected. Call it once the work directory is this process's (the ledger lock is held),
+    /// before the first launch. They are found by [`OWNER_ENV`] in /proc/PID/environ, which every
+    /// descendant inherits, rather than by recorded pids that a reboot may have handed to others.
+    /// Returns how many were killed.
+    pub fn reap_orphans(&self) -> usize {
+        let mut tag = OWNER_ENV.as_bytes().to_vec();
+        tag.push(b'=');
+        tag.extend_from_slice(self.owner_tag().as_os_str().as_encoded_bytes());
+        let me = std::process::id();
+        let mut killed = 0;
+        // A process may fork while we scan: scan until one pass finds none.
+        for _ in 0..10 {
+            let Ok(entries) = std::fs::read_dir("/proc") else {
+                return killed;
+            };
+            let orphans: Vec<i32> = entries
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| *pid as u32 != me)
+                .filter(|pid| {
+                    std::fs::read(format!("/proc/{pid}/environ"))
+                        .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == tag))
+                })
+                .collect();
+            if orphans.is_empty() {
+                break;
+            }
+            for pid in orphans {
+                if nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                work_dir = %self.config.work_dir.display(),
+                "killed chaincode processes an earlier run left behind"
+            );
+        }
+        killed
     }
 
     async fn write_launch_files(&self, spec: &LaunchSpec, dir: &Path) -> Result<(), RuntimeError> {
