@@ -406,3 +406,121 @@ async fn a_message_over_the_configured_limit_is_refused_before_decoding() {
         .next_good_one_is_endorsed_on_the_same_connection()
         .await;
 }
+
+/// Idle clients cannot use up the client port. Connections that send nothing hold every slot of
+/// a node capped at four; a real client then waits (it is not refused, and the node keeps running)
+/// until the first-byte deadline closes them, and is served. A connection that spoke HTTP/2 and
+/// went quiet is closed after the idle deadline. Before these limits, such connections stayed open
+/// forever and 1,005 of them used up `ulimit -n 1024`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_and_idle_connections_are_closed_and_capped() {
+    use chaincode_operator::endorser::identity::load_signing_identity;
+    use chaincode_operator::endorser::node::listener::ConnectionLimits;
+    use chaincode_operator::endorser::node::{self, NodeConfig, devcrypto};
+    use std::time::{Duration, Instant};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let crypto = devcrypto::generate(
+        &dir.path().join("crypto"),
+        &devcrypto::DevCryptoSpec::default(),
+    )
+    .unwrap();
+    let signing = load_signing_identity("Org1MSP", &crypto.paths.endorser.dir).unwrap();
+    let mut config = NodeConfig::local(
+        &dir.path().join("data"),
+        signing.clone(),
+        vec!["mychannel".to_string()],
+    );
+    config.organizations = vec![
+        chaincode_operator::endorser::identity::load_organization(
+            "Org1MSP",
+            &crypto.paths.endorser.dir,
+        )
+        .unwrap(),
+    ];
+    let first_byte = Duration::from_secs(1);
+    let idle = Duration::from_secs(2);
+    config.client_limits = ConnectionLimits {
+        max_connections: 4,
+        first_byte_timeout: first_byte,
+        idle_timeout: Some(idle),
+    };
+    let node = node::start(config).await.expect("node starts");
+    let address = node.address;
+
+    /// Reads until the server closes the connection; None if it is still open after `within`.
+    async fn closed_after(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<()> {
+        let mut buf = [0u8; 4096];
+        tokio::time::timeout(within, async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .ok()
+    }
+
+    let started = Instant::now();
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(address).await.unwrap());
+    }
+    // A garbage proposal gets an answer (an error) only once the client gets a slot.
+    let waiting_client = tokio::spawn(async move {
+        let mut client = EndorserClient::connect(format!("http://{address}"))
+            .await
+            .expect("connects");
+        let answer = client
+            .process_proposal(SignedProposal {
+                proposal_bytes: b"not a proposal".to_vec(),
+                signature: Vec::new(),
+            })
+            .await;
+        // Refused as a bad proposal: answered by the endorser, not a transport failure.
+        let refused = match answer {
+            Ok(response) => response.into_inner().response.map(|r| r.status),
+            Err(status) => Some(status.code() as i32),
+        };
+        (refused, Instant::now())
+    });
+    for stream in &mut silent {
+        assert!(
+            closed_after(stream, Duration::from_secs(20))
+                .await
+                .is_some(),
+            "a connection that sent nothing was not closed"
+        );
+    }
+    let (refused, at) = tokio::time::timeout(Duration::from_secs(20), waiting_client)
+        .await
+        .expect("the waiting client is served once the silent ones are closed")
+        .unwrap();
+    assert!(
+        refused.is_some_and(|code| code != tonic::Code::Unavailable as i32),
+        "{refused:?}"
+    );
+    assert!(
+        at.duration_since(started) >= first_byte,
+        "the fifth connection was served while four held every slot"
+    );
+
+    // HTTP/2 preface and an empty SETTINGS frame, then nothing: closed as idle, not before.
+    let mut quiet = tokio::net::TcpStream::connect(address).await.unwrap();
+    quiet
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let spoke = Instant::now();
+    assert!(
+        closed_after(&mut quiet, Duration::from_secs(20))
+            .await
+            .is_some(),
+        "an idle connection was not closed"
+    );
+    assert!(spoke.elapsed() >= idle / 2, "closed before it was idle");
+    node.shutdown().await;
+}

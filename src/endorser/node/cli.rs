@@ -15,6 +15,7 @@ use crate::endorser::chaincode::runtime::process::ProcessRuntimeArgs;
 use crate::endorser::identity::{
     Organization, SigningIdentity, load_organization, load_signing_identity,
 };
+use crate::endorser::node::listener::{self, ConnectionLimits};
 use crate::endorser::node::{self, NodeConfig, RunningNode, ServerTls};
 
 /// Which runtime launches chaincode.
@@ -85,6 +86,10 @@ pub struct ChaincodeArgs {
     /// Serve /healthz, /readyz and /metrics (chaincode launch metrics) over HTTP on this address.
     #[arg(long = "metrics-listen", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Open connections at most on each listener; more wait in the listen backlog (default:
+    /// 4096, or what the open-file limit leaves room for).
+    #[arg(long = "max-connections", value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -191,6 +196,12 @@ pub(crate) fn node_config(
     config.chaincode_plaintext = chaincode.launcher.plaintext;
     config.runtime = chaincode.process.config(&data_dir.join("chaincode"));
     config.metrics_listen = chaincode.metrics_listen;
+    let open_files = listener::raise_open_file_limit();
+    let max_connections = chaincode
+        .max_connections
+        .unwrap_or_else(|| listener::default_max_connections(open_files));
+    config.client_limits = ConnectionLimits::clients(max_connections);
+    config.chaincode_limits = ConnectionLimits::chaincode(max_connections);
     if chaincode.runtime == RuntimeKind::Kubernetes {
         config.kubernetes = Some(chaincode.kubernetes.config(
             chaincode.process.node_registry.clone(),

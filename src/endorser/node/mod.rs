@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod dev;
 pub mod devcrypto;
+pub mod listener;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,12 @@ use crate::endorser::identity::{Organization, SigningIdentity, TrustStore};
 use crate::endorser::ledger::WorldState;
 use crate::endorser::lifecycle::{LIFECYCLE_NAME, Lifecycle};
 use crate::endorser::proposal::ProposalValidator;
-use crate::endorser::services::endorse::{EndorserContext, EndorserService, incoming_no_delay};
+use crate::endorser::services::endorse::{EndorserContext, EndorserService};
 use crate::endorser::services::gateway::{GatewayConfig, GatewayService};
+use listener::{
+    ConnectionLimits, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_STREAMS_PER_CONNECTION,
+    TLS_HANDSHAKE_TIMEOUT, limited_incoming,
+};
 
 /// The client-facing listener's certificate and key (PEM).
 #[derive(Debug, Clone)]
@@ -83,6 +88,10 @@ pub struct NodeConfig {
     pub metrics_listen: Option<SocketAddr>,
     pub max_message_bytes: usize,
     pub execute_timeout: Duration,
+    /// Connection cap and read deadlines of the client port.
+    pub client_limits: ConnectionLimits,
+    /// The same for the chaincode port (no idle deadline).
+    pub chaincode_limits: ConnectionLimits,
 }
 
 impl NodeConfig {
@@ -105,6 +114,8 @@ impl NodeConfig {
             metrics_listen: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             execute_timeout: SupportConfig::default().execute_timeout,
+            client_limits: ConnectionLimits::clients(listener::default_max_connections(None)),
+            chaincode_limits: ConnectionLimits::chaincode(listener::default_max_connections(None)),
         }
     }
 }
@@ -390,14 +401,18 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .issue_listener(&chaincode_address)
             .context("issuing the chaincode listener certificate")?;
         chaincode_server = chaincode_server
-            .tls_config(ca.tonic_server_tls(&cert))
+            .tls_config(ca.tonic_server_tls(&cert).timeout(TLS_HANDSHAKE_TIMEOUT))
             .context("configuring TLS on the chaincode listener")?;
     }
     servers.spawn(
         chaincode_server
             .add_service(support.into_server())
             .serve_with_incoming_shutdown(
-                incoming_no_delay(chaincode_listener),
+                limited_incoming(
+                    chaincode_listener,
+                    "chaincode",
+                    config.chaincode_limits.clone(),
+                ),
                 until_shutdown(shutdown_rx.clone()),
             ),
     );
@@ -411,11 +426,20 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         },
     )
     .with_shutdown(shutdown_rx.clone());
-    let mut client_server = tonic::transport::Server::builder();
+    // Dead or silent clients are found by PING and dropped; one connection cannot open unbounded
+    // concurrent requests.
+    let mut client_server = tonic::transport::Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = &config.tls {
         let identity = tonic::transport::Identity::from_pem(&tls.cert_pem, &tls.key_pem);
         client_server = client_server
-            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .tls_config(
+                tonic::transport::ServerTlsConfig::new()
+                    .identity(identity)
+                    .timeout(TLS_HANDSHAKE_TIMEOUT),
+            )
             .context("configuring TLS on the client listener")?;
     }
     // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
@@ -425,7 +449,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             .add_service(EndorserService::shared(context.clone()).into_server())
             .add_service(gateway.into_server().max_decoding_message_size(limit))
             .serve_with_incoming_shutdown(
-                incoming_no_delay(listener),
+                limited_incoming(listener, "clients", config.client_limits.clone()),
                 until_shutdown(shutdown_rx.clone()),
             ),
     );
