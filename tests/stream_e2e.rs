@@ -471,3 +471,81 @@ async fn a_chaincode_killed_mid_transaction_is_relaunched_by_the_next_call() {
     assert_eq!(get.payload(), "b");
     peer.launcher.shutdown().await;
 }
+
+/// A chaincode stuck in a busy loop blocks every later call on it too. Through the endorser's
+/// runner (what Endorser and Gateway use), the transaction that times out fails with an error
+/// saying the chaincode was stopped; its processes are gone, and the next call runs on a fresh
+/// launch long before the loop would have ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chaincode_stuck_in_a_loop_is_stopped_and_the_next_call_relaunches_it() {
+    use chaincode_operator::endorser::chaincode::gate::LaunchingResolver;
+    use chaincode_operator::endorser::services::endorse::{ChaincodeRunner, RunError};
+
+    let mut options = PeerOptions::new(false);
+    options.execute_timeout = Duration::from_secs(3);
+    let peer = LaunchingPeer::start(options).await;
+    let pkg = "contractcc:e2e-spin";
+    peer.install("contractcc", pkg, &contract_source());
+    let runner = LaunchingResolver {
+        definitions: peer.definitions.clone(),
+        launcher: peer.launcher.clone(),
+    };
+    let w = &peer.world;
+    let warm = TxSimulator::new(w.clone(), CHANNEL, &next_txid());
+    runner
+        .run(request(
+            &warm,
+            "contractcc",
+            TxKind::Transaction,
+            &["put", "a", "b"],
+        ))
+        .await
+        .expect("the chaincode runs");
+    let stuck_group = chaincode_group(pkg);
+
+    let spin = TxSimulator::new(w.clone(), CHANNEL, &next_txid());
+    let res = runner
+        .run(request(
+            &spin,
+            "contractcc",
+            TxKind::Transaction,
+            &["spin", "600000"],
+        ))
+        .await;
+    let Err(RunError::Execute(err @ ExecuteError::TimedOutRestarted(_))) = &res else {
+        panic!("expected TimedOutRestarted, got {res:?}");
+    };
+    assert!(
+        err.to_string().contains("was stopped"),
+        "the caller is told: {err}"
+    );
+
+    let after = TxSimulator::new(w.clone(), CHANNEL, &next_txid());
+    let (_, outcome) = tokio::time::timeout(
+        Duration::from_secs(120),
+        runner.run(request(
+            &after,
+            "contractcc",
+            TxKind::Transaction,
+            &["spin", "0"],
+        )),
+    )
+    .await
+    .expect("the next call is not stuck behind the loop")
+    .expect("the next call succeeds");
+    assert_eq!(outcome.response.status, 200);
+    assert_eq!(outcome.response.payload, b"spun");
+    assert_ne!(chaincode_group(pkg), stuck_group, "a fresh launch");
+    // Stopped in the background: SIGTERM, then SIGKILL after the grace period.
+    let old_pgid = nix::unistd::Pid::from_raw(i32::try_from(stuck_group).unwrap());
+    let mut gone = false;
+    for _ in 0..300 {
+        gone = nix::sys::signal::killpg(old_pgid, None) == Err(nix::errno::Errno::ESRCH);
+        if gone {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the stuck processes are gone");
+    peer.launcher.shutdown().await;
+}

@@ -111,6 +111,13 @@ class E2EContract extends Contract {
         return Buffer.from(value).toString();
     }
 
+    // Blocks the event loop (a chaincode stuck in a loop): nothing else on this instance runs.
+    async spin(ctx, ms) {
+        const end = Date.now() + Number(ms);
+        while (Date.now() < end) { /* busy */ }
+        return 'spun';
+    }
+
     async sleep(ctx, ms) {
         await ctx.stub.putState('slept', Buffer.from('yes'));
         await new Promise((resolve) => setTimeout(resolve, Number(ms)));

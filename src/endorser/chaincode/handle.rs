@@ -44,6 +44,11 @@ pub enum ExecuteError {
     Duplicate { channel_id: String, txid: String },
     #[error("transaction timed out after {0:?} waiting for the chaincode")]
     Timeout(Duration),
+    #[error(
+        "transaction timed out after {0:?} waiting for the chaincode; it is presumed stuck and was \
+         stopped, and the next invoke starts it again"
+    )]
+    TimedOutRestarted(Duration),
     #[error("chaincode {0} stream closed before the transaction completed")]
     ChaincodeGone(String),
     #[error("chaincode returned an error: {0}")]
@@ -98,6 +103,13 @@ pub struct ChaincodeHandle {
     chaincode_id: Arc<str>,
     commands: mpsc::UnboundedSender<Input<TxCtx>>,
     execute_timeout: Duration,
+}
+
+impl ChaincodeHandle {
+    /// Whether both handles reach the same chaincode stream (the same instance).
+    pub fn same_stream(&self, other: &ChaincodeHandle) -> bool {
+        self.commands.same_channel(&other.commands)
+    }
 }
 
 impl std::fmt::Debug for ChaincodeHandle {

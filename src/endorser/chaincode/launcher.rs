@@ -343,6 +343,28 @@ impl<H: Clone> LaunchTable<H> {
         }
     }
 
+    /// Forgets the running launch of `package_id` if `is_it` recognises its handle and the
+    /// endorser started it (a dev-mode registration is the user's process, left alone). Returns
+    /// its launch id.
+    pub fn retire_running_if(
+        &mut self,
+        package_id: &str,
+        is_it: impl Fn(&H) -> bool,
+    ) -> Option<u64> {
+        match self.slots.get(package_id)? {
+            Slot::Running {
+                launch_id,
+                handle,
+                dev: false,
+            } if is_it(handle) => {
+                let launch_id = *launch_id;
+                self.slots.remove(package_id);
+                Some(launch_id)
+            }
+            _ => None,
+        }
+    }
+
     /// Refuses every further launch and REGISTER and hands back every current launch:
     /// (package id, launch id, whether it has a runtime instance to stop).
     pub fn shut_down(&mut self) -> Vec<(String, u64, bool)> {
@@ -690,6 +712,37 @@ impl<H: Clone + Send + Sync + 'static> Launcher<H> {
             launch_id,
         };
         stop_instance(self.shared.runtime.as_ref(), &key, StopReason::Retired).await;
+    }
+
+    /// A transaction on `package_id` timed out: the instance behind the handle `is_it`
+    /// recognises is presumed stuck, since a busy loop blocks every later call too. It is forgotten
+    /// at once, so the next invoke starts a fresh launch, and stopped in the background (SIGTERM,
+    /// then SIGKILL after the grace period). Returns false when that instance is no longer the
+    /// current launch or is a dev-mode registration, which is the user's process to restart.
+    pub fn restart_unresponsive(
+        &self,
+        package_id: &str,
+        is_it: impl Fn(&H) -> bool,
+        why: String,
+    ) -> bool {
+        let launch_id = {
+            let mut state = lock(&self.shared.state);
+            let Some(launch_id) = state.table.retire_running_if(package_id, is_it) else {
+                return false;
+            };
+            state.last_used.remove(package_id);
+            launch_id
+        };
+        tracing::warn!(package_id, launch_id, %why, "stopping an unresponsive chaincode");
+        let key = LaunchKey {
+            package_id: package_id.to_string(),
+            launch_id,
+        };
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            stop_instance(shared.runtime.as_ref(), &key, StopReason::Unresponsive(why)).await;
+        });
+        true
     }
 
     /// Stops every chaincode instance and refuses further launches and REGISTERs; callers still

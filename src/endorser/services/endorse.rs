@@ -71,7 +71,21 @@ impl ChaincodeRunner for LaunchingResolver {
                 version: definition.version,
                 ..ChaincodeId::default()
             };
-            let outcome = handle.execute(request).await?;
+            let outcome = match handle.execute(request).await {
+                Err(ExecuteError::Timeout(after)) => {
+                    let restarted = self.launcher.restart_unresponsive(
+                        &definition.package_id,
+                        |current| current.same_stream(&handle),
+                        format!("a transaction got no answer within {after:?}"),
+                    );
+                    return Err(RunError::Execute(if restarted {
+                        ExecuteError::TimedOutRestarted(after)
+                    } else {
+                        ExecuteError::Timeout(after)
+                    }));
+                }
+                other => other?,
+            };
             Ok((chaincode_id, outcome))
         })
     }

@@ -135,6 +135,9 @@ pub enum StopReason {
     Shutdown,
     /// No chaincode definition uses the package any more (a new definition replaced it).
     Retired,
+    /// A transaction timed out: the chaincode is presumed stuck (a busy loop blocks every later
+    /// call too) and is replaced by a fresh launch on the next invoke; the message says which.
+    Unresponsive(String),
 }
 
 /// Launches, stops and watches chaincode instances. Object-safe so the launcher can hold any runtime.

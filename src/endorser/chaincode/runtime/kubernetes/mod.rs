@@ -629,6 +629,12 @@ impl KubernetesRuntime {
                 .await;
                 false
             }
+            StopReason::Unresponsive(message) => {
+                // The next invoke applies the next launch attempt, which replaces the Pod.
+                self.apply_registered(&state, false, "Unresponsive", message)
+                    .await;
+                false
+            }
             StopReason::LaunchFailed(message) => {
                 self.metrics.failures.inc();
                 if message.contains("startup timeout") {
