@@ -75,6 +75,7 @@ impl LaunchingPeer {
             resolver,
             SupportConfig {
                 execute_timeout: options.execute_timeout,
+                ..SupportConfig::default()
             },
         );
         let mut server = tonic::transport::Server::builder();

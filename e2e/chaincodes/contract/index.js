@@ -111,6 +111,12 @@ class E2EContract extends Contract {
         return Buffer.from(value).toString();
     }
 
+    // A value of `bytes` bytes: for the chaincode stream's message limit.
+    async putSized(ctx, key, bytes) {
+        await ctx.stub.putState(key, Buffer.alloc(Number(bytes), 'x'));
+        return 'stored';
+    }
+
     // Blocks the event loop (a chaincode stuck in a loop): nothing else on this instance runs.
     async spin(ctx, ms) {
         const end = Date.now() + Number(ms);

@@ -34,13 +34,29 @@ use crate::proto::protos::{ChaincodeMessage, StateMetadata, StateMetadataResult}
 pub struct SupportConfig {
     /// How long a transaction may run before it fails with a timeout (Fabric: 30 s).
     pub execute_timeout: Duration,
+    /// Largest message a chaincode may send (Fabric: 100 MiB, as for proposals). A larger one
+    /// fails its transaction only; the stream itself takes up to twice this, so only a message
+    /// beyond that closes it (Fabric's peer closes the stream at the limit itself).
+    pub max_message_bytes: usize,
 }
+
+/// The chaincode stream's message limit: what a proposal may carry (the client port's limit).
+pub const DEFAULT_MAX_CHAINCODE_MESSAGE_BYTES: usize = 100 * 1024 * 1024;
 
 impl Default for SupportConfig {
     fn default() -> Self {
         Self {
             execute_timeout: DEFAULT_EXECUTE_TIMEOUT,
+            max_message_bytes: DEFAULT_MAX_CHAINCODE_MESSAGE_BYTES,
         }
+    }
+}
+
+impl SupportConfig {
+    /// What the transport takes before the stream itself fails: twice the message limit, so a
+    /// message somewhat over the limit reaches the handler and fails only its transaction.
+    pub fn transport_limit(&self) -> usize {
+        self.max_message_bytes.saturating_mul(2)
     }
 }
 
@@ -83,7 +99,10 @@ impl ChaincodeSupportService {
     }
 
     pub fn into_server(self) -> ChaincodeSupportServer<Self> {
+        let limit = self.config.transport_limit();
         ChaincodeSupportServer::new(self)
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(limit)
     }
 }
 
@@ -132,7 +151,7 @@ impl StreamTask {
         mut shutdown: Option<watch::Receiver<bool>>,
     ) {
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Input<TxCtx>>();
-        let mut handler = Handler::<TxCtx>::new();
+        let mut handler = Handler::<TxCtx>::new().with_message_limit(self.config.max_message_bytes);
         let out = self.out.clone();
         loop {
             let input = tokio::select! {

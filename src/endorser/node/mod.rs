@@ -392,6 +392,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         resolver,
         SupportConfig {
             execute_timeout: config.execute_timeout,
+            max_message_bytes: config.max_message_bytes,
         },
     )
     .with_shutdown(shutdown_rx.clone());

@@ -182,6 +182,8 @@ struct InFlight<C> {
 pub struct Handler<C> {
     state: HandlerState,
     in_flight: HashMap<TxKey, InFlight<C>>,
+    /// Largest message a ready chaincode may send; a larger one fails its transaction only.
+    max_message_bytes: usize,
 }
 
 impl<C: Clone> Default for Handler<C> {
@@ -221,7 +223,14 @@ impl<C: Clone> Handler<C> {
         Self {
             state: HandlerState::Created,
             in_flight: HashMap::new(),
+            max_message_bytes: usize::MAX,
         }
+    }
+
+    /// Fails the transaction of any message over `limit` bytes (encoded) instead of handling it.
+    pub fn with_message_limit(mut self, limit: usize) -> Self {
+        self.max_message_bytes = limit;
+        self
     }
 
     pub fn state(&self) -> &HandlerState {
@@ -397,6 +406,10 @@ impl<C: Clone> Handler<C> {
             channel_id: msg.channel_id.clone(),
             txid: msg.txid.clone(),
         };
+        let size = msg.encoded_len();
+        if size > self.max_message_bytes {
+            return self.on_oversized(kind, key, size, msg.r#type);
+        }
         match kind {
             Some(Type::Keepalive) => Vec::new(),
             Some(Type::Register) => self.protocol_error("REGISTER received twice".into()),
@@ -436,6 +449,37 @@ impl<C: Clone> Handler<C> {
                     Err(text) => vec![Output::Send(reply_error(&key, &text))],
                 }
             }
+        }
+    }
+
+    /// A message over the limit fails its own transaction and nothing else: a state request gets
+    /// ERROR (the shim's call rejects with the text, so the chaincode can report it), a COMPLETED
+    /// or ERROR ends the transaction with the text. The stream and other transactions go on.
+    fn on_oversized(
+        &mut self,
+        kind: Option<Type>,
+        key: TxKey,
+        size: usize,
+        raw_type: i32,
+    ) -> Vec<Output<C>> {
+        let text = format!(
+            "{} message of {size} bytes exceeds the peer's limit of {} bytes",
+            type_name(raw_type),
+            self.max_message_bytes
+        );
+        match kind {
+            Some(Type::Completed) | Some(Type::Error) => match self.in_flight.remove(&key) {
+                Some(flight) => vec![Output::Finished {
+                    key,
+                    ctx: flight.ctx,
+                    result: Err(TxFailure::Protocol(text)),
+                }],
+                None => vec![Output::Warn(format!(
+                    "{text} (transaction {}/{} is not in flight)",
+                    key.channel_id, key.txid
+                ))],
+            },
+            _ => vec![Output::Send(reply_error(&key, &text))],
         }
     }
 

@@ -544,3 +544,60 @@ fn decodes_range_paging_history_metadata_and_invoke() {
     };
     assert!(decode_state_request(Some(Type::PutStateMetadata), &meta.encode_to_vec()).is_err());
 }
+
+#[test]
+fn an_oversized_message_fails_only_its_transaction() {
+    let mut h = H::new().with_message_limit(1024);
+    h.handle(Input::FromChaincode(register("mycc:1.0")));
+    h.handle(Input::Authorized(Ok(())));
+    h.handle(start("t1", 1));
+    h.handle(start("t2", 2));
+    let put = PutState {
+        key: "big".into(),
+        value: vec![7; 2000],
+        collection: String::new(),
+    };
+    let out = h.handle(Input::FromChaincode(msg(
+        Type::PutState,
+        "t1",
+        put.encode_to_vec(),
+    )));
+    let replies = sent(&out);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0].0, Type::Error);
+    assert!(
+        replies[0].1.starts_with("PUT_STATE message of ")
+            && replies[0]
+                .1
+                .ends_with("exceeds the peer's limit of 1024 bytes"),
+        "{}",
+        replies[0].1
+    );
+    assert!(!closes(&out));
+    assert_eq!(h.in_flight(), 2, "the chaincode may still complete t1");
+
+    let big_response = Response {
+        status: 200,
+        payload: vec![1; 2000],
+        ..Default::default()
+    };
+    let out = h.handle(Input::FromChaincode(msg(
+        Type::Completed,
+        "t2",
+        big_response.encode_to_vec(),
+    )));
+    assert!(
+        matches!(&out[..], [Output::Finished { ctx: 2, result: Err(TxFailure::Protocol(m)), .. }] if m.starts_with("COMPLETED message of "))
+    );
+    // A message within the limit is handled as always.
+    let out = h.handle(Input::FromChaincode(msg(
+        Type::GetState,
+        "t1",
+        GetState {
+            key: "k".into(),
+            collection: String::new(),
+        }
+        .encode_to_vec(),
+    )));
+    assert!(matches!(&out[..], [Output::State { .. }]), "{out:?}");
+}
