@@ -3,6 +3,7 @@
 //! `dev` adds generated crypto and installs and defines one chaincode (see `dev.rs`).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -86,6 +87,10 @@ pub struct ChaincodeArgs {
     /// Serve /healthz, /readyz and /metrics (chaincode launch metrics) over HTTP on this address.
     #[arg(long = "metrics-listen", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a transaction may run in the chaincode before it fails (Fabric's
+    /// chaincode.executetimeout); the chaincode is then presumed stuck and restarted.
+    #[arg(long = "chaincode-execute-timeout", value_name = "SECONDS", default_value_t = 30)]
+    pub execute_timeout_secs: u64,
     /// Open connections at most on each listener; more wait in the listen backlog (default:
     /// 4096, or what the open-file limit leaves room for).
     #[arg(long = "max-connections", value_name = "N")]
@@ -196,6 +201,7 @@ pub(crate) fn node_config(
     config.chaincode_plaintext = chaincode.launcher.plaintext;
     config.runtime = chaincode.process.config(&data_dir.join("chaincode"));
     config.metrics_listen = chaincode.metrics_listen;
+    config.execute_timeout = Duration::from_secs(chaincode.execute_timeout_secs.max(1));
     let open_files = listener::raise_open_file_limit();
     let max_connections = chaincode
         .max_connections
