@@ -348,6 +348,38 @@ impl ChannelLog {
         Ok(())
     }
 
+    /// Whether an append failed and the log refuses appends until [`ChannelLog::recover`].
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Makes a poisoned log usable again once the cause (a full or read-only disk) is gone: cuts
+    /// the file back to the last block that was durably appended (the failed append's submitters
+    /// were told it failed, so it must never turn up later), then reopens it and checks it holds
+    /// exactly the blocks it held before. Fails, leaving the log poisoned, while the cause lasts.
+    pub fn recover(&mut self) -> Result<(), BlockLogError> {
+        if !self.poisoned {
+            return Ok(());
+        }
+        self.file
+            .set_len(self.end)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| self.io(e))?;
+        let (fresh, _) = ChannelLog::open(&self.path)?;
+        if fresh.height() != self.height() || fresh.last_hash != self.last_hash {
+            return Err(BlockLogError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other(format!(
+                    "after a failed append the log holds {} blocks, expected {}",
+                    fresh.height(),
+                    self.height()
+                )),
+            });
+        }
+        *self = fresh;
+        Ok(())
+    }
+
     /// The blocks from number `start` to the end of the log.
     pub fn read_from(&self, start: u64) -> Result<Vec<Block>, BlockLogError> {
         self.read_range(start, u64::MAX)
@@ -416,6 +448,64 @@ impl LogRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 256 KiB tmpfs mounted at a fresh directory (root only), unmounted on drop.
+    struct SmallDisk(tempfile::TempDir);
+
+    impl SmallDisk {
+        fn mount() -> Option<SmallDisk> {
+            let dir = tempfile::tempdir().ok()?;
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+                .arg(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            mounted.then_some(SmallDisk(dir))
+        }
+    }
+
+    impl Drop for SmallDisk {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+        }
+    }
+
+    /// ENOSPC during an append: that append fails and poisons the log; once space is freed the
+    /// log recovers without a restart, the failed block never appears, and the next one follows.
+    #[test]
+    fn a_log_recovers_from_a_full_disk_once_space_is_freed() {
+        let Some(disk) = SmallDisk::mount() else {
+            eprintln!("skipped: mounting a tmpfs needs root");
+            return;
+        };
+        let path = disk.0.path().join("ch.log");
+        let (mut log, _) = ChannelLog::open(&path).unwrap();
+        log.append(&block_after(&log, &[b"first"])).unwrap();
+        // Fill the disk up, leaving less than a block.
+        let filler = disk.0.path().join("filler");
+        let mut file = File::create(&filler).unwrap();
+        let chunk = vec![0u8; 4096];
+        while file.write_all(&chunk).and_then(|()| file.sync_all()).is_ok() {}
+        drop(file);
+        let big = vec![7u8; 64 * 1024];
+        let failed = log.append(&block_after(&log, &[&big]));
+        assert!(failed.is_err(), "the disk is full");
+        assert!(log.is_poisoned());
+        assert!(log.recover().is_ok() || log.is_poisoned());
+
+        std::fs::remove_file(&filler).unwrap();
+        log.recover().expect("recovers once space is freed");
+        assert!(!log.is_poisoned());
+        assert_eq!(log.height(), 1, "the failed block is not in the log");
+        log.append(&block_after(&log, &[b"second"])).unwrap();
+        drop(log);
+        let (reopened, recovery) = ChannelLog::open(&path).unwrap();
+        assert_eq!(reopened.height(), 2);
+        assert_eq!(recovery.truncated_bytes, 0);
+        let blocks = reopened.read_from(0).unwrap();
+        assert_eq!(blocks[1].data.as_ref().unwrap().data[0], b"second");
+    }
 
     fn block_after(log: &ChannelLog, txs: &[&[u8]]) -> Block {
         let codes = vec![TxValidationCode::Valid; txs.len()];

@@ -616,6 +616,12 @@ impl Inner {
         batch: &[Pending],
     ) -> Result<Vec<TxStatus>, CommitError> {
         let name = channel.name.as_str();
+        // An earlier append failed (disk full or read-only): try again now rather than refuse
+        // every submit until a restart.
+        if log.is_poisoned() {
+            log.recover()?;
+            tracing::info!(channel = name, "block log recovered after a failed append");
+        }
         // A block logged but not applied (a failed apply earlier) goes first.
         self.index_and_catch_up(name, log, false)?;
         let number = log.height();
