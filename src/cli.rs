@@ -45,3 +45,43 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => crate::endorser::node::cli::dev(args),
     }
 }
+
+/// The error and its causes on one line, each said once. Many errors already include their
+/// cause's text (`…: {source}`), which `{:#}` would print a second time.
+pub fn describe_error(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod describe_tests {
+    use super::describe_error;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("reading the package: {source}")]
+    struct Wraps {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::other("invalid gzip header");
+        let error = anyhow::Error::new(Wraps { source: io }).context("package x.tar.gz rejected");
+        assert_eq!(
+            describe_error(&error),
+            "package x.tar.gz rejected: reading the package: invalid gzip header"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(describe_error(&plain), "outer: inner");
+    }
+}

@@ -5,7 +5,7 @@ fn main() -> std::process::ExitCode {
     match chaincode_operator::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", chaincode_operator::cli::describe_error(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -124,3 +124,36 @@ async fn endorser_endorses_over_tls_and_gates_chaincode_registration() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// A port in use is named with the flag that moves it, for each listener, and the process exits
+/// non-zero instead of serving half of its services.
+#[tokio::test]
+async fn a_port_in_use_names_the_flag_that_changes_it() {
+    let work = tempfile::tempdir().unwrap();
+    let crypto = devcrypto::generate(&work.path().join("crypto"), &DevCryptoSpec::default())
+        .expect("dev crypto");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    for (flag, other) in [
+        ("--listen", "--chaincode-listen"),
+        ("--chaincode-listen", "--listen"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+            .arg("endorser")
+            .args([flag, &port, other, "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(work.path().join(format!("data{flag}")))
+            .arg("--msp-dir")
+            .arg(&crypto.paths.endorser.dir)
+            .env("RUST_LOG", "error")
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(
+            stderr.contains("the port is in use") && stderr.contains(&format!("with {flag} ")),
+            "{flag}: {stderr}"
+        );
+    }
+}

@@ -162,3 +162,22 @@ fn a_build_job_wakes_every_chaincode_of_its_content_key_in_its_namespace() {
         vec!["fabric/peer0".to_string(), "fabric/peer1".to_string()]
     );
 }
+
+/// With no kubeconfig and no cluster around, `controller` says what to do in one sentence instead
+/// of kube's three inference errors.
+#[test]
+fn controller_without_any_kubernetes_configuration_says_what_to_set() {
+    let home = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+        .args(["controller", "--http-addr", "127.0.0.1:0"])
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("set KUBECONFIG"), "{stderr}");
+    assert_eq!(stderr.matches("KUBECONFIG").count(), 1, "{stderr}");
+    assert!(!stderr.to_lowercase().contains("infer"), "{stderr}");
+}

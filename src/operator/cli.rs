@@ -48,6 +48,23 @@ fn init_logging(json: bool) {
     };
 }
 
+/// Why no client could be made. With nothing to read, kube's error lists every place it looked
+/// (three inference errors); one sentence says what to do instead.
+fn no_kubernetes(error: &kube::Error) -> anyhow::Error {
+    let kubeconfig = std::env::var_os("KUBECONFIG").is_some()
+        || std::env::var_os("HOME")
+            .is_some_and(|home| std::path::Path::new(&home).join(".kube/config").exists());
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    if kubeconfig || in_cluster {
+        anyhow::anyhow!("cannot use the Kubernetes configuration: {error}")
+    } else {
+        anyhow::anyhow!(
+            "no Kubernetes configuration: set KUBECONFIG (or create ~/.kube/config), or run the \
+             controller in a cluster with a ServiceAccount"
+        )
+    }
+}
+
 pub fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     init_logging(args.log_json);
     let identity = args
@@ -70,7 +87,7 @@ pub fn controller(args: ControllerArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let client = kube::Client::try_default()
             .await
-            .context("no Kubernetes configuration found (kubeconfig or in-cluster)")?;
+            .map_err(|error| no_kubernetes(&error))?;
         controller::run(client, settings).await?;
         anyhow::Ok(())
     })?;

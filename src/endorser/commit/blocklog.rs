@@ -467,7 +467,9 @@ mod tests {
 
     impl Drop for SmallDisk {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(self.0.path()).status();
+            let _ = std::process::Command::new("umount")
+                .arg(self.0.path())
+                .status();
         }
     }
 
@@ -486,7 +488,11 @@ mod tests {
         let filler = disk.0.path().join("filler");
         let mut file = File::create(&filler).unwrap();
         let chunk = vec![0u8; 4096];
-        while file.write_all(&chunk).and_then(|()| file.sync_all()).is_ok() {}
+        while file
+            .write_all(&chunk)
+            .and_then(|()| file.sync_all())
+            .is_ok()
+        {}
         drop(file);
         let big = vec![7u8; 64 * 1024];
         let failed = log.append(&block_after(&log, &[&big]));

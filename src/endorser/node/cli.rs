@@ -3,8 +3,8 @@
 //! `dev` adds generated crypto and installs and defines one chaincode (see `dev.rs`).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -89,7 +89,11 @@ pub struct ChaincodeArgs {
     pub metrics_listen: Option<SocketAddr>,
     /// How long a transaction may run in the chaincode before it fails (Fabric's
     /// chaincode.executetimeout); the chaincode is then presumed stuck and restarted.
-    #[arg(long = "chaincode-execute-timeout", value_name = "SECONDS", default_value_t = 30)]
+    #[arg(
+        long = "chaincode-execute-timeout",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
     pub execute_timeout_secs: u64,
     /// Open connections at most on each listener; more wait in the listen backlog (default:
     /// 4096, or what the open-file limit leaves room for).

@@ -120,6 +120,19 @@ impl NodeConfig {
     }
 }
 
+/// A listen error that says which flag moves the port: "address in use" alone sends a newcomer
+/// looking for what else runs (often another endorser or a Fabric peer on 7051/7052).
+fn bind_error(error: std::io::Error, addr: SocketAddr, what: &str, flag: &str) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "cannot listen for {what} on {addr}: the port is in use (another endorser, dev or \
+             Fabric peer?); choose another with {flag} HOST:PORT"
+        )
+    } else {
+        anyhow::anyhow!("cannot listen for {what} on {addr} ({flag}): {error}")
+    }
+}
+
 /// A started node. Dropping it does not stop it: call [`RunningNode::shutdown`].
 pub struct RunningNode {
     /// Where clients reach Endorser and Gateway.
@@ -247,7 +260,7 @@ async fn serve_metrics(
     });
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("listening for metrics on {listen}"))?;
+        .map_err(|e| bind_error(e, listen, "metrics", "--metrics-listen"))?;
     let address = listener
         .local_addr()
         .context("reading the metrics address")?;
@@ -288,7 +301,14 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
 
     let chaincode_listener = tokio::net::TcpListener::bind(config.chaincode_listen)
         .await
-        .with_context(|| format!("listening for chaincode on {}", config.chaincode_listen))?;
+        .map_err(|e| {
+            bind_error(
+                e,
+                config.chaincode_listen,
+                "the chaincode stream",
+                "--chaincode-listen",
+            )
+        })?;
     let chaincode_local = chaincode_listener
         .local_addr()
         .context("reading the chaincode listen address")?;
@@ -298,7 +318,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         .unwrap_or_else(|| chaincode_local.to_string());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("listening on {}", config.listen))?;
+        .map_err(|e| bind_error(e, config.listen, "clients", "--listen"))?;
     let address = listener
         .local_addr()
         .context("reading the listen address")?;
