@@ -16,6 +16,7 @@ use base64::Engine;
 use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::chaincode::handler::Completion;
 use chaincode_operator::endorser::commit::blocklog::block_header_hash;
+use chaincode_operator::endorser::commit::genesis::is_config_block;
 use chaincode_operator::endorser::commit::{
     CommitError, Committer, CommitterConfig, EndorsementPolicy, EnvelopeError, RequiredOrgs,
     SubmitError, TxStatus, build_transaction,
@@ -131,6 +132,8 @@ impl Peer {
         let world = WorldState::open(&world_path(dir.path())).unwrap();
         let committer =
             Committer::open(&blocks_dir(dir.path()), world.clone(), org.trust.clone()).unwrap();
+        // As a node does for its channels: block 0 is the channel's config block.
+        committer.create_channel(CHANNEL).unwrap();
         let endorser = endorser_context(&org, &world, &org.endorser);
         Peer {
             org,
@@ -244,7 +247,8 @@ async fn a_valid_transaction_commits_and_its_write_is_read_with_its_version() {
         .await;
     assert_eq!(peer.committer.status(CHANNEL, &tx_id), None);
     let status = peer.committer.submit(envelope.clone()).await.unwrap();
-    assert_eq!(status, valid(0));
+    // Block 0 is the channel's config block; transactions start at block 1.
+    assert_eq!(status, valid(1));
     assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(status));
     assert_eq!(peer.committer.wait_status(CHANNEL, &tx_id).await, status);
     assert_eq!(
@@ -252,14 +256,14 @@ async fn a_valid_transaction_commits_and_its_write_is_read_with_its_version() {
         Some((
             b"v1".to_vec(),
             Version {
-                block_num: 0,
+                block_num: 1,
                 tx_num: 0
             }
         ))
     );
 
     let block = blocks.recv().await.unwrap();
-    assert_eq!((block.channel.as_str(), block.number), (CHANNEL, 0));
+    assert_eq!((block.channel.as_str(), block.number), (CHANNEL, 1));
     assert_eq!(block.txs.len(), 1);
     assert_eq!(block.txs[0].tx_id, tx_id);
     assert_eq!(block.txs[0].code, TxValidationCode::Valid);
@@ -272,15 +276,26 @@ async fn a_valid_transaction_commits_and_its_write_is_read_with_its_version() {
         (event.chaincode_id.as_str(), event.tx_id.as_str()),
         ("basic", tx_id.as_str())
     );
-    assert_eq!(peer.committer.blocks_from(CHANNEL, 0).unwrap(), vec![block]);
+    assert_eq!(peer.committer.blocks_from(CHANNEL, 1).unwrap(), vec![block]);
+    // The config block holds no chaincode transaction.
+    assert!(
+        peer.committer.blocks_from(CHANNEL, 0).unwrap()[0]
+            .txs
+            .is_empty()
+    );
 
     // The logged Fabric block holds the envelope as submitted and its validation code.
     let raw = peer.committer.raw_blocks_from(CHANNEL, 0).unwrap();
+    assert!(is_config_block(&raw[0]));
     assert_eq!(
-        raw[0].data.as_ref().unwrap().data,
+        raw[1].data.as_ref().unwrap().data,
         vec![envelope.encode_to_vec()]
     );
-    assert_eq!(raw[0].metadata.as_ref().unwrap().metadata[2], vec![0]);
+    assert_eq!(raw[1].metadata.as_ref().unwrap().metadata[2], vec![0]);
+    assert_eq!(
+        raw[1].header.as_ref().unwrap().previous_hash,
+        block_header_hash(raw[0].header.as_ref().unwrap())
+    );
 }
 
 #[tokio::test]
@@ -295,7 +310,7 @@ async fn a_waiter_is_woken_when_the_transaction_commits() {
         .await
         .expect("woken")
         .unwrap();
-    assert_eq!(status, valid(0));
+    assert_eq!(status, valid(1));
 }
 
 #[tokio::test]
@@ -303,14 +318,14 @@ async fn the_second_of_two_transactions_endorsed_on_the_same_read_is_an_mvcc_con
     let peer = Peer::start();
     let (_, first) = peer.transaction(&[b"put", b"k", b"v0"]).await;
     peer.committer.submit(first).await.unwrap();
-    // Both read k at version (0, 0).
+    // Both read k at version (1, 0).
     let (_, a) = peer.transaction(&[b"update", b"k", b"from-a"]).await;
     let (b_id, b) = peer.transaction(&[b"update", b"k", b"from-b"]).await;
-    assert_eq!(peer.committer.submit(a).await.unwrap(), valid(1));
+    assert_eq!(peer.committer.submit(a).await.unwrap(), valid(2));
     assert_eq!(
         peer.committer.submit(b).await.unwrap(),
         TxStatus {
-            block_number: 2,
+            block_number: 3,
             code: TxValidationCode::MvccReadConflict
         }
     );
@@ -323,13 +338,13 @@ async fn the_second_of_two_transactions_endorsed_on_the_same_read_is_an_mvcc_con
         Some((
             b"from-a".to_vec(),
             Version {
-                block_num: 1,
+                block_num: 2,
                 tx_num: 0
             }
         ))
     );
     // The conflicting transaction is in the log all the same, with its code.
-    let block = &peer.committer.blocks_from(CHANNEL, 2).unwrap()[0];
+    let block = &peer.committer.blocks_from(CHANNEL, 3).unwrap()[0];
     assert_eq!(block.txs[0].code, TxValidationCode::MvccReadConflict);
     assert!(block.txs[0].chaincode_events.is_empty());
 }
@@ -397,6 +412,7 @@ async fn concurrent_submits_each_get_the_status_the_log_records() {
 async fn a_bad_creator_signature_or_tampered_payload_is_refused_and_logs_nothing() {
     let peer = Peer::start();
     let (tx_id, envelope) = peer.transaction(&[b"put", b"k", b"original"]).await;
+    let log_len = peer.log_len();
 
     let mut bad_signature = envelope.clone();
     bad_signature.signature = peer.org.user.sign(b"something else");
@@ -431,12 +447,12 @@ async fn a_bad_creator_signature_or_tampered_payload_is_refused_and_logs_nothing
         Err(SubmitError::Refused(EnvelopeError::Malformed { .. }))
     ));
 
-    assert_eq!(peer.log_len(), 0, "nothing appended");
-    assert_eq!(peer.committer.height(CHANNEL), 0);
+    assert_eq!(peer.log_len(), log_len, "nothing appended");
+    assert_eq!(peer.committer.height(CHANNEL), 1);
     assert_eq!(peer.committer.status(CHANNEL, &tx_id), None);
     assert_eq!(peer.value("k"), None);
     // The genuine envelope still commits afterwards.
-    assert_eq!(peer.committer.submit(envelope).await.unwrap(), valid(0));
+    assert_eq!(peer.committer.submit(envelope).await.unwrap(), valid(1));
 }
 
 /// Signs `payload` as the user, as a client that built it itself would.
@@ -477,7 +493,7 @@ async fn a_signed_but_broken_transaction_is_recorded_invalid_and_changes_nothing
     assert_eq!(
         status,
         TxStatus {
-            block_number: 0,
+            block_number: 1,
             code: TxValidationCode::InvalidEndorserTransaction
         }
     );
@@ -584,7 +600,7 @@ async fn endorsements_that_do_not_count_fail_the_policy_and_change_nothing() {
 
     for (number, (tx_id, status)) in statuses.iter().enumerate() {
         let expected = TxStatus {
-            block_number: number as u64,
+            block_number: number as u64 + 1,
             code: TxValidationCode::EndorsementPolicyFailure,
         };
         assert_eq!(*status, expected);
@@ -603,10 +619,12 @@ async fn a_majority_policy_needs_more_than_half_of_the_trusted_orgs() {
         load_organization(MSPID, &peer.org.crypto.paths.endorser.dir).unwrap(),
         org2.organization.clone(),
     ]));
+    // A second node (its own log and world state) trusting both organisations.
     let dir = tempfile::tempdir().unwrap();
+    let world = WorldState::open(&world_path(dir.path())).unwrap();
     let committer = Committer::open_with(
         dir.path(),
-        peer.world.clone(),
+        world.clone(),
         trust,
         CommitterConfig {
             policy: EndorsementPolicy {
@@ -654,7 +672,8 @@ async fn a_majority_policy_needs_more_than_half_of_the_trusted_orgs() {
         committer.submit(both).await.unwrap().code,
         TxValidationCode::Valid
     );
-    assert_eq!(peer.value("k").unwrap().0, b"v");
+    let written = world.get(CHANNEL, "basic", "k").unwrap().unwrap();
+    assert_eq!(written.value, b"v");
 }
 
 #[tokio::test]
@@ -663,20 +682,20 @@ async fn the_same_transaction_twice_is_a_duplicate_and_keeps_its_first_status() 
     let (tx_id, envelope) = peer.transaction(&[b"put", b"k", b"v"]).await;
     assert_eq!(
         peer.committer.submit(envelope.clone()).await.unwrap(),
-        valid(0)
+        valid(1)
     );
     assert_eq!(
         peer.committer.submit(envelope).await.unwrap(),
         TxStatus {
-            block_number: 1,
+            block_number: 2,
             code: TxValidationCode::DuplicateTxid
         }
     );
-    assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(0)));
+    assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(1)));
     assert_eq!(
         peer.value("k").unwrap().1,
         Version {
-            block_num: 0,
+            block_num: 1,
             tx_num: 0
         }
     );
@@ -693,8 +712,8 @@ async fn statuses_state_and_blocks_survive_a_restart() {
     let blocks = peer.committer.blocks_from(CHANNEL, 0).unwrap();
 
     let peer = peer.restart();
-    assert_eq!(peer.committer.status(CHANNEL, &a_id), Some(valid(0)));
-    assert_eq!(peer.committer.status(CHANNEL, &b_id), Some(valid(1)));
+    assert_eq!(peer.committer.status(CHANNEL, &a_id), Some(valid(1)));
+    assert_eq!(peer.committer.status(CHANNEL, &b_id), Some(valid(2)));
     assert_eq!(peer.committer.blocks_from(CHANNEL, 0).unwrap(), blocks);
     assert_eq!(peer.value("a").unwrap().0, b"1");
     assert_eq!(peer.value("b").unwrap().0, b"2");
@@ -704,7 +723,8 @@ async fn statuses_state_and_blocks_survive_a_restart() {
         TxValidationCode::DuplicateTxid
     );
     let raw = peer.committer.raw_blocks_from(CHANNEL, 0).unwrap();
-    assert_eq!(raw.len(), 4);
+    assert_eq!(raw.len(), 5);
+    assert!(is_config_block(&raw[0]));
     for pair in raw.windows(2) {
         assert_eq!(
             pair[1].header.as_ref().unwrap().previous_hash,
@@ -732,10 +752,10 @@ async fn a_torn_append_is_cut_off_on_restart() {
 
     let peer = peer.restart();
     assert_eq!(peer.log_len(), complete);
-    assert_eq!(peer.committer.height(CHANNEL), 1);
-    assert_eq!(peer.committer.status(CHANNEL, &a_id), Some(valid(0)));
+    assert_eq!(peer.committer.height(CHANNEL), 2);
+    assert_eq!(peer.committer.status(CHANNEL, &a_id), Some(valid(1)));
     let (_, b) = peer.transaction(&[b"put", b"b", b"2"]).await;
-    assert_eq!(peer.committer.submit(b).await.unwrap(), valid(1));
+    assert_eq!(peer.committer.submit(b).await.unwrap(), valid(2));
 }
 
 #[tokio::test]
@@ -744,7 +764,7 @@ async fn blocks_logged_but_not_applied_are_applied_on_open() {
     let (_, a) = peer.transaction(&[b"put", b"a", b"1"]).await;
     peer.committer.submit(a).await.unwrap();
     let (org, dir) = peer.close();
-    // Keep the world state as it was after block 0.
+    // Keep the world state as it was after block 1.
     let before = dir.path().join("before.redb");
     std::fs::copy(world_path(dir.path()), &before).unwrap();
 
@@ -752,26 +772,26 @@ async fn blocks_logged_but_not_applied_are_applied_on_open() {
     let (b_id, b) = peer.transaction(&[b"put", b"b", b"2"]).await;
     peer.committer.submit(b).await.unwrap();
     let (org, dir) = peer.close();
-    // The crash: block 1 reached the log but not the world state.
+    // The crash: block 2 reached the log but not the world state.
     std::fs::copy(&before, world_path(dir.path())).unwrap();
     let stale = WorldState::open(&world_path(dir.path())).unwrap();
-    assert_eq!(stale.height(CHANNEL).unwrap(), 1);
+    assert_eq!(stale.height(CHANNEL).unwrap(), 2);
     assert_eq!(stale.get(CHANNEL, "basic", "b").unwrap(), None);
     drop(stale);
 
     let peer = Peer::reopen(org, dir);
-    assert_eq!(peer.world.height(CHANNEL).unwrap(), 2);
+    assert_eq!(peer.world.height(CHANNEL).unwrap(), 3);
     assert_eq!(
         peer.value("b"),
         Some((
             b"2".to_vec(),
             Version {
-                block_num: 1,
+                block_num: 2,
                 tx_num: 0
             }
         ))
     );
-    assert_eq!(peer.committer.status(CHANNEL, &b_id), Some(valid(1)));
+    assert_eq!(peer.committer.status(CHANNEL, &b_id), Some(valid(2)));
 }
 
 #[tokio::test]
@@ -787,7 +807,7 @@ async fn a_world_state_ahead_of_its_block_log_is_refused_on_open() {
         matches!(
             error,
             CommitError::StateAheadOfLog {
-                state_height: 1,
+                state_height: 2,
                 log_height: 0,
                 ..
             }
@@ -890,14 +910,15 @@ async fn fabric_common_builds_the_same_transaction_and_its_envelope_commits() {
     let tx_id = ChannelHeader::decode(ours.header.as_ref().unwrap().channel_header.as_slice())
         .unwrap()
         .tx_id;
-    assert_eq!(peer.committer.submit(sdk_envelope).await.unwrap(), valid(0));
-    assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(0)));
+    assert_eq!(peer.committer.submit(sdk_envelope).await.unwrap(), valid(1));
+    assert_eq!(peer.committer.status(CHANNEL, &tx_id), Some(valid(1)));
     assert_eq!(peer.value("asset1").unwrap().0, b"blue");
 }
 
 /// Our logged blocks as fabric-common 2.2's `BlockDecoder` reads them
 /// (e2e/clients/blocks.js): numbers, the hash chain (data hash and ASN.1 header hash computed
-/// independently in Node with jsrsasign), the transactions filter, tx ids, writes and events.
+/// independently in Node with jsrsasign), the transactions filter, tx ids, writes and events,
+/// and block 0 as the channel's CONFIG block with the organisation's MSP.
 #[tokio::test]
 async fn fabric_common_decodes_the_logged_blocks() {
     let peer = Peer::start();
@@ -912,7 +933,7 @@ async fn fabric_common_decodes_the_logged_blocks() {
     peer.committer.submit(a).await.unwrap();
     peer.committer.submit(b).await.unwrap();
     let blocks = peer.committer.raw_blocks_from(CHANNEL, 0).unwrap();
-    assert_eq!(blocks.len(), 4);
+    assert_eq!(blocks.len(), 5);
 
     let dir = support::e2e_dir("clients");
     support::npm_ci(&dir);
@@ -937,7 +958,7 @@ async fn fabric_common_decodes_the_logged_blocks() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    assert_eq!(decoded.len(), 4);
+    assert_eq!(decoded.len(), 5);
 
     let mut previous_hash = String::new();
     for (number, block) in decoded.iter().enumerate() {
@@ -947,13 +968,41 @@ async fn fabric_common_decodes_the_logged_blocks() {
         previous_hash = block["computedHeaderHash"].as_str().unwrap().to_string();
         let tx = &block["txs"][0];
         assert_eq!(tx["channel"], CHANNEL);
-        assert_eq!(tx["type"], "ENDORSER_TRANSACTION");
+        let expected_type = if number == 0 {
+            "CONFIG"
+        } else {
+            "ENDORSER_TRANSACTION"
+        };
+        assert_eq!(tx["type"], expected_type, "block {number}");
     }
     // Our own header hash is the one Node computed.
-    let last = blocks[3].header.as_ref().unwrap();
+    let last = blocks[4].header.as_ref().unwrap();
     assert_eq!(hex::encode(block_header_hash(last)), previous_hash);
 
-    let tx = |n: usize| &decoded[n]["txs"][0];
+    // Block 0: the channel's config, with this node's organisation and Fabric's policy names.
+    let config = &decoded[0]["txs"][0]["config"];
+    assert_eq!(config["sequence"], "0");
+    assert_eq!(config["hashingAlgorithm"], "SHA256");
+    assert_eq!(
+        config["policies"],
+        serde_json::json!(["Admins", "Readers", "Writers"])
+    );
+    assert_eq!(
+        config["applicationPolicies"],
+        serde_json::json!([
+            "Admins",
+            "Endorsement",
+            "LifecycleEndorsement",
+            "Readers",
+            "Writers"
+        ])
+    );
+    assert_eq!(
+        config["orgs"][MSPID],
+        serde_json::json!({"mspName": MSPID, "rootCerts": 1, "policies": ["Admins", "Endorsement", "Readers", "Writers"]})
+    );
+
+    let tx = |n: usize| &decoded[n + 1]["txs"][0];
     assert_eq!(tx(0)["txId"], put_id);
     assert_eq!(
         tx(0)["writes"],
@@ -975,7 +1024,40 @@ async fn fabric_common_decodes_the_logged_blocks() {
             &serde_json::json!([valid]),
             &serde_json::json!([valid]),
             &serde_json::json!([valid]),
+            &serde_json::json!([valid]),
             &serde_json::json!([conflict]),
         ]
+    );
+}
+
+/// A block log from before channels had a config block (block 0 a transaction block) is refused
+/// with what to do, rather than served with block numbers that do not match Fabric's.
+#[tokio::test]
+async fn a_block_log_without_a_config_block_is_refused_on_open() {
+    let peer = Peer::start();
+    let (_, a) = peer.transaction(&[b"put", b"a", b"1"]).await;
+    let (org, dir) = peer.close();
+    std::fs::remove_file(log_file(dir.path())).unwrap();
+    std::fs::remove_file(world_path(dir.path())).unwrap();
+    let (mut log, _) =
+        chaincode_operator::endorser::commit::ChannelLog::open(&log_file(dir.path())).unwrap();
+    log.append(&chaincode_operator::endorser::commit::blocklog::new_block(
+        0,
+        Vec::new(),
+        vec![a.encode_to_vec()],
+        &[TxValidationCode::Valid],
+    ))
+    .unwrap();
+    drop(log);
+    let world = WorldState::open(&world_path(dir.path())).unwrap();
+    let error = Committer::open(&blocks_dir(dir.path()), world, org.trust.clone()).unwrap_err();
+    assert!(
+        matches!(error, CommitError::NoConfigBlock { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(CHANNEL) && message.contains("Move the data directory away"),
+        "{message}"
     );
 }

@@ -1,7 +1,9 @@
 //! `chaincode-operator dev` driven by Hyperledger's own `@hyperledger/fabric-gateway` client
 //! (e2e/clients/gateway.js) over TLS: the real Node contract chaincode is packaged, installed and
 //! defined through `_lifecycle`, transactions are endorsed, submitted and committed through the
-//! Gateway, and the committed state survives a restart of the endorser.
+//! Gateway, every committed block is read back over the peer's Deliver service (fabric-gateway's
+//! block events with checkpointers that resume after a restart, fabric-common's EventService),
+//! and the committed state survives a restart of the endorser.
 mod support;
 
 use std::path::Path;
@@ -23,6 +25,66 @@ async fn start_dev(dir: &Path, source: &Path) -> Dev {
         dev.printed
     );
     dev
+}
+
+/// What a block stream must show: exactly these block numbers in order (no gap, no duplicate)
+/// and these transactions (id, block, validation code, event name) in them.
+struct Expected {
+    blocks: std::ops::RangeInclusive<u64>,
+    txs: Vec<(Value, Option<u64>, &'static str, Option<&'static str>)>,
+}
+
+impl Expected {
+    fn check(&self, blocks: &Value, what: &str) {
+        let numbers: Vec<u64> = blocks
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: no blocks: {blocks}"))
+            .iter()
+            .map(|b| b["number"].as_u64().expect("a block number"))
+            .collect();
+        assert_eq!(numbers, self.blocks.clone().collect::<Vec<_>>(), "{what}");
+        for (tx_id, number, code, event) in &self.txs {
+            let number = number.expect("a block number");
+            let block = &blocks[(number - self.blocks.start()) as usize];
+            let tx = block["txs"]
+                .as_array()
+                .and_then(|txs| txs.iter().find(|tx| tx["id"] == *tx_id))
+                .unwrap_or_else(|| panic!("{what}: {tx_id} not in block {number}: {block}"));
+            assert_eq!(tx["code"], *code, "{what}: {tx}");
+            assert_eq!(tx["type"], "ENDORSER_TRANSACTION", "{what}: {tx}");
+            if let Some(name) = event {
+                let names: Vec<&str> = tx["events"]
+                    .as_array()
+                    .map(|events| {
+                        events
+                            .iter()
+                            .filter_map(|e| e.as_str().or_else(|| e["name"].as_str()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                assert_eq!(names, [*name], "{what}: {tx}");
+            }
+        }
+    }
+}
+
+/// fabric-common's EventService from START to END (e2e/clients/events.js).
+async fn event_service(dir: &Path, start: u64, end: u64, block_type: &str) -> Value {
+    let clients = support::installed_e2e_dir("clients");
+    let output = tokio::process::Command::new("node")
+        .arg(clients.join("events.js"))
+        .arg(dir.join("dev.json"))
+        .args([start.to_string(), end.to_string(), block_type.to_string()])
+        .current_dir(&clients)
+        .output()
+        .await
+        .expect("run events.js");
+    assert!(
+        output.status.success(),
+        "events.js failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("events.js prints JSON")
 }
 
 async fn gateway_client(dir: &Path, args: &[&str]) -> Value {
@@ -100,6 +162,60 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     assert_eq!(event["payload"], "asset1");
     assert_eq!(event["transactionId"], seen["emitTransactionId"]);
 
+    // Every committed block over the peer's Deliver service, through fabric-gateway's three
+    // block event streams (each with a file checkpointer) and fabric-common's EventService.
+    let emit_block = event["blockNumber"]
+        .as_u64()
+        .expect("the event's block number");
+    let checkpoint = dir.path().join("checkpoint");
+    let checkpoint = checkpoint.to_str().expect("a UTF-8 path");
+    let blocks = gateway_client(dir.path(), &["blocks", checkpoint, &emit_block.to_string()]).await;
+    let expected = Expected {
+        blocks: 0..=emit_block,
+        txs: vec![
+            (
+                statuses[0]["transactionId"].clone(),
+                statuses[0]["blockNumber"].as_u64(),
+                "VALID",
+                None,
+            ),
+            (
+                statuses[1]["transactionId"].clone(),
+                statuses[1]["blockNumber"].as_u64(),
+                "MVCC_READ_CONFLICT",
+                None,
+            ),
+            (
+                seen["emitTransactionId"].clone(),
+                Some(emit_block),
+                "VALID",
+                Some("created"),
+            ),
+        ],
+    };
+    for kind in ["full", "filtered", "private"] {
+        expected.check(&blocks[kind], kind);
+    }
+    // Block 0 is the channel's config block; full blocks carry event payloads, filtered ones not.
+    assert_eq!(blocks["full"][0]["txs"][0]["type"], "CONFIG", "{blocks}");
+    assert_eq!(
+        blocks["filtered"][0]["txs"][0]["type"], "CONFIG",
+        "{blocks}"
+    );
+    let emitted = |kind: &str| blocks[kind][emit_block as usize]["txs"][0]["events"][0].clone();
+    assert_eq!(emitted("full")["payloadLength"], "asset1".len());
+    assert_eq!(emitted("filtered")["payloadLength"], 0);
+    assert_eq!(
+        blocks["private"][0]["privateDataEntries"], 0,
+        "no private data is kept yet"
+    );
+    for block_type in ["full", "filtered", "private"] {
+        let seen = event_service(dir.path(), 0, emit_block, block_type).await;
+        expected.check(&seen["blocks"], &format!("EventService {block_type}"));
+        let closed = seen["closed"].as_str().unwrap_or_default();
+        assert!(closed.contains("end block"), "{seen}");
+    }
+
     // Committed state is still there after the endorser restarts on the same directory, which
     // reuses its crypto and definition (the chaincode is not redefined).
     interrupt(dev).await;
@@ -110,6 +226,20 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     assert_eq!(restarted.cert_path, info.cert_path);
     let read = gateway_client(dir.path(), &["read", "asset1"]).await;
     assert_eq!(read["value"], "first");
+
+    // The checkpointed block streams resume after the restart where they stopped: the new
+    // transaction's block and nothing already seen.
+    let put = gateway_client(dir.path(), &["put", "asset2", "v2"]).await;
+    assert_eq!(put["code"], "VALID", "{put}");
+    let put_block = put["blockNumber"].as_u64().expect("a block number");
+    let resumed = gateway_client(dir.path(), &["blocks", checkpoint, &put_block.to_string()]).await;
+    let expected = Expected {
+        blocks: emit_block + 1..=put_block,
+        txs: vec![(put["transactionId"].clone(), Some(put_block), "VALID", None)],
+    };
+    for kind in ["full", "filtered", "private"] {
+        expected.check(&resumed[kind], &format!("resumed {kind}"));
+    }
     interrupt(dev).await;
 
     // The developer's loop: changed source, restart, the new package is defined as the next

@@ -1,25 +1,34 @@
-//! The Gateway's refusals, over gRPC against a node started in-process on the real Node contract
+//! The Gateway's and Deliver's refusals, over gRPC against a node started in-process on the real Node contract
 //! chaincode: what a client that gets a detail wrong sees, and that nothing is committed for it.
 //! The happy path with Hyperledger's client is tests/endorser_gateway.rs.
 mod proposal_support;
 mod support;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use chaincode_operator::endorser::commit::genesis::is_config_block;
 use chaincode_operator::endorser::identity::{SigningIdentity, load_signing_identity};
 use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
 use chaincode_operator::endorser::node::{self, NodeConfig, RunningNode};
 use chaincode_operator::endorser::proposal::build::{ProposalSpec, signed_proposal};
+use chaincode_operator::endorser::services::deliver::{Content, seek_envelope, seek_info};
 use chaincode_operator::endorser::services::gateway::error_details;
 use chaincode_operator::proto::common::Envelope;
+use chaincode_operator::proto::common::Status as FabricStatus;
 use chaincode_operator::proto::gateway::gateway_client::GatewayClient;
 use chaincode_operator::proto::gateway::{
     ChaincodeEventsRequest, CommitStatusRequest, EndorseRequest, EvaluateRequest,
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest,
 };
-use chaincode_operator::proto::orderer::{SeekPosition, SeekSpecified, seek_position};
-use chaincode_operator::proto::protos::TxValidationCode;
+use chaincode_operator::proto::orderer::seek_info::SeekBehavior;
+use chaincode_operator::proto::orderer::{
+    SeekInfo, SeekNewest, SeekNextCommit, SeekPosition, SeekSpecified, seek_position,
+};
+use chaincode_operator::proto::protos::deliver_client::DeliverClient;
 use chaincode_operator::proto::protos::endorser_client::EndorserClient;
+use chaincode_operator::proto::protos::{
+    DeliverResponse, TxValidationCode, deliver_response, filtered_transaction,
+};
 use proposal_support::{CHANNEL, MSPID, Org, dev_org};
 use prost::Message;
 use tokio_stream::StreamExt;
@@ -226,7 +235,8 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         None,
         "nothing appended"
     );
-    assert_eq!(n.node.committer.height(CHANNEL), 0);
+    // Only the channel's config block (block 0).
+    assert_eq!(n.node.committer.height(CHANNEL), 1);
 
     // Signed properly: committed, and CommitStatus says so to its creator.
     prepared.signature = n.org.user.sign(&prepared.payload);
@@ -246,7 +256,8 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         .expect("commit status")
         .into_inner();
     assert_eq!(status.result, TxValidationCode::Valid as i32);
-    assert_eq!(status.block_number, 0);
+    // Block 0 is the channel's config block.
+    assert_eq!(status.block_number, 1);
 
     // CommitStatus signed by a key other than the identity's, or by an untrusted organisation.
     let err = n
@@ -313,7 +324,7 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
         .expect("an event from the log")
         .expect("stream open")
         .expect("no error");
-    assert_eq!(first.block_number, 1);
+    assert_eq!(first.block_number, 2);
     assert_eq!(first.events.len(), 1);
     assert_eq!(
         (
@@ -347,4 +358,200 @@ async fn gateway_refusals_are_clear_and_commit_nothing() {
     let (_, fresh_tx) = endorse(&mut n, &["get", "k"]).await;
     assert_ne!(fresh_tx, tx_id);
     n.node.shutdown().await;
+}
+
+type DeliverStream = tonic::Streaming<DeliverResponse>;
+
+/// Opens a Deliver stream (full, filtered or with private data) and sends `envelope` on it;
+/// the returned sender keeps the client's side open for further requests.
+async fn open_deliver(
+    n: &Node,
+    kind: Content,
+    envelope: Envelope,
+) -> (tokio::sync::mpsc::Sender<Envelope>, DeliverStream) {
+    let mut client = DeliverClient::connect(format!("http://{}", n.node.address))
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(envelope).await.unwrap();
+    let requests = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let stream = match kind {
+        Content::Blocks => client.deliver(requests).await,
+        Content::Filtered => client.deliver_filtered(requests).await,
+        Content::WithPrivateData => client.deliver_with_private_data(requests).await,
+    }
+    .expect("a deliver stream")
+    .into_inner();
+    (tx, stream)
+}
+
+async fn next_response(stream: &mut DeliverStream) -> Option<deliver_response::Type> {
+    tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("a deliver response in time")
+        .map(|r| r.expect("no gRPC error").r#type.expect("a response type"))
+}
+
+async fn next_status(stream: &mut DeliverStream) -> FabricStatus {
+    match next_response(stream).await {
+        Some(deliver_response::Type::Status(code)) => FabricStatus::try_from(code).unwrap(),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+fn seek(start: seek_position::Type, stop: u64, behavior: SeekBehavior) -> SeekInfo {
+    seek_info(start, stop, behavior)
+}
+
+fn specified(number: u64) -> seek_position::Type {
+    seek_position::Type::Specified(SeekSpecified { number })
+}
+
+/// The peer's Deliver service over gRPC: Fabric's statuses for requests it refuses (each ends
+/// the stream), block 0 as the channel's config block, several requests on one stream, a
+/// filtered stream following a commit, and a follower that does not block the node's shutdown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_refuses_bad_requests_and_streams_committed_blocks() {
+    let mut n = start().await;
+    let now = SystemTime::now();
+    let user = n.org.user.clone();
+    let one = |start, stop| seek(start, stop, SeekBehavior::BlockUntilReady);
+
+    // Unsigned: FORBIDDEN, then the stream ends.
+    let mut unsigned = seek_envelope(&user, CHANNEL, one(specified(0), 0), now);
+    unsigned.signature.clear();
+    let (_keep, mut stream) = open_deliver(&n, Content::Blocks, unsigned).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::Forbidden);
+    assert!(
+        next_response(&mut stream).await.is_none(),
+        "the stream ends"
+    );
+    // Signed by an organisation the channel does not have.
+    let stranger_dir = tempfile::tempdir().unwrap();
+    let stranger = devcrypto::generate(
+        stranger_dir.path(),
+        &DevCryptoSpec {
+            mspid: "Org2MSP".into(),
+            domain: "org2.example.com".into(),
+            ..DevCryptoSpec::default()
+        },
+    )
+    .unwrap();
+    let stranger = load_signing_identity("Org2MSP", &stranger.paths.user.dir).unwrap();
+    let envelope = seek_envelope(&stranger, CHANNEL, one(specified(0), 0), now);
+    let (_keep, mut stream) = open_deliver(&n, Content::Filtered, envelope).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::Forbidden);
+    // Unknown channel.
+    let envelope = seek_envelope(&user, "nochannel", one(specified(0), 0), now);
+    let (_keep, mut stream) = open_deliver(&n, Content::Blocks, envelope).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::NotFound);
+    // A block not committed yet, without waiting.
+    let envelope = seek_envelope(
+        &user,
+        CHANNEL,
+        seek(specified(1), 1, SeekBehavior::FailIfNotReady),
+        now,
+    );
+    let (_keep, mut stream) = open_deliver(&n, Content::WithPrivateData, envelope).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::NotFound);
+    // Stop before start; and an envelope that is not one.
+    let envelope = seek_envelope(&user, CHANNEL, one(specified(1), 0), now);
+    let (_keep, mut stream) = open_deliver(&n, Content::Blocks, envelope).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::BadRequest);
+    let garbage = Envelope {
+        payload: b"garbage".to_vec(),
+        signature: Vec::new(),
+    };
+    let (_keep, mut stream) = open_deliver(&n, Content::Blocks, garbage).await;
+    assert_eq!(next_status(&mut stream).await, FabricStatus::BadRequest);
+
+    // Block 0 is the channel's config block; after SUCCESS the same stream takes another request.
+    let envelope = seek_envelope(&user, CHANNEL, one(specified(0), 0), now);
+    let (requests, mut stream) = open_deliver(&n, Content::Blocks, envelope).await;
+    let Some(deliver_response::Type::Block(block)) = next_response(&mut stream).await else {
+        panic!("expected block 0");
+    };
+    assert_eq!(block.header.as_ref().unwrap().number, 0);
+    assert!(is_config_block(&block));
+    assert_eq!(next_status(&mut stream).await, FabricStatus::Success);
+    requests
+        .send(seek_envelope(
+            &user,
+            CHANNEL,
+            seek(
+                seek_position::Type::Newest(SeekNewest {}),
+                0,
+                SeekBehavior::BlockUntilReady,
+            ),
+            now,
+        ))
+        .await
+        .unwrap();
+    // Newest (0) to 0 again.
+    assert!(matches!(
+        next_response(&mut stream).await,
+        Some(deliver_response::Type::Block(_))
+    ));
+    assert_eq!(next_status(&mut stream).await, FabricStatus::Success);
+    drop(requests);
+    assert!(next_response(&mut stream).await.is_none());
+
+    // A filtered follower from the next commit sees the transaction with its code and event.
+    let envelope = seek_envelope(
+        &user,
+        CHANNEL,
+        one(seek_position::Type::NextCommit(SeekNextCommit {}), u64::MAX),
+        now,
+    );
+    let (_follow, mut follower) = open_deliver(&n, Content::Filtered, envelope).await;
+    let (mut emit, emit_tx) = endorse(&mut n, &["emit", "created", "k"]).await;
+    emit.signature = n.org.user.sign(&emit.payload);
+    n.client
+        .submit(SubmitRequest {
+            transaction_id: emit_tx.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(emit),
+        })
+        .await
+        .expect("submitted");
+    let Some(deliver_response::Type::FilteredBlock(filtered)) = next_response(&mut follower).await
+    else {
+        panic!("expected a filtered block");
+    };
+    assert_eq!(
+        (filtered.channel_id.as_str(), filtered.number),
+        (CHANNEL, 1)
+    );
+    let tx = &filtered.filtered_transactions[0];
+    assert_eq!(tx.txid, emit_tx);
+    assert_eq!(tx.tx_validation_code, TxValidationCode::Valid as i32);
+    let Some(filtered_transaction::Data::TransactionActions(actions)) = &tx.data else {
+        panic!("no actions: {tx:?}");
+    };
+    let event = actions.chaincode_actions[0]
+        .chaincode_event
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (event.chaincode_id.as_str(), event.event_name.as_str()),
+        ("basic", "created")
+    );
+    assert!(event.payload.is_empty(), "filtered events carry no payload");
+
+    // The follower waits for more; shutting down does not wait for it.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(20), n.node.shutdown())
+        .await
+        .expect("shutdown is not blocked by an open Deliver stream");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    match tokio::time::timeout(Duration::from_secs(10), follower.next()).await {
+        Ok(Some(Ok(response))) => assert_eq!(
+            response.r#type,
+            Some(deliver_response::Type::Status(
+                FabricStatus::ServiceUnavailable as i32
+            ))
+        ),
+        Ok(_) => {}
+        Err(_) => panic!("the follower's stream did not end"),
+    }
 }

@@ -36,6 +36,26 @@ function headerHash(header) {
     return sha256(Buffer.from(der, 'hex'));
 }
 
+// What a config transaction configures: per application org its MSP name and number of root
+// certificates, and the channel-level and application-level policy names.
+function describeConfig(configEnvelope) {
+    const channelGroup = configEnvelope.config.channel_group;
+    const application = channelGroup.groups.Application;
+    const orgs = {};
+    for (const [name, group] of Object.entries(application.groups)) {
+        const msp = group.values.MSP.value.config;
+        orgs[name] = {mspName: msp.name, rootCerts: msp.root_certs.length, policies: Object.keys(group.policies).sort()};
+    }
+    return {
+        sequence: configEnvelope.config.sequence.toString(),
+        values: Object.keys(channelGroup.values).sort(),
+        policies: Object.keys(channelGroup.policies).sort(),
+        applicationPolicies: Object.keys(application.policies).sort(),
+        hashingAlgorithm: channelGroup.values.HashingAlgorithm.value.name,
+        orgs,
+    };
+}
+
 function describeTransaction(envelope) {
     const channelHeader = envelope.payload.header.channel_header;
     const tx = {
@@ -45,6 +65,10 @@ function describeTransaction(envelope) {
         writes: [],
         events: [],
     };
+    if (tx.type === 'CONFIG') {
+        tx.config = describeConfig(envelope.payload.data);
+        return tx;
+    }
     for (const action of envelope.payload.data.actions || []) {
         const extension = action.payload.action.proposal_response_payload.extension;
         for (const ns of extension.results.ns_rwset) {

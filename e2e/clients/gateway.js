@@ -8,12 +8,20 @@
 //     ChaincodeEvents. Prints one JSON object with what the client saw.
 //   node gateway.js DEV_JSON read KEY
 //     Prints {value} from evaluate get(KEY).
+//   node gateway.js DEV_JSON put KEY VALUE
+//     submit put(KEY, VALUE); prints {transactionId, code, blockNumber}.
+//   node gateway.js DEV_JSON blocks CHECKPOINT_PREFIX UNTIL
+//     getBlockEvents, getFilteredBlockEvents and getBlockAndPrivateDataEvents, each with a file
+//     checkpointer (CHECKPOINT_PREFIX-full.json, -filtered.json, -private.json; start block 0
+//     when it has no checkpoint), read up to block UNTIL, checkpointing every block. Prints
+//     {full, filtered, private}: per block its number and per transaction id, header type,
+//     validation code and chaincode events (name, payload length).
 const fs = require('fs');
 const crypto = require('crypto');
 
 const grpc = require('@grpc/grpc-js');
-const {connect, signers} = require('@hyperledger/fabric-gateway');
-const {peer} = require('@hyperledger/fabric-protos');
+const {checkpointers, connect, signers} = require('@hyperledger/fabric-gateway');
+const {common, peer} = require('@hyperledger/fabric-protos');
 
 const utf8 = new TextDecoder();
 
@@ -111,10 +119,102 @@ async function read(info, key) {
     return {value: utf8.decode(await contract.evaluateTransaction('get', key))};
 }
 
+async function put(info, key, value) {
+    const {contract} = open(info);
+    const submitted = await contract.submitAsync('put', {arguments: [key, value]});
+    const status = await submitted.getStatus();
+    return {transactionId: submitted.getTransactionId(), code: codeName(status.code), blockNumber: Number(status.blockNumber)};
+}
+
+function headerTypeName(type) {
+    return Object.keys(common.HeaderType).find((name) => common.HeaderType[name] === type) ?? String(type);
+}
+
+// A full block as the application sees it, decoded with fabric-protos.
+function describeBlock(block) {
+    const filter = block.getMetadata().getMetadataList_asU8()[common.BlockMetadataIndex.TRANSACTIONS_FILTER];
+    const txs = block.getData().getDataList_asU8().map((bytes, index) => {
+        const payload = common.Payload.deserializeBinary(common.Envelope.deserializeBinary(bytes).getPayload_asU8());
+        const header = common.ChannelHeader.deserializeBinary(payload.getHeader().getChannelHeader_asU8());
+        const events = [];
+        if (header.getType() === common.HeaderType.ENDORSER_TRANSACTION) {
+            for (const action of peer.Transaction.deserializeBinary(payload.getData_asU8()).getActionsList()) {
+                const endorsed = peer.ChaincodeActionPayload.deserializeBinary(action.getPayload_asU8()).getAction();
+                const prp = peer.ProposalResponsePayload.deserializeBinary(endorsed.getProposalResponsePayload_asU8());
+                const event = peer.ChaincodeEvent.deserializeBinary(
+                    peer.ChaincodeAction.deserializeBinary(prp.getExtension_asU8()).getEvents_asU8());
+                if (event.getEventName()) {
+                    events.push({name: event.getEventName(), payloadLength: event.getPayload_asU8().length});
+                }
+            }
+        }
+        return {id: header.getTxId(), type: headerTypeName(header.getType()), code: codeName(filter[index]), events};
+    });
+    return {number: Number(block.getHeader().getNumber()), txs};
+}
+
+function describeFilteredBlock(block) {
+    const txs = block.getFilteredTransactionsList().map((tx) => ({
+        id: tx.getTxid(),
+        type: headerTypeName(tx.getType()),
+        code: codeName(tx.getTxValidationCode()),
+        events: (tx.getTransactionActions()?.getChaincodeActionsList() ?? [])
+            .map((action) => action.getChaincodeEvent())
+            .map((event) => ({name: event.getEventName(), payloadLength: event.getPayload_asU8().length})),
+    }));
+    return {number: Number(block.getNumber()), channel: block.getChannelId(), txs};
+}
+
+async function readBlocks(network, kind, checkpointPath, until) {
+    const checkpointer = await checkpointers.file(checkpointPath);
+    const options = {checkpoint: checkpointer, startBlock: BigInt(0)};
+    const events =
+        kind === 'full'
+            ? await network.getBlockEvents(options)
+            : kind === 'filtered'
+              ? await network.getFilteredBlockEvents(options)
+              : await network.getBlockAndPrivateDataEvents(options);
+    const blocks = [];
+    try {
+        for await (const event of events) {
+            let described;
+            if (kind === 'full') {
+                described = describeBlock(event);
+            } else if (kind === 'filtered') {
+                described = describeFilteredBlock(event);
+            } else {
+                described = describeBlock(event.getBlock());
+                described.privateDataEntries = event.getPrivateDataMapMap().getLength();
+            }
+            blocks.push(described);
+            await checkpointer.checkpointBlock(BigInt(described.number));
+            if (described.number >= until) {
+                break;
+            }
+        }
+    } finally {
+        events.close();
+    }
+    return blocks;
+}
+
+async function blocks(info, checkpointPrefix, until) {
+    const {network} = open(info);
+    const out = {};
+    for (const kind of ['full', 'filtered', 'private']) {
+        out[kind] = await readBlocks(network, kind, `${checkpointPrefix}-${kind}.json`, Number(until));
+    }
+    return out;
+}
+
 async function main() {
-    const [devJson, command, key] = process.argv.slice(2);
+    const [devJson, command, ...args] = process.argv.slice(2);
     const info = JSON.parse(fs.readFileSync(devJson, 'utf8'));
-    const result = command === 'run' ? await run(info, key) : await read(info, key);
+    const commands = {run, read, put, blocks};
+    if (!commands[command]) {
+        throw new Error(`unknown command ${command}`);
+    }
+    const result = await commands[command](info, ...args);
     process.stdout.write(JSON.stringify(result) + '\n');
     process.exit(0);
 }

@@ -26,6 +26,7 @@ use prost::Message;
 use tokio::sync::{Notify, broadcast, oneshot};
 
 use super::blocklog::{BlockLogError, ChannelLog, new_block, transactions_filter};
+use super::genesis::{config_block, is_config_block};
 use super::transaction::{
     EndorsedAction, EndorsementPolicy, EnvelopeError, EnvelopeHeader, accept_envelope,
     decode_envelope, unpack_action,
@@ -92,6 +93,15 @@ pub enum CommitError {
         state_height: u64,
         log_height: u64,
     },
+    #[error(
+        "channel {channel}: block 0 of {path} is a transaction block, not the channel's config \
+         block; this block log was written by an older version, whose block numbers do not match \
+         a Fabric network's. Move the data directory away and start again (for `chaincode-operator \
+         dev`: delete .chaincode-dev/data; the crypto is kept)"
+    )]
+    NoConfigBlock { channel: String, path: PathBuf },
+    #[error("channel {channel}: cannot make its config block: {reason}")]
+    Genesis { channel: String, reason: String },
     #[error("channel {channel} block {number}: {reason}")]
     Inconsistent {
         channel: String,
@@ -326,6 +336,35 @@ impl Committer {
         Ok(range.read()?)
     }
 
+    /// Up to `limit` `common.Block`s of `channel` from number `start` on, as logged (empty for
+    /// a channel without a log). Reads files; call it from a blocking context.
+    pub fn raw_blocks_range(
+        &self,
+        channel: &str,
+        start: u64,
+        limit: u64,
+    ) -> Result<Vec<Block>, CommitError> {
+        let Some(channel) = lock(&self.inner.channels).get(channel).cloned() else {
+            return Ok(Vec::new());
+        };
+        let range = lock(&channel.log).range(start, limit);
+        Ok(range.read()?)
+    }
+
+    /// Creates `channel`'s block log with its config block (block 0) if it has none yet, so
+    /// the channel exists before its first transaction. Reads and writes files.
+    pub fn create_channel(&self, channel: &str) -> Result<(), CommitError> {
+        if !self.inner.is_served(channel) {
+            return Err(CommitError::Genesis {
+                channel: channel.to_string(),
+                reason: "not a valid or served channel name".into(),
+            });
+        }
+        let channel = self.inner.open_channel(channel)?;
+        let log = lock(&channel.log);
+        self.inner.index_and_catch_up(&channel.name, &log, false)
+    }
+
     /// Number of blocks committed on `channel`.
     pub fn height(&self, channel: &str) -> u64 {
         lock(&self.inner.channels)
@@ -350,6 +389,10 @@ fn decode_logged(channel: &str, block: &Block) -> Result<(u64, Vec<LoggedTx>), C
         number,
         reason,
     };
+    if is_config_block(block) {
+        // The channel's configuration: no chaincode transaction, nothing to apply or index.
+        return Ok((number, Vec::new()));
+    }
     let data = block
         .data
         .as_ref()
@@ -450,6 +493,8 @@ impl Inner {
                 log_height: log.height(),
             });
         }
+        let mut log = log;
+        self.ensure_config_block(name, &mut log)?;
         let channel = Arc::new(Channel {
             name: name.to_string(),
             log: Mutex::new(log),
@@ -457,6 +502,30 @@ impl Inner {
         });
         channels.insert(name.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// Block 0 must be the channel's config block: appended to an empty log (the world state
+    /// applies it, as an empty block, on the catch-up that follows), checked in an existing one.
+    fn ensure_config_block(&self, name: &str, log: &mut ChannelLog) -> Result<(), CommitError> {
+        if log.height() == 0 {
+            let nonce =
+                crate::endorser::proposal::build::nonce().map_err(|_| CommitError::Genesis {
+                    channel: name.to_string(),
+                    reason: "no random nonce available".into(),
+                })?;
+            let block = config_block(name, self.trust.organizations(), SystemTime::now(), &nonce);
+            log.append(&block)?;
+            tracing::info!(channel = name, "created the channel with its config block");
+            return Ok(());
+        }
+        let first = log.read_range(0, 1)?;
+        if !first.first().is_some_and(is_config_block) {
+            return Err(CommitError::NoConfigBlock {
+                channel: name.to_string(),
+                path: log.path().to_path_buf(),
+            });
+        }
+        Ok(())
     }
 
     /// Indexes the log's blocks (all of them when `index_all`, else only those re-applied) and
@@ -526,7 +595,9 @@ impl Inner {
                     ),
                 });
             }
-            tracing::info!(channel, block = number, "re-applied a logged block");
+            if number > 0 {
+                tracing::info!(channel, block = number, "re-applied a logged block");
+            }
             *replayed = true;
         }
         let committed = committed_block(channel, number, &txs);

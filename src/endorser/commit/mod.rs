@@ -1,9 +1,10 @@
 //! The embedded single-node commit path behind the gateway's Submit and CommitStatus:
 //! assembling and checking endorsed transactions (`transaction`), the durable per-channel block
-//! log (`blocklog`), the committer that orders, validates, logs and applies them
+//! log (`blocklog`) starting with each channel's config block (`genesis`), the committer that orders, validates, logs and applies them
 //! (`committer`), and the duplicate-tx-id check endorsements make against it (`replay`).
 pub mod blocklog;
 pub mod committer;
+pub mod genesis;
 pub mod replay;
 pub mod transaction;
 

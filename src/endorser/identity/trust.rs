@@ -312,6 +312,13 @@ impl TrustStore {
         self.organizations.get(mspid)
     }
 
+    /// The trusted organisations, ordered by MSP id.
+    pub fn organizations(&self) -> Vec<&Organization> {
+        let mut orgs: Vec<&Organization> = self.organizations.values().collect();
+        orgs.sort_by(|a, b| a.mspid.cmp(&b.mspid));
+        orgs
+    }
+
     /// Number of trusted organisations.
     pub fn organization_count(&self) -> usize {
         self.organizations.len()

@@ -58,7 +58,7 @@ pub struct DevArgs {
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DevInfo {
-    /// HOST:PORT of the Endorser and Gateway services.
+    /// HOST:PORT of the Endorser, Gateway and Deliver services.
     pub endpoint: String,
     /// TLS root certificate to trust, when TLS is on.
     pub tls_root_cert: Option<PathBuf>,

@@ -32,11 +32,12 @@ use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntim
 use crate::endorser::chaincode::runtime::{PackageInstaller, Runtime};
 use crate::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
 use crate::endorser::chaincode::tls::ChaincodeCa;
-use crate::endorser::commit::{Committer, LedgerReplayCheck};
+use crate::endorser::commit::{Committer, CommitterConfig, LedgerReplayCheck};
 use crate::endorser::identity::{Organization, SigningIdentity, TrustStore};
 use crate::endorser::ledger::WorldState;
 use crate::endorser::lifecycle::{LIFECYCLE_NAME, Lifecycle};
 use crate::endorser::proposal::ProposalValidator;
+use crate::endorser::services::deliver::DeliverService;
 use crate::endorser::services::endorse::{EndorserContext, EndorserService};
 use crate::endorser::services::gateway::{GatewayConfig, GatewayService};
 use listener::{
@@ -374,10 +375,24 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         definitions: lifecycle.definitions(),
         launcher: launcher.clone(),
     });
-    let committer = Committer::open(&data_dir.join("blocks"), world.clone(), trust.clone())
-        .context("opening the block log")?;
+    // Every served channel exists from the start, with its config block as block 0.
+    let committer = Committer::open_with(
+        &data_dir.join("blocks"),
+        world.clone(),
+        trust.clone(),
+        CommitterConfig {
+            channels: Some(config.channels.iter().cloned().collect()),
+            ..CommitterConfig::default()
+        },
+    )
+    .context("opening the block log")?;
+    for channel in &config.channels {
+        committer
+            .create_channel(channel)
+            .with_context(|| format!("creating channel {channel}"))?;
+    }
 
-    let validator = ProposalValidator::new(trust, config.channels.iter().cloned())
+    let validator = ProposalValidator::new(trust.clone(), config.channels.iter().cloned())
         .with_max_proposal_bytes(config.max_message_bytes)
         .with_channelless_chaincodes([LIFECYCLE_NAME.to_string()]);
     let context = Arc::new(EndorserContext {
@@ -438,6 +453,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             ),
     );
 
+    let deliver =
+        DeliverService::new(committer.clone(), trust.clone()).with_shutdown(shutdown_rx.clone());
     let gateway = GatewayService::new(
         context.clone(),
         committer.clone(),
@@ -469,6 +486,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         client_server
             .add_service(EndorserService::shared(context.clone()).into_server())
             .add_service(gateway.into_server().max_decoding_message_size(limit))
+            .add_service(deliver.into_server())
             .serve_with_incoming_shutdown(
                 limited_incoming(listener, "clients", config.client_limits.clone()),
                 until_shutdown(shutdown_rx.clone()),
@@ -491,7 +509,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         chaincode = %chaincode_address,
         chaincode_tls = ca.is_some(),
         data_dir = %data_dir.display(),
-        "endorser serving Endorser, Gateway and ChaincodeSupport"
+        "endorser serving Endorser, Gateway, Deliver and ChaincodeSupport"
     );
     Ok(RunningNode {
         address,
