@@ -12,6 +12,7 @@ use std::path::Path;
 use base64::Engine as _;
 use futures::future::BoxFuture;
 
+pub mod ccaas;
 pub mod kubernetes;
 pub mod node_local;
 pub mod packages;
