@@ -8,6 +8,9 @@
 //     ChaincodeEvents. Prints one JSON object with what the client saw.
 //   node gateway.js DEV_JSON read KEY
 //     Prints {value} from evaluate get(KEY).
+//   node gateway.js DEV_JSON submit KEY VALUE
+//     submit put(KEY, VALUE), then evaluate get(KEY). Prints {submitResult, status, blockNumber,
+//     evaluated}.
 const fs = require('fs');
 const crypto = require('crypto');
 
@@ -111,10 +114,23 @@ async function read(info, key) {
     return {value: utf8.decode(await contract.evaluateTransaction('get', key))};
 }
 
+async function submit(info, key, value) {
+    const {contract} = open(info);
+    const submitted = await contract.submitAsync('put', {arguments: [key, value]});
+    const status = await submitted.getStatus();
+    return {
+        submitResult: utf8.decode(submitted.getResult()),
+        status: codeName(status.code),
+        blockNumber: Number(status.blockNumber),
+        evaluated: utf8.decode(await contract.evaluateTransaction('get', key)),
+    };
+}
+
 async function main() {
-    const [devJson, command, key] = process.argv.slice(2);
+    const [devJson, command, key, value] = process.argv.slice(2);
     const info = JSON.parse(fs.readFileSync(devJson, 'utf8'));
-    const result = command === 'run' ? await run(info, key) : await read(info, key);
+    const commands = {run: () => run(info, key), read: () => read(info, key), submit: () => submit(info, key, value)};
+    const result = await (commands[command] ?? commands.read)();
     process.stdout.write(JSON.stringify(result) + '\n');
     process.exit(0);
 }

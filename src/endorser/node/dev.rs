@@ -13,9 +13,8 @@ use prost::Message;
 use serde::Serialize;
 
 use super::cli::{ChaincodeArgs, node_config, serve_until_interrupted};
-use crate::builders::package::{package_source_dir, write_package};
-use crate::builders::tree::{SourceEntry, SourceTree};
-use crate::builders::{Limits, PackageId, PackageMetadata};
+use crate::builders::package::{self, package_source_dir};
+use crate::builders::{Limits, PackageId};
 use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
 use crate::endorser::lifecycle::LIFECYCLE_NAME;
 use crate::endorser::node::devcrypto::{self, DevCryptoPaths, DevCryptoSpec};
@@ -151,20 +150,8 @@ pub fn ccaas_package(name: &str, address: &str) -> anyhow::Result<Vec<u8>> {
         "dial_timeout": DEV_CCAAS_DIAL_TIMEOUT,
         "tls_required": false,
     });
-    let mut code = SourceTree::new();
-    code.insert(
-        "connection.json".into(),
-        SourceEntry::File {
-            data: format!("{connection:#}\n").into_bytes(),
-            executable: false,
-        },
-    );
-    let metadata = PackageMetadata {
-        kind: "ccaas".into(),
-        label: name.to_string(),
-        path: String::new(),
-    };
-    write_package(&metadata, &code).context("packaging connection.json")
+    package::ccaas_package(name, format!("{connection:#}\n").as_bytes())
+        .context("packaging connection.json")
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {

@@ -244,10 +244,7 @@ async fn dial(conn: &Connection, deadline: Instant) -> Result<Channel, String> {
             Ok(Err(e)) => last = error_chain(&e),
             Err(_) => last = "connection attempt timed out".into(),
         }
-        if Instant::now() + delay >= deadline {
-            break;
-        }
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     }
     Err(format!(
