@@ -389,3 +389,149 @@ impl PackageInstaller for CcaasRuntime {
         Ok(package.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builders::package::{ccaas_package, package_source_dir};
+    use crate::endorser::chaincode::launcher::{Launcher, LauncherConfig};
+    use crate::endorser::chaincode::registration::DevModeGate;
+    use crate::endorser::chaincode::runtime::ChaincodeLogging;
+    use crate::endorser::chaincode::support::SupportConfig;
+
+    /// Stands for the process or kubernetes runtime: records what reaches it.
+    #[derive(Default)]
+    struct Recorder {
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Runtime for Recorder {
+        fn launch(&self, spec: LaunchSpec) -> BoxFuture<'_, Result<(), RuntimeError>> {
+            lock(&self.calls).push(format!("launch {}", spec.key.package_id));
+            Box::pin(async { Ok(()) })
+        }
+        fn stop(
+            &self,
+            key: &LaunchKey,
+            _: StopReason,
+        ) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+            lock(&self.calls).push(format!("stop {}", key.package_id));
+            Box::pin(async { Ok(ExitStatus::Code(0)) })
+        }
+        fn wait(&self, _: &LaunchKey) -> BoxFuture<'_, Result<ExitStatus, RuntimeError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    impl PackageInstaller for Recorder {
+        fn install(
+            &self,
+            _: &Path,
+            bytes: &[u8],
+            limits: &Limits,
+        ) -> Result<PackageId, InstallError> {
+            let package = read_package(bytes, limits)?;
+            lock(&self.calls).push(format!("install {}", package.id));
+            Ok(package.id)
+        }
+    }
+
+    fn spec(package_id: &str) -> LaunchSpec {
+        LaunchSpec {
+            key: LaunchKey {
+                package_id: package_id.into(),
+                launch_id: 1,
+            },
+            peer_address: "127.0.0.1:7052".into(),
+            mspid: "Org1MSP".into(),
+            tls: None,
+            logging: ChaincodeLogging::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn ccaas_packages_are_dialled_and_everything_else_goes_to_the_wrapped_runtime() {
+        let inner = Arc::new(Recorder::default());
+        let ccaas = CcaasRuntime::new(inner.clone(), inner.clone(), Map::new());
+        let gate = Arc::new(DevModeGate::new());
+        ccaas.attach(ChaincodeSupportService::new(
+            gate.clone(),
+            gate,
+            SupportConfig::default(),
+        ));
+        let work = tempfile::tempdir().unwrap();
+        let limits = Limits::default();
+
+        // Nothing listens on port 1 of loopback.
+        let service = ccaas_package(
+            "svc",
+            br#"{"address":"127.0.0.1:1","dial_timeout":"300ms"}"#,
+        )
+        .unwrap();
+        let service_id = ccaas.install(work.path(), &service, &limits).unwrap();
+        assert_eq!(
+            ccaas.service(&service_id.to_string()).unwrap().address,
+            "127.0.0.1:1"
+        );
+
+        let src = tempfile::tempdir().unwrap();
+        std::fs::write(src.path().join("package.json"), "{}").unwrap();
+        let node = package_source_dir(src.path(), "node", "nodecc", None, &limits).unwrap();
+        let node_id = ccaas.install(work.path(), &node, &limits).unwrap();
+        assert!(ccaas.service(&node_id.to_string()).is_none());
+
+        let err = ccaas
+            .launch(spec(&service_id.to_string()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("could not connect to the chaincode server at 127.0.0.1:1"),
+            "{err}"
+        );
+        // Stopping a launch that never connected is fine and never reaches the wrapped runtime.
+        ccaas
+            .stop(&spec(&service_id.to_string()).key, StopReason::StreamClosed)
+            .await
+            .unwrap();
+        ccaas.launch(spec(&node_id.to_string())).await.unwrap();
+        ccaas
+            .stop(&spec(&node_id.to_string()).key, StopReason::StreamClosed)
+            .await
+            .unwrap();
+        assert_eq!(
+            *lock(&inner.calls),
+            vec![
+                format!("install {node_id}"),
+                format!("launch {node_id}"),
+                format!("stop {node_id}"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_launch_through_the_launcher_fails_with_the_dial_error() {
+        let inner = Arc::new(Recorder::default());
+        let ccaas = Arc::new(CcaasRuntime::new(inner.clone(), inner, Map::new()));
+        let conn: Connection =
+            serde_json::from_str(r#"{"address":"127.0.0.1:1","dial_timeout":"200ms"}"#).unwrap();
+        ccaas.add_service("svc:1", conn);
+        let launcher: Launcher<ChaincodeHandle> = Launcher::new(
+            ccaas.clone(),
+            None,
+            LauncherConfig::new("127.0.0.1:7052", "Org1MSP"),
+        );
+        ccaas.attach(ChaincodeSupportService::new(
+            Arc::new(launcher.clone()),
+            Arc::new(DevModeGate::new()),
+            SupportConfig::default(),
+        ));
+        let err = launcher
+            .ensure_registered("svc:1")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("127.0.0.1:1"), "{err}");
+        assert!(err.contains("dial timeout of 200ms"), "{err}");
+    }
+}
