@@ -601,6 +601,10 @@ async fn ccaas_failures_are_clear_and_quick() {
         )),
         "{err}"
     );
+    assert!(
+        err.contains(&format!("chaincode server at {address}")),
+        "{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
     support::dev::kill(&mut server).await;
     node.shutdown().await;

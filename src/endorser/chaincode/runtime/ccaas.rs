@@ -172,7 +172,6 @@ impl CcaasRuntime {
         let gate = Arc::new(DialedGate {
             inner: support.gate(),
             package_id: key.package_id.clone(),
-            address: conn.address.clone(),
             refusal: refusal.clone(),
         });
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -274,7 +273,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 struct DialedGate {
     inner: Arc<dyn RegistrationGate>,
     package_id: String,
-    address: String,
     refusal: Arc<Mutex<Option<String>>>,
 }
 
@@ -282,8 +280,8 @@ impl RegistrationGate for DialedGate {
     fn authorize(&self, req: &RegisterRequest<'_>) -> Result<RegistrationTicket, String> {
         let decision = if req.chaincode_id != self.package_id {
             Err(format!(
-                "the chaincode server at {} registered as {:?}, but it was dialled for package {}: start it with CHAINCODE_ID (CORE_CHAINCODE_ID_NAME) = {}",
-                self.address, req.chaincode_id, self.package_id, self.package_id
+                "the chaincode server registered as {:?}, but it was dialled for package {}: start it with CHAINCODE_ID (CORE_CHAINCODE_ID_NAME) = {}",
+                req.chaincode_id, self.package_id, self.package_id
             ))
         } else {
             self.inner.authorize(req)
