@@ -374,6 +374,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ccaas_packages_have_the_same_id_on_every_run() {
+        let first = ccaas_package("basic", "127.0.0.1:9999").unwrap();
+        let again = ccaas_package("basic", "127.0.0.1:9999").unwrap();
+        assert_eq!(first, again);
+        let elsewhere = ccaas_package("basic", "127.0.0.1:9998").unwrap();
+        assert_ne!(
+            PackageId::new("basic", &first),
+            PackageId::new("basic", &elsewhere)
+        );
+        let package = crate::builders::read_package(&first, &Limits::default()).unwrap();
+        let conn =
+            crate::builders::platform::ccaas::connection_with(&package, &serde_json::Map::new())
+                .unwrap();
+        assert_eq!(conn.address, "127.0.0.1:9999");
+        assert_eq!(conn.dial_timeout, "10s");
+        assert!(!conn.tls_required);
+    }
+
+    #[test]
     fn default_names_follow_fabric_chaincode_name_rules() {
         assert_eq!(
             default_name(Path::new("/src/asset-transfer")).unwrap(),

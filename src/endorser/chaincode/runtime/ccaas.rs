@@ -176,6 +176,15 @@ impl CcaasRuntime {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ended_tx, ended_rx) = watch::channel(None);
+        // Known before the stream runs: a stream that ends at once is still stopped properly.
+        tracing::info!(%key, address = %conn.address, "dialled the chaincode server");
+        lock(&self.streams).insert(
+            key,
+            Dialed {
+                stop: stop_tx,
+                ended: ended_rx,
+            },
+        );
         let task = support.serve_dialed(inbound, out_tx, gate, identity, stop_rx);
         let address = conn.address.clone();
         tokio::spawn(async move {
@@ -194,14 +203,6 @@ impl CcaasRuntime {
             tracing::info!(%address, %why, "chaincode server stream ended");
             ended_tx.send_replace(Some(format!("chaincode server at {address}: {why}")));
         });
-        tracing::info!(%key, address = %conn.address, "dialled the chaincode server");
-        lock(&self.streams).insert(
-            key,
-            Dialed {
-                stop: stop_tx,
-                ended: ended_rx,
-            },
-        );
         Ok(())
     }
 }
