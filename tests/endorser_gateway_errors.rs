@@ -473,40 +473,49 @@ async fn ccaas_over_mutual_tls_is_endorsed_and_committed() {
     .await;
 
     let mut n = Node { org, node, client };
-    let (mut prepared, tx_id) = endorse(&mut n, &["put", "tls-key", "over-mtls"]).await;
-    prepared.signature = n.org.user.sign(&prepared.payload);
-    n.client
-        .submit(SubmitRequest {
-            transaction_id: tx_id.clone(),
-            channel_id: CHANNEL.into(),
-            prepared_transaction: Some(prepared),
-        })
-        .await
-        .expect("submitted");
-    let user_identity = n.org.user.serialized().to_vec();
-    let status = n
-        .client
-        .commit_status(signed_status_request(&n.org.user, &user_identity, &tx_id))
-        .await
-        .expect("commit status")
-        .into_inner();
-    assert_eq!(status.result, TxValidationCode::Valid as i32);
-    let (get, get_tx) = proposal(&n.org.user, &["get", "tls-key"]);
-    let evaluated = n
-        .client
-        .evaluate(EvaluateRequest {
-            transaction_id: get_tx,
-            channel_id: CHANNEL.into(),
-            proposed_transaction: Some(get),
-            target_organizations: Vec::new(),
-        })
-        .await
-        .expect("evaluated")
-        .into_inner();
-    assert_eq!(
-        evaluated.result.expect("a result").payload,
-        b"over-mtls".to_vec()
-    );
+    put_committed_and_read(&mut n, "tls-key", "over-mtls").await;
+
+    // Hyperledger's Python shim as a mutual-TLS server too (its TLS comes from
+    // CORE_TLS_CLIENT_KEY_PATH / CORE_TLS_CLIENT_CERT_PATH, client CA CORE_PEER_TLS_ROOTCERT_FILE).
+    match support::python_chaincode_env() {
+        Err(why) => eprintln!("skipped the Python part of the mutual TLS test: {why}"),
+        Ok(python) => {
+            let py_address = support::dev::free_loopback_address();
+            let py_package = install_ccaas(
+                &n.node,
+                "pytls",
+                &serde_json::json!({
+                    "address": py_address,
+                    "dial_timeout": "10s",
+                    "tls_required": true,
+                    "client_auth_required": true,
+                    "root_cert": ca,
+                    "client_cert": client_cert,
+                    "client_key": client_key,
+                }),
+            );
+            let mut py_server = tokio::process::Command::new(python)
+                .arg(support::e2e_dir("chaincodes/python/chaincode.py"))
+                .env("CHAINCODE_ID", &py_package)
+                .env("CHAINCODE_SERVER_ADDRESS", &py_address)
+                .env("CORE_TLS_CLIENT_KEY_PATH", &key)
+                .env("CORE_TLS_CLIENT_CERT_PATH", &cert)
+                .env("CORE_PEER_TLS_ROOTCERT_FILE", &client_ca)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start the Python chaincode server");
+            support::dev::wait_listening(&py_address).await;
+            // Redefining `basic` to the Python package: the next proposal dials it.
+            n.node
+                .lifecycle
+                .definitions()
+                .define(CHANNEL, "basic", &py_package);
+            put_committed_and_read(&mut n, "py-tls-key", "python-over-mtls").await;
+            support::dev::kill(&mut py_server).await;
+        }
+    }
 
     // Without the client certificate the server requires, the handshake fails and the launch
     // says where and why.
@@ -529,6 +538,44 @@ async fn ccaas_over_mutual_tls_is_endorsed_and_committed() {
     assert!(err.contains(&address), "{err}");
     support::dev::kill(&mut server).await;
     n.node.shutdown().await;
+}
+
+/// Endorses put(key, value), submits it, checks it committed VALID, and evaluates get(key).
+async fn put_committed_and_read(n: &mut Node, key: &str, value: &str) {
+    let (mut prepared, tx_id) = endorse(n, &["put", key, value]).await;
+    prepared.signature = n.org.user.sign(&prepared.payload);
+    n.client
+        .submit(SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(prepared),
+        })
+        .await
+        .expect("submitted");
+    let user_identity = n.org.user.serialized().to_vec();
+    let status = n
+        .client
+        .commit_status(signed_status_request(&n.org.user, &user_identity, &tx_id))
+        .await
+        .expect("commit status")
+        .into_inner();
+    assert_eq!(status.result, TxValidationCode::Valid as i32);
+    let (get, get_tx) = proposal(&n.org.user, &["get", key]);
+    let evaluated = n
+        .client
+        .evaluate(EvaluateRequest {
+            transaction_id: get_tx,
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(get),
+            target_organizations: Vec::new(),
+        })
+        .await
+        .expect("evaluated")
+        .into_inner();
+    assert_eq!(
+        evaluated.result.expect("a result").payload,
+        value.as_bytes().to_vec()
+    );
 }
 
 /// What goes wrong with a chaincode server is said at once and names the server: malformed

@@ -4,7 +4,14 @@
 #
 #   CHAINCODE_ID=<package id> CHAINCODE_SERVER_ADDRESS=HOST:PORT python chaincode.py
 #
+# TLS: CORE_TLS_CLIENT_KEY_PATH / CORE_TLS_CLIENT_CERT_PATH (the server's key and certificate, PEM
+# files) and CORE_PEER_TLS_ROOTCERT_FILE (CA of the client certificates it requires). They are
+# passed to server.start explicitly: fabric-chaincode-python 2.5.4's start() hands key=None on to
+# the server, so the environment fallback inside it never applies.
+#
 # Functions match what e2e/clients/gateway.js calls: put, get, getput, fail, emit.
+import os
+
 from fabric_chaincode_python.fabric_shim import server
 from fabric_chaincode_python.fabric_shim.interfaces import Chaincode
 from fabric_chaincode_python.fabric_shim.response import error, success
@@ -37,4 +44,9 @@ class E2EChaincode(Chaincode):
 
 
 if __name__ == "__main__":
-    server.start(E2EChaincode)
+    server.start(
+        E2EChaincode,
+        key=os.getenv("CORE_TLS_CLIENT_KEY_PATH"),
+        cert=os.getenv("CORE_TLS_CLIENT_CERT_PATH"),
+        client_ca_certs=os.getenv("CORE_PEER_TLS_ROOTCERT_FILE"),
+    )
