@@ -141,7 +141,10 @@ impl CcaasRuntime {
             .await
             .map_err(|status| format!("{}: {}", status.code(), status.message()))
         };
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        // A connection made at the very end of the dial timeout still gets a moment to answer.
+        let remaining = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1));
         let response = match tokio::time::timeout(remaining, connect).await {
             Ok(Ok(response)) => response,
             Ok(Err(message)) => {
