@@ -15,7 +15,10 @@ use support::cluster::{
     Cluster, Kit, Namespace, chaincodes, condition, eventually, kill_chaincode_pods, running_pods,
     service_account_kubeconfig, start_dev, start_npm_proxy, start_operator,
 };
-use support::dev::{copy_contract_source, gateway, interrupt};
+use support::dev::{
+    copy_contract_source, dev_ccaas_command, free_loopback_address, gateway, interrupt, kill,
+    node_chaincode_server, spawn_dev,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
@@ -335,4 +338,58 @@ async fn http_get(port: u16, path: &str) -> String {
         "{response}"
     );
     response
+}
+
+/// A chaincode-as-a-service package on a node running `--runtime kubernetes` is dialled, never
+/// run as a Pod: `dev --runtime kubernetes --ccaas ADDRESS` with Hyperledger's
+/// `fabric-chaincode-node server` at ADDRESS endorses and commits through fabric-gateway, and no
+/// Chaincode resource (hence no Pod) is written. Needs a cluster, not the kit's build images.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_runtime_dials_ccaas_packages_instead_of_running_pods() {
+    let test = "kubernetes_runtime_dials_ccaas_packages_instead_of_running_pods";
+    let Some(cluster) = Cluster::from_env(test) else {
+        return;
+    };
+    support::installed_e2e_dir("clients");
+    cluster.apply_crd();
+    let ns = Namespace::create(&cluster, format!("ccaas-{}", std::process::id()));
+    let work = tempfile::tempdir().expect("tempdir");
+    let endorser_kubeconfig = service_account_kubeconfig(
+        &cluster,
+        &ns.name,
+        "chaincode-endorser",
+        ENDORSER_PERMISSIONS,
+        work.path(),
+    );
+    let dir = work.path().join("dev");
+    let address = free_loopback_address();
+    let mut command = dev_ccaas_command(
+        &dir,
+        &address,
+        "basic",
+        &[
+            "--runtime",
+            "kubernetes",
+            "--kube-namespace",
+            &ns.name,
+            "--endorser-id",
+            "ccaas",
+        ],
+    );
+    command.env("KUBECONFIG", &endorser_kubeconfig);
+    let dev = spawn_dev(command, &dir, Duration::from_secs(120)).await;
+    let mut server = node_chaincode_server(&address, &dev.info.package_id, &[]).await;
+
+    let submitted = gateway(&dir, &["submit", "ccaas-k8s", "dialled"])
+        .await
+        .expect("gateway submit");
+    assert_eq!(submitted["status"], "VALID", "{submitted}");
+    assert_eq!(submitted["evaluated"], "dialled", "{submitted}");
+    assert!(
+        chaincodes(&cluster, &ns.name, "ccaas").is_empty(),
+        "no Chaincode resource for a ccaas package"
+    );
+    assert!(running_pods(&cluster, &ns.name).is_empty());
+    kill(&mut server).await;
+    interrupt(dev).await;
 }

@@ -555,3 +555,311 @@ async fn deliver_refuses_bad_requests_and_streams_committed_blocks() {
         Err(_) => panic!("the follower's stream did not end"),
     }
 }
+
+/// A node whose chaincode stream uses per-launch TLS (the default), with no chaincode defined.
+async fn start_ccaas_node(org: &Org) -> (RunningNode, GatewayClient<Channel>) {
+    let data = org.dir.path().join("data");
+    let mut config = NodeConfig::local(&data, org.endorser.clone(), vec![CHANNEL.to_string()]);
+    config.organizations = vec![
+        chaincode_operator::endorser::identity::load_organization(
+            MSPID,
+            &org.crypto.paths.endorser.dir,
+        )
+        .unwrap(),
+    ];
+    let node = node::start(config).await.expect("node starts");
+    let client = GatewayClient::connect(format!("http://{}", node.address))
+        .await
+        .unwrap();
+    (node, client)
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate, PEM:
+/// (ca, server cert, server key, client cert, client key).
+fn ccaas_certificates() -> (String, String, String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+        SanType,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    // Distinct subjects: a leaf named like its issuer looks self-signed to OpenSSL.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ccaas test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf = |server: bool| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let name = if server {
+            "ccaas server"
+        } else {
+            "endorser client"
+        };
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        if server {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress([127, 0, 0, 1].into()));
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(true);
+    let (client_cert, client_key) = leaf(false);
+    (ca.pem(), server_cert, server_key, client_cert, client_key)
+}
+
+fn install_ccaas(node: &RunningNode, label: &str, connection: &serde_json::Value) -> String {
+    let bytes = chaincode_operator::builders::package::ccaas_package(
+        label,
+        connection.to_string().as_bytes(),
+    )
+    .unwrap();
+    node.lifecycle
+        .install(&bytes)
+        .expect("ccaas package installs")
+        .package_id
+}
+
+/// Chaincode-as-a-service over mutual TLS: Hyperledger's `fabric-chaincode-node server` with a
+/// certificate from a CA made here and requiring client certificates; connection.json carries
+/// the root and the endorser's client certificate. Endorsed, submitted and committed through the
+/// Gateway, while the endorser's own per-launch stream identity check stays on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccaas_over_mutual_tls_is_endorsed_and_committed() {
+    let org = dev_org();
+    let (node, client) = start_ccaas_node(&org).await;
+    let (ca, server_cert, server_key, client_cert, client_key) = ccaas_certificates();
+    let files = tempfile::tempdir().unwrap();
+    for (name, pem) in [
+        ("ca.crt", &ca),
+        ("server.crt", &server_cert),
+        ("server.key", &server_key),
+    ] {
+        std::fs::write(files.path().join(name), pem).unwrap();
+    }
+    let address = support::dev::free_loopback_address();
+    let package_id = install_ccaas(
+        &node,
+        "tlscc",
+        &serde_json::json!({
+            "address": address,
+            "dial_timeout": "10s",
+            "tls_required": true,
+            "client_auth_required": true,
+            "root_cert": ca,
+            "client_cert": client_cert,
+            "client_key": client_key,
+        }),
+    );
+    node.lifecycle
+        .definitions()
+        .define(CHANNEL, "basic", &package_id);
+    let path = |name: &str| files.path().join(name).to_string_lossy().into_owned();
+    let (cert, key, client_ca) = (path("server.crt"), path("server.key"), path("ca.crt"));
+    let mut server = support::dev::node_chaincode_server(
+        &address,
+        &package_id,
+        &[
+            "--chaincode-tls-cert-file",
+            &cert,
+            "--chaincode-tls-key-file",
+            &key,
+            "--chaincode-tls-client-cacert-file",
+            &client_ca,
+        ],
+    )
+    .await;
+
+    let mut n = Node { org, node, client };
+    put_committed_and_read(&mut n, "tls-key", "over-mtls").await;
+
+    // Hyperledger's Python shim as a mutual-TLS server too (its TLS comes from
+    // CORE_TLS_CLIENT_KEY_PATH / CORE_TLS_CLIENT_CERT_PATH, client CA CORE_PEER_TLS_ROOTCERT_FILE).
+    match support::python_chaincode_env() {
+        Err(why) => eprintln!("skipped the Python part of the mutual TLS test: {why}"),
+        Ok(python) => {
+            let py_address = support::dev::free_loopback_address();
+            let py_package = install_ccaas(
+                &n.node,
+                "pytls",
+                &serde_json::json!({
+                    "address": py_address,
+                    "dial_timeout": "10s",
+                    "tls_required": true,
+                    "client_auth_required": true,
+                    "root_cert": ca,
+                    "client_cert": client_cert,
+                    "client_key": client_key,
+                }),
+            );
+            let mut py_server = tokio::process::Command::new(python)
+                .arg(support::e2e_dir("chaincodes/python/chaincode.py"))
+                .env("CHAINCODE_ID", &py_package)
+                .env("CHAINCODE_SERVER_ADDRESS", &py_address)
+                .env("CORE_TLS_CLIENT_KEY_PATH", &key)
+                .env("CORE_TLS_CLIENT_CERT_PATH", &cert)
+                .env("CORE_PEER_TLS_ROOTCERT_FILE", &client_ca)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start the Python chaincode server");
+            support::dev::wait_listening(&py_address).await;
+            // Redefining `basic` to the Python package: the next proposal dials it.
+            n.node
+                .lifecycle
+                .definitions()
+                .define(CHANNEL, "basic", &py_package);
+            put_committed_and_read(&mut n, "py-tls-key", "python-over-mtls").await;
+            support::dev::kill(&mut py_server).await;
+        }
+    }
+
+    // Without the client certificate the server requires, the handshake fails and the launch
+    // says where and why.
+    let no_client_cert = install_ccaas(
+        &n.node,
+        "tlsnocert",
+        &serde_json::json!({
+            "address": address,
+            "dial_timeout": "2s",
+            "tls_required": true,
+            "root_cert": ca,
+        }),
+    );
+    let err = n
+        .node
+        .launch(&no_client_cert)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&address), "{err}");
+    support::dev::kill(&mut server).await;
+    n.node.shutdown().await;
+}
+
+/// Endorses put(key, value), submits it, checks it committed VALID, and evaluates get(key).
+async fn put_committed_and_read(n: &mut Node, key: &str, value: &str) {
+    let (mut prepared, tx_id) = endorse(n, &["put", key, value]).await;
+    prepared.signature = n.org.user.sign(&prepared.payload);
+    n.client
+        .submit(SubmitRequest {
+            transaction_id: tx_id.clone(),
+            channel_id: CHANNEL.into(),
+            prepared_transaction: Some(prepared),
+        })
+        .await
+        .expect("submitted");
+    let user_identity = n.org.user.serialized().to_vec();
+    let status = n
+        .client
+        .commit_status(signed_status_request(&n.org.user, &user_identity, &tx_id))
+        .await
+        .expect("commit status")
+        .into_inner();
+    assert_eq!(status.result, TxValidationCode::Valid as i32);
+    let (get, get_tx) = proposal(&n.org.user, &["get", key]);
+    let evaluated = n
+        .client
+        .evaluate(EvaluateRequest {
+            transaction_id: get_tx,
+            channel_id: CHANNEL.into(),
+            proposed_transaction: Some(get),
+            target_organizations: Vec::new(),
+        })
+        .await
+        .expect("evaluated")
+        .into_inner();
+    assert_eq!(
+        evaluated.result.expect("a result").payload,
+        value.as_bytes().to_vec()
+    );
+}
+
+/// What goes wrong with a chaincode server is said at once and names the server: malformed
+/// connection.json at install, nothing listening (within dial_timeout), a server registering as
+/// another chaincode (without waiting for the startup timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ccaas_failures_are_clear_and_quick() {
+    let org = dev_org();
+    let (node, _client) = start_ccaas_node(&org).await;
+    let install = |label: &str, connection: &str| {
+        let bytes =
+            chaincode_operator::builders::package::ccaas_package(label, connection.as_bytes())
+                .unwrap();
+        node.lifecycle.install(&bytes).map(|p| p.package_id)
+    };
+    for (connection, expected) in [
+        ("{not json", "connection.json is invalid"),
+        (r#"{"address":"nowhere"}"#, "is not host:port"),
+        (
+            r#"{"address":"a:1","dial_timeout":"ten seconds"}"#,
+            "dial_timeout",
+        ),
+        (
+            r#"{"address":"a:1","tls_required":true,"root_cert":"not a certificate"}"#,
+            "root_cert holds no PEM certificate",
+        ),
+        (
+            r#"{"address":"{{.peername}}:1"}"#,
+            "CHAINCODE_AS_A_SERVICE_BUILDER_CONFIG has no key peername",
+        ),
+    ] {
+        let err = install("bad", connection).unwrap_err().to_string();
+        assert!(err.contains(expected), "{connection}: {err}");
+    }
+
+    // Nothing listening: fails once the 1 s dial timeout is spent, naming the address.
+    let silent = support::dev::free_loopback_address();
+    let package_id = install(
+        "silent",
+        &serde_json::json!({"address": silent, "dial_timeout": "1s"}).to_string(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = node.launch(&package_id).await.unwrap_err().to_string();
+    let took = started.elapsed();
+    assert!(
+        err.contains(&format!(
+            "could not connect to the chaincode server at {silent} within the dial timeout of 1s"
+        )),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+
+    // A server started with another chaincode id is refused as soon as it registers.
+    let address = support::dev::free_loopback_address();
+    let package_id = install(
+        "wrongid",
+        &serde_json::json!({"address": address, "dial_timeout": "5s"}).to_string(),
+    )
+    .unwrap();
+    let mut server = support::dev::node_chaincode_server(&address, "other:1", &[]).await;
+    let started = std::time::Instant::now();
+    let err = node.launch(&package_id).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "registered as \"other:1\", but it was dialled for package {package_id}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("chaincode server at {address}")),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    support::dev::kill(&mut server).await;
+    node.shutdown().await;
+}

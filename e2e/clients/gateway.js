@@ -16,6 +16,9 @@
 //     when it has no checkpoint), read up to block UNTIL, checkpointing every block. Prints
 //     {full, filtered, private}: per block its number and per transaction id, header type,
 //     validation code and chaincode events (name, payload length).
+//   node gateway.js DEV_JSON submit KEY VALUE
+//     submit put(KEY, VALUE), then evaluate get(KEY). Prints {submitResult, status, blockNumber,
+//     evaluated}.
 const fs = require('fs');
 const crypto = require('crypto');
 
@@ -207,10 +210,22 @@ async function blocks(info, checkpointPrefix, until) {
     return out;
 }
 
+async function submit(info, key, value) {
+    const {contract} = open(info);
+    const submitted = await contract.submitAsync('put', {arguments: [key, value]});
+    const status = await submitted.getStatus();
+    return {
+        submitResult: utf8.decode(submitted.getResult()),
+        status: codeName(status.code),
+        blockNumber: Number(status.blockNumber),
+        evaluated: utf8.decode(await contract.evaluateTransaction('get', key)),
+    };
+}
+
 async function main() {
     const [devJson, command, ...args] = process.argv.slice(2);
     const info = JSON.parse(fs.readFileSync(devJson, 'utf8'));
-    const commands = {run, read, put, blocks};
+    const commands = {run, read, put, blocks, submit};
     if (!commands[command]) {
         throw new Error(`unknown command ${command}`);
     }

@@ -268,6 +268,27 @@ pub fn package_source_dir(
     )
 }
 
+/// A chaincode-as-a-service package labelled `label` whose code.tar.gz holds `connection_json`
+/// at its root (deterministic: the same label and bytes give the same package id).
+pub fn ccaas_package(label: &str, connection_json: &[u8]) -> Result<Vec<u8>, PackageError> {
+    let mut code = SourceTree::new();
+    code.insert(
+        "connection.json".into(),
+        SourceEntry::File {
+            data: connection_json.to_vec(),
+            executable: false,
+        },
+    );
+    write_package(
+        &PackageMetadata {
+            kind: "ccaas".into(),
+            label: label.to_string(),
+            path: String::new(),
+        },
+        &code,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,3 +110,79 @@ pub async fn gateway(dir: &Path, args: &[&str]) -> Result<Value, String> {
         Err(String::from_utf8_lossy(&output.stderr).into_owned())
     }
 }
+
+/// A loopback address nothing listens on (yet): a port the OS just handed out and took back.
+pub fn free_loopback_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// `chaincode-operator dev --ccaas ADDRESS` defining chaincode `name`, state in `dir`, clients on
+/// a loopback port chosen by the OS, then `args`.
+pub fn dev_ccaas_command(
+    dir: &Path,
+    address: &str,
+    name: &str,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"));
+    command
+        .arg("dev")
+        .args([
+            "--ccaas",
+            address,
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--chaincode-listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// The Node contract chaincode (e2e/chaincodes/contract) as a chaincode server:
+/// `fabric-chaincode-node server --chaincode-address ADDRESS --chaincode-id ID` from Hyperledger's
+/// fabric-shim, plus `args` (TLS options). Returns once it accepts connections.
+pub async fn node_chaincode_server(
+    address: &str,
+    chaincode_id: &str,
+    args: &[&str],
+) -> tokio::process::Child {
+    let dir = super::installed_e2e_dir("chaincodes/contract");
+    let child = tokio::process::Command::new("node")
+        .arg(dir.join("node_modules/.bin/fabric-chaincode-node"))
+        .args(["server", "--chaincode-address", address])
+        .args(["--chaincode-id", chaincode_id])
+        .args(args)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start fabric-chaincode-node server");
+    wait_listening(address).await;
+    child
+}
+
+/// Waits (up to 30 s) until something accepts TCP connections at `address`.
+pub async fn wait_listening(address: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens at {address} after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGKILL to a child and reaps it.
+pub async fn kill(child: &mut tokio::process::Child) {
+    child.start_kill().expect("kill the child");
+    child.wait().await.expect("reap the child");
+}

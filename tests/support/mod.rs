@@ -138,3 +138,53 @@ pub fn signed_proposal(
         signature: Vec::new(),
     }
 }
+
+/// A Python 3.10+ virtual environment under the cargo target's temp dir with
+/// `e2e/chaincodes/python/requirements.txt` (Hyperledger's fabric-chaincode-python, pinned)
+/// installed from PyPI; reinstalled only when that file changes. None (with the reason) when no
+/// usable `python3` is on PATH.
+pub fn python_chaincode_env() -> Result<PathBuf, String> {
+    let requirements = e2e_dir("chaincodes/python/requirements.txt");
+    let version = Command::new("python3")
+        .args([
+            "-c",
+            "import sys; print(sys.version_info >= (3, 10) and 'ok' or 'old')",
+        ])
+        .output()
+        .map_err(|e| format!("no python3: {e}"))?;
+    if String::from_utf8_lossy(&version.stdout).trim() != "ok" {
+        return Err("python3 is older than 3.10 (fabric-chaincode-python needs 3.10+)".into());
+    }
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ccaas-python-venv");
+    let lock = File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join(".ccaas-python.lock"))
+        .expect("create the python lock file");
+    lock.lock().expect("lock python install");
+    let digest = hex::encode(Sha256::digest(
+        std::fs::read(&requirements).expect("read requirements.txt"),
+    ));
+    let stamp = venv.join(".installed-from");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(digest.as_str()) {
+        return Ok(venv.join("bin/python"));
+    }
+    let _ = std::fs::remove_dir_all(&venv);
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .map_err(|e| format!("python3 -m venv: {e}"))?;
+    if !status.success() {
+        return Err(format!("python3 -m venv failed: {status}"));
+    }
+    let status = Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements)
+        .status()
+        .expect("run pip");
+    assert!(
+        status.success(),
+        "pip install -r {} failed",
+        requirements.display()
+    );
+    std::fs::write(&stamp, digest).expect("write install stamp");
+    Ok(venv.join("bin/python"))
+}

@@ -104,6 +104,46 @@ impl ChaincodeSupportService {
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit)
     }
+
+    /// What a stream's transport takes (see [`SupportConfig::transport_limit`]); a dialled
+    /// stream's client applies the same.
+    pub fn transport_limit(&self) -> usize {
+        self.config.transport_limit()
+    }
+
+    /// The gate REGISTERs on this service's streams go through.
+    pub fn gate(&self) -> Arc<dyn RegistrationGate> {
+        self.gate.clone()
+    }
+
+    /// Serves a stream the endorser opened itself (chaincode-as-a-service: the endorser dialled
+    /// the chaincode's server): the same handler, the peer side of the protocol, only the
+    /// transport's roles are reversed. `gate` decides this stream's REGISTER; `identity` is what
+    /// it hands the gate as the stream's client certificate; `out` carries the messages to the
+    /// chaincode. The stream ends when `inbound` ends, `out`'s receiver is dropped or `stop` turns
+    /// true (the task then reports the chaincode gone as for any stream).
+    pub fn serve_dialed<S>(
+        &self,
+        inbound: S,
+        out: mpsc::Sender<Result<ChaincodeMessage, Status>>,
+        gate: Arc<dyn RegistrationGate>,
+        identity: Option<Vec<u8>>,
+        stop: watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        S: futures::Stream<Item = Result<ChaincodeMessage, Status>> + Unpin + Send + 'static,
+    {
+        let stream = StreamTask {
+            gate,
+            resolver: self.resolver.clone(),
+            config: self.config.clone(),
+            client_cert: identity,
+            out,
+            ticket: None,
+            gone_reported: false,
+        };
+        tokio::spawn(stream.run(inbound, Some(stop)))
+    }
 }
 
 #[tonic::async_trait]
@@ -145,11 +185,10 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    async fn run(
-        mut self,
-        mut inbound: Streaming<ChaincodeMessage>,
-        mut shutdown: Option<watch::Receiver<bool>>,
-    ) {
+    async fn run<S>(mut self, mut inbound: S, mut shutdown: Option<watch::Receiver<bool>>)
+    where
+        S: futures::Stream<Item = Result<ChaincodeMessage, Status>> + Unpin,
+    {
         let (cmd_tx, mut cmd_rx) = mpsc::unbounded_channel::<Input<TxCtx>>();
         let mut handler = Handler::<TxCtx>::new().with_message_limit(self.config.max_message_bytes);
         let out = self.out.clone();

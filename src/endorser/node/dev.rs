@@ -13,7 +13,7 @@ use prost::Message;
 use serde::Serialize;
 
 use super::cli::{ChaincodeArgs, node_config, serve_until_interrupted};
-use crate::builders::package::package_source_dir;
+use crate::builders::package::{self, package_source_dir};
 use crate::builders::{Limits, PackageId};
 use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
 use crate::endorser::lifecycle::LIFECYCLE_NAME;
@@ -29,9 +29,20 @@ use crate::proto::lifecycle::{
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
     /// Chaincode source directory (Node: package.json with a start script).
-    #[arg(long = "chaincode", value_name = "DIR")]
-    pub source: PathBuf,
-    /// Chaincode name (default: the directory's name).
+    #[arg(
+        long = "chaincode",
+        value_name = "DIR",
+        required_unless_present = "ccaas",
+        conflicts_with = "ccaas"
+    )]
+    pub source: Option<PathBuf>,
+    /// Chaincode-as-a-service: a chaincode server you start yourself, in any language, listens
+    /// on ADDRESS (HOST:PORT); dev defines it and dials ADDRESS instead of launching a process.
+    /// Start the server with CHAINCODE_ID = the package id dev prints (and writes to dev.json);
+    /// the id depends only on the name and ADDRESS, so it stays the same between runs.
+    #[arg(long = "ccaas", value_name = "ADDRESS")]
+    pub ccaas: Option<String>,
+    /// Chaincode name (default: the directory's name; required with --ccaas).
     #[arg(long)]
     pub name: Option<String>,
     /// Channel the chaincode is defined on.
@@ -75,6 +86,10 @@ pub struct DevInfo {
     /// The admin identity, for `_lifecycle` calls.
     pub admin_cert_path: PathBuf,
     pub admin_key_path: PathBuf,
+    /// `--ccaas`: where the chaincode server must listen (start it with CHAINCODE_ID =
+    /// `packageId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ccaas_address: Option<String>,
 }
 
 /// Fabric's chaincode name rule: letters and digits, single `-` or `_` between them.
@@ -99,13 +114,48 @@ fn default_name(source: &Path) -> anyhow::Result<String> {
     Ok(name)
 }
 
-pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::canonicalize(&args.source)
-        .with_context(|| format!("chaincode directory {}", args.source.display()))?;
+/// The package dev installs: the source directory as a node package, or (`--ccaas`) a ccaas
+/// package whose connection.json points at ADDRESS.
+fn dev_package(args: &DevArgs) -> anyhow::Result<(String, Vec<u8>)> {
+    if let Some(address) = &args.ccaas {
+        let name = args
+            .name
+            .clone()
+            .context("--ccaas needs --name: the chaincode name to define")?;
+        return Ok((name.clone(), ccaas_package(&name, address)?));
+    }
+    let source = args
+        .source
+        .as_ref()
+        .context("pass --chaincode DIR or --ccaas ADDRESS")?;
+    let source = std::fs::canonicalize(source)
+        .with_context(|| format!("chaincode directory {}", source.display()))?;
     let name = match &args.name {
         Some(name) => name.clone(),
         None => default_name(&source)?,
     };
+    let bytes = package_source_dir(&source, "node", &name, None, &Limits::default())
+        .with_context(|| format!("packaging {}", source.display()))?;
+    Ok((name, bytes))
+}
+
+/// Dial timeout of `dev --ccaas` packages.
+const DEV_CCAAS_DIAL_TIMEOUT: &str = "10s";
+
+/// A ccaas package labelled `name` for a plaintext chaincode server at `address`; the same
+/// bytes (so the same package id) for the same name and address.
+pub fn ccaas_package(name: &str, address: &str) -> anyhow::Result<Vec<u8>> {
+    let connection = serde_json::json!({
+        "address": address,
+        "dial_timeout": DEV_CCAAS_DIAL_TIMEOUT,
+        "tls_required": false,
+    });
+    package::ccaas_package(name, format!("{connection:#}\n").as_bytes())
+        .context("packaging connection.json")
+}
+
+pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    let (name, bytes) = dev_package(&args)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)
@@ -159,13 +209,15 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     )?;
     let node = node::start(config).await?;
 
-    let bytes = package_source_dir(&source, "node", &name, None, &Limits::default())
-        .with_context(|| format!("packaging {}", source.display()))?;
     let package_id = PackageId::new(&name, &bytes).to_string();
     let sequence = install_and_define(&node, &admin, &args.channel, &name, bytes, &package_id)
         .await
         .context("installing and defining the chaincode")?;
-    if let Err(err) = node.launch(&package_id).await {
+    // A chaincode server is started by the user once the package id is known: it is dialled at
+    // the first proposal, not now.
+    if args.ccaas.is_none()
+        && let Err(err) = node.launch(&package_id).await
+    {
         tracing::warn!(%err, "the chaincode did not start; it is launched again on the next proposal");
     }
 
@@ -182,6 +234,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         key_path: paths.user.key.clone(),
         admin_cert_path: paths.admin.cert.clone(),
         admin_key_path: paths.admin.key.clone(),
+        ccaas_address: args.ccaas.clone(),
     };
     let json = serde_json::to_string_pretty(&info).context("encoding dev.json")?;
     let dev_json = dir.join("dev.json");
@@ -212,6 +265,12 @@ fn print_info(info: &DevInfo, dev_json: &Path) {
         "  package id:    {} (sequence {})",
         info.package_id, info.sequence
     );
+    if let Some(address) = &info.ccaas_address {
+        println!(
+            "  chaincode server: start it at {address} with CHAINCODE_ID={} (e.g. fabric-chaincode-node server --chaincode-address {address} --chaincode-id {}); it is dialled at the first proposal",
+            info.package_id, info.package_id
+        );
+    }
     println!("  written to:    {}", dev_json.display());
     println!("ready");
 }
@@ -320,6 +379,25 @@ async fn install_and_define(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ccaas_packages_have_the_same_id_on_every_run() {
+        let first = ccaas_package("basic", "127.0.0.1:9999").unwrap();
+        let again = ccaas_package("basic", "127.0.0.1:9999").unwrap();
+        assert_eq!(first, again);
+        let elsewhere = ccaas_package("basic", "127.0.0.1:9998").unwrap();
+        assert_ne!(
+            PackageId::new("basic", &first),
+            PackageId::new("basic", &elsewhere)
+        );
+        let package = crate::builders::read_package(&first, &Limits::default()).unwrap();
+        let conn =
+            crate::builders::platform::ccaas::connection_with(&package, &serde_json::Map::new())
+                .unwrap();
+        assert_eq!(conn.address, "127.0.0.1:9999");
+        assert_eq!(conn.dial_timeout, "10s");
+        assert!(!conn.tls_required);
+    }
 
     #[test]
     fn default_names_follow_fabric_chaincode_name_rules() {

@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 use crate::endorser::chaincode::gate::LaunchingResolver;
 use crate::endorser::chaincode::handle::ChaincodeHandle;
 use crate::endorser::chaincode::launcher::{Launcher, LauncherConfig};
+use crate::endorser::chaincode::runtime::ccaas::CcaasRuntime;
 use crate::endorser::chaincode::runtime::kubernetes::{KubernetesRuntime, KubernetesRuntimeConfig};
 use crate::endorser::chaincode::runtime::process::{ProcessRuntime, ProcessRuntimeConfig};
 use crate::endorser::chaincode::runtime::{PackageInstaller, Runtime};
@@ -350,6 +351,12 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             (Some(process.clone()), None, process.clone(), process)
         }
     };
+    // Chaincode-as-a-service packages are dialled whichever runtime runs the rest.
+    let template =
+        crate::builders::platform::ccaas::builder_config_from_env().map_err(anyhow::Error::msg)?;
+    let ccaas = Arc::new(CcaasRuntime::new(runtime, installer, template));
+    let (runtime, installer): (Arc<dyn Runtime>, Arc<dyn PackageInstaller>) =
+        (ccaas.clone(), ccaas.clone());
     let lifecycle = Arc::new(
         Lifecycle::open(
             &data_dir.join("lifecycle"),
@@ -431,6 +438,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         },
     )
     .with_shutdown(shutdown_rx.clone());
+    ccaas.attach(support.clone());
     let mut chaincode_server = tonic::transport::Server::builder();
     if let Some(ca) = &ca {
         let cert = ca

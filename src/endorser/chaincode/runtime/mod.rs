@@ -1,8 +1,9 @@
 //! Where chaincode runs. A [`Runtime`] launches one instance of a chaincode package, stops it, and
 //! reports when it exits; the launcher decides when. Implementations: [`process`] (local processes,
 //! the embedded default used by `chaincode-operator dev`) and [`kubernetes`] (each launch becomes a
-//! `Chaincode` resource the operator runs as a Pod). A runtime learns packages at install through
-//! [`PackageInstaller`].
+//! `Chaincode` resource the operator runs as a Pod). [`ccaas`] wraps either: chaincode-as-a-service
+//! packages are dialled instead of launched, everything else goes to the wrapped runtime. A
+//! runtime learns packages at install through [`PackageInstaller`].
 //!
 //! The Fabric launch contract — environment variables and TLS files a chaincode expects — is built
 //! here once ([`fabric_launch_files`], [`fabric_environment`]) so every runtime hands the chaincode
@@ -12,6 +13,7 @@ use std::path::Path;
 use base64::Engine as _;
 use futures::future::BoxFuture;
 
+pub mod ccaas;
 pub mod kubernetes;
 pub mod node_local;
 pub mod packages;
