@@ -165,6 +165,8 @@ pub(crate) fn init_tracing() {
                 }),
         )
         .with_writer(std::io::stderr)
+        // No colour codes in a file, a pipe or CI's log.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 

@@ -591,6 +591,12 @@ const MAX_LINE: u64 = 16 * 1024;
 
 /// Calls `emit` for every line of `reader` (without the line break; invalid UTF-8 replaced) until
 /// end of stream or a read error.
+/// A chaincode's output line as text without terminal escape sequences: shims colour their logs
+/// (`\x1b[32minfo\x1b[39m`), which the endorser's log would otherwise show escaped.
+pub fn plain_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(&strip_ansi_escapes::strip(bytes)).into_owned()
+}
+
 async fn for_each_line(reader: impl AsyncRead + Unpin, mut emit: impl FnMut(String)) {
     let mut reader = BufReader::new(reader);
     let mut buf = Vec::new();
@@ -609,7 +615,7 @@ async fn for_each_line(reader: impl AsyncRead + Unpin, mut emit: impl FnMut(Stri
                         buf.pop();
                     }
                 }
-                emit(String::from_utf8_lossy(&buf).into_owned());
+                emit(plain_line(&buf));
             }
         }
     }

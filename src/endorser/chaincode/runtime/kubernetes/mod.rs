@@ -760,6 +760,7 @@ async fn follow_log(pods: Api<Pod>, pod: String, key: LaunchKey) {
             Ok(stream) => {
                 let mut lines = stream.lines();
                 while let Ok(Some(line)) = lines.try_next().await {
+                    let line = super::process::plain_line(line.as_bytes());
                     tracing::info!(
                         target: "chaincode",
                         chaincode_id = %key.package_id,
