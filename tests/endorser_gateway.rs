@@ -357,3 +357,91 @@ async fn ccaas_python_chaincode_server_is_endorsed_and_committed() {
     kill(&mut server).await;
     interrupt(dev).await;
 }
+
+/// What a newcomer runs into before any chaincode works: a Go directory is told what to do, and
+/// nothing is created for it; a second `dev` on the same directory names the first; the directory
+/// keeps itself out of git; a chaincode that cannot start makes `dev` say so on the ready line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_says_what_is_wrong_before_and_at_ready() {
+    let work = tempfile::tempdir().unwrap();
+
+    // A Go chaincode directory: refused before crypto or a ledger exist.
+    let go = work.path().join("gocc");
+    std::fs::create_dir_all(&go).unwrap();
+    std::fs::write(go.join("go.mod"), "module example.com/gocc\n\ngo 1.22\n").unwrap();
+    let go_dir = work.path().join("go-state");
+    let output = dev_command(&go_dir, &go, &[]).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("dev runs Node chaincode; found go.mod") && stderr.contains("--ccaas"),
+        "{stderr}"
+    );
+    assert!(!go_dir.exists(), "nothing created for refused input");
+
+    // An invalid channel name: refused up front too.
+    let bad_channel = work.path().join("bad-channel");
+    let output = dev_command(
+        &bad_channel,
+        &go,
+        &["--channel".into(), "My_Channel".into()],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(String::from_utf8_lossy(&output.stderr).contains("channel name \"My_Channel\""));
+    assert!(!bad_channel.exists());
+
+    // One dev holds its directory; a second one on it is told who holds it.
+    let dir = work.path().join("ccaas-state");
+    let address = free_loopback_address();
+    let first = spawn_dev(
+        dev_ccaas_command(&dir, &address, "held", &[]),
+        &dir,
+        Duration::from_secs(60),
+    )
+    .await;
+    let pid = first.child.id().unwrap();
+    let output = dev_ccaas_command(&dir, &address, "held", &[])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!(
+            "another chaincode-operator dev (pid {pid}) is using"
+        )),
+        "{stderr}"
+    );
+    let gitignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+    assert!(gitignore.lines().any(|l| l == "*"), "{gitignore}");
+    interrupt(first).await;
+
+    // A Node chaincode whose start script exits at once: dev serves, but says it is not running.
+    let broken = work.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(
+        broken.join("package.json"),
+        r#"{"name":"broken","version":"1.0.0","scripts":{"start":"node -e \"console.error('boom'); process.exit(3)\""}}"#,
+    )
+    .unwrap();
+    let state = work.path().join("broken-state");
+    let dev = spawn_dev(
+        dev_command(
+            &state,
+            &broken,
+            &["--chaincode-listen".into(), "127.0.0.1:0".into()],
+        ),
+        &state,
+        Duration::from_secs(180),
+    )
+    .await;
+    let ready = dev.printed.last().cloned().unwrap_or_default();
+    assert!(
+        ready.starts_with("ready — chaincode NOT running: "),
+        "{:?}",
+        dev.printed
+    );
+    interrupt(dev).await;
+}

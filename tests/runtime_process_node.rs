@@ -535,6 +535,16 @@ async fn builds_are_cached_per_package_id() {
     assert!(!other.reused);
     assert_ne!(other.dir, outcome.dir);
     assert_eq!(std::fs::read_to_string(&counter).unwrap(), "built\nbuilt\n");
+
+    // Pruning to one package removes the other's build only (dev does this at start).
+    assert_eq!(runtime.prune(&["cached:2"]), 1);
+    assert!(!outcome.dir.exists());
+    assert!(runtime.ensure_built("cached:2").await.unwrap().reused);
+    assert!(!runtime.ensure_built("cached:1").await.unwrap().reused);
+    assert_eq!(
+        std::fs::read_to_string(&counter).unwrap(),
+        "built\nbuilt\nbuilt\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ pub struct Dev {
     pub child: tokio::process::Child,
     pub info: DevInfo,
     pub dir: PathBuf,
-    /// What it printed before `ready`.
+    /// What it printed before `ready` (and the `ready — chaincode NOT running: …` line).
     pub printed: Vec<String>,
 }
 
@@ -56,6 +56,11 @@ pub async fn spawn_dev(
     let ready = tokio::time::timeout(ready_within, async {
         while let Some(line) = lines.next_line().await.expect("read dev output") {
             if line == "ready" {
+                return true;
+            }
+            // Serving, but the chaincode did not start: the caller sees why in `printed`.
+            if line.starts_with("ready — chaincode NOT running") {
+                printed.push(line);
                 return true;
             }
             printed.push(line);

@@ -130,6 +130,7 @@ fn dev_package(args: &DevArgs) -> anyhow::Result<(String, Vec<u8>)> {
         .context("pass --chaincode DIR or --ccaas ADDRESS")?;
     let source = std::fs::canonicalize(source)
         .with_context(|| format!("chaincode directory {}", source.display()))?;
+    require_node_source(&source)?;
     let name = match &args.name {
         Some(name) => name.clone(),
         None => default_name(&source)?,
@@ -137,6 +138,101 @@ fn dev_package(args: &DevArgs) -> anyhow::Result<(String, Vec<u8>)> {
     let bytes = package_source_dir(&source, "node", &name, None, &Limits::default())
         .with_context(|| format!("packaging {}", source.display()))?;
     Ok((name, bytes))
+}
+
+/// dev builds and runs Node chaincode; another language gets told what to do instead of npm's
+/// complaint about a missing package.json.
+fn require_node_source(source: &Path) -> anyhow::Result<()> {
+    if source.join("package.json").is_file() {
+        return Ok(());
+    }
+    let found = [
+        "go.mod",
+        "pom.xml",
+        "build.gradle",
+        "build.gradle.kts",
+        "setup.py",
+        "pyproject.toml",
+    ]
+    .into_iter()
+    .find(|file| source.join(file).is_file());
+    match found {
+        Some(file) => anyhow::bail!(
+            "dev runs Node chaincode; found {file} in {}: run that chaincode as a server yourself \
+             (Go: shim.ChaincodeServer, Java: ChaincodeServer, Python: fabric-chaincode-python) \
+             and pass --ccaas HOST:PORT --name NAME, or install its package on an endorser with \
+             --runtime kubernetes",
+            source.display()
+        ),
+        None => anyhow::bail!(
+            "no package.json in {}: dev runs Node chaincode (a directory with package.json whose \
+             start script runs the chaincode)",
+            source.display()
+        ),
+    }
+}
+
+/// Checks what would otherwise fail only after crypto and a ledger were created.
+fn validate_args(args: &DevArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        crate::endorser::commit::committer::is_valid_channel_name(&args.channel),
+        "channel name {:?} is not valid: lower-case letters, digits, '.' and '-', starting with a \
+         letter, at most 249 characters",
+        args.channel
+    );
+    if let Some(name) = &args.name {
+        let valid = name
+            .split(['-', '_'])
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+        anyhow::ensure!(
+            valid,
+            "chaincode name {name:?} is not valid: letters and digits, with single '-' or '_' \
+             between them"
+        );
+    }
+    Ok(())
+}
+
+/// Holds the dev directory for this process: a second `dev` on it would fight over the ledger.
+struct DirLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+fn lock_dir(dir: &Path) -> anyhow::Result<DirLock> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let pid = std::process::id().to_string();
+            let _ = lock
+                .set_len(0)
+                .and_then(|()| lock.rewind())
+                .and_then(|()| lock.write_all(pid.as_bytes()));
+            Ok(DirLock { _lock: lock })
+        }
+        Err((mut file, _)) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let who = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {holder})")
+            };
+            anyhow::bail!(
+                "another chaincode-operator dev{who} is using {}: stop it, or give this one \
+                 another --dir",
+                dir.display()
+            )
+        }
+    }
 }
 
 /// Dial timeout of `dev --ccaas` packages.
@@ -155,11 +251,19 @@ pub fn ccaas_package(name: &str, address: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
+    validate_args(&args)?;
     let (name, bytes) = dev_package(&args)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("dev directory {}", args.dir.display()))?;
+    let _held = lock_dir(&dir)?;
+    // Keys, ledger and builds do not belong in the chaincode's repository.
+    let gitignore = dir.join(".gitignore");
+    if !gitignore.exists() {
+        std::fs::write(&gitignore, "# written by chaincode-operator dev\n*\n")
+            .with_context(|| format!("writing {}", gitignore.display()))?;
+    }
 
     let paths = DevCryptoPaths::new(&dir.join("crypto"));
     let incomplete = paths.first_incomplete();
@@ -215,10 +319,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .context("installing and defining the chaincode")?;
     // A chaincode server is started by the user once the package id is known: it is dialled at
     // the first proposal, not now.
+    // Builds of earlier versions of the source are never used again by this dev directory.
+    if let Some(runtime) = &node.runtime {
+        runtime.prune(&[&package_id]);
+    }
+    let mut not_running = None;
     if args.ccaas.is_none()
         && let Err(err) = node.launch(&package_id).await
     {
         tracing::warn!(%err, "the chaincode did not start; it is launched again on the next proposal");
+        not_running = Some(err.to_string());
     }
 
     let info = DevInfo {
@@ -240,11 +350,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let dev_json = dir.join("dev.json");
     crate::durable::write_atomically(&dev_json, format!("{json}\n").as_bytes(), None)
         .with_context(|| format!("writing {}", dev_json.display()))?;
-    print_info(&info, &dev_json);
+    print_info(&info, &dev_json, not_running.as_deref());
     serve_until_interrupted(node).await
 }
 
-fn print_info(info: &DevInfo, dev_json: &Path) {
+/// Prints what a client needs, then `ready` — or, when the chaincode failed to start, `ready —
+/// chaincode NOT running: WHY`: the node serves anyway (the next proposal launches the chaincode
+/// again), but nobody should read a plain `ready` as "my chaincode works".
+fn print_info(info: &DevInfo, dev_json: &Path, not_running: Option<&str>) {
     println!(
         "chaincode-operator dev: serving {} on channel {}",
         info.chaincode, info.channel
@@ -272,7 +385,10 @@ fn print_info(info: &DevInfo, dev_json: &Path) {
         );
     }
     println!("  written to:    {}", dev_json.display());
-    println!("ready");
+    match not_running {
+        None => println!("ready"),
+        Some(why) => println!("ready — chaincode NOT running: {}", why.replace('\n', " ")),
+    }
 }
 
 /// Sends one admin-signed `_lifecycle` proposal through the node's own pipeline.

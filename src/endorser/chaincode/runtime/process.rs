@@ -315,6 +315,28 @@ impl ProcessRuntime {
         std::path::absolute(&self.config.work_dir).unwrap_or_else(|_| self.config.work_dir.clone())
     }
 
+    /// Deletes the cached builds of every package but `keep` (and interrupted `.partial` ones):
+    /// each source change makes a new package, and each build holds its own node_modules, tens of
+    /// megabytes. Unpacked sources stay: they are small, and installed packages need them. Returns
+    /// how many builds went.
+    pub fn prune(&self, keep: &[&str]) -> usize {
+        let kept: Vec<String> = keep.iter().map(|id| package_slug(id)).collect();
+        let Ok(entries) = std::fs::read_dir(self.builds_dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !kept.contains(&name) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "pruned the builds of other packages");
+        }
+        removed
+    }
+
     /// Kills the processes an earlier run with this work directory left behind: an endorser that
     /// was SIGKILLed (or lost power) stopped nothing, and its chaincode (npm, sh, node) lives on,
     /// disconnected. Call it once the work directory is this process's (the ledger lock is held),
@@ -660,6 +682,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chaincode_lines_lose_their_colour_codes() {
+        assert_eq!(
+            plain_line(
+                b"2026-12-06T06:41:29Z \x1b[32minfo\x1b[39m [c-api:lib/handler.js] Registering"
+            ),
+            "2026-12-06T06:41:29Z info [c-api:lib/handler.js] Registering"
+        );
+        assert_eq!(
+            plain_line(b"plain \"quoted\" text"),
+            "plain \"quoted\" text"
+        );
+    }
 
     #[derive(Debug, clap::Parser)]
     struct Cli {
