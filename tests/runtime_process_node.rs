@@ -805,3 +805,81 @@ async fn processes_an_earlier_run_left_behind_are_killed_at_the_next_start() {
     }
     assert_eq!(next.reap_orphans(), 0, "nothing left on a second look");
 }
+
+/// An endorser running as root builds and runs chaincode as an unprivileged user (here `nobody`)
+/// with no supplementary groups. The chaincode still registers over mutual TLS, so it read its own
+/// launch key, while that user cannot read a key of the endorser's (0600 in a 0700 data directory
+/// like a real one under /root).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn as_root_chaincode_runs_as_an_unprivileged_user_that_cannot_read_the_endorsers_keys() {
+    use chaincode_operator::endorser::chaincode::runtime::isolation::RunAs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running chaincode as another user needs root");
+        return;
+    }
+    logs();
+    let work = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(work.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let endorser_key = work.path().join("endorser_sk");
+    std::fs::write(&endorser_key, "endorser private key").unwrap();
+    std::fs::set_permissions(&endorser_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let user = RunAs::parse("nobody").unwrap().unwrap_or(RunAs {
+        uid: 65534,
+        gid: 65534,
+    });
+    let mut config = ProcessRuntimeConfig::new(work.path().join("chaincode"));
+    config.stop_grace = Duration::from_secs(10);
+    config.run_as = Some(user);
+    let runtime = Arc::new(ProcessRuntime::new(config));
+    let ca = Arc::new(ChaincodeCa::generate("runtime test endorser").unwrap());
+    let (launcher, _peer) = launcher_and_peer(runtime.clone(), Some(ca)).await;
+    let id = "fixture-user:1.0";
+    runtime.add_source(id, fixture_source(work.path(), "dial"));
+
+    launcher
+        .ensure_registered(id)
+        .await
+        .expect("registers over mutual TLS with its own launch key");
+    let wanted = format!("CORE_CHAINCODE_ID_NAME={id}");
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == wanted.as_bytes()))
+        })
+        .collect();
+    assert!(!pids.is_empty(), "the chaincode's processes are found");
+    for pid in &pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(field("Uid:"), vec![user.uid.to_string(); 4], "pid {pid}");
+        assert_eq!(field("Gid:"), vec![user.gid.to_string(); 4], "pid {pid}");
+        assert!(
+            field("Groups:").is_empty(),
+            "pid {pid}: {:?}",
+            field("Groups:")
+        );
+    }
+    let as_chaincode = std::process::Command::new("cat")
+        .arg(&endorser_key)
+        .uid(user.uid)
+        .gid(user.gid)
+        .output()
+        .unwrap();
+    assert!(
+        !as_chaincode.status.success(),
+        "the chaincode's user read the endorser's key"
+    );
+    launcher.shutdown().await;
+}

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use futures::future::BoxFuture;
 
 pub mod ccaas;
+pub mod isolation;
 pub mod kubernetes;
 pub mod node_local;
 pub mod packages;

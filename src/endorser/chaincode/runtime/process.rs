@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 
+use super::isolation::RunAs;
 use super::node_local::{self, CommandPlan, NodeOptions};
 use super::{
     ExitStatus, LaunchKey, LaunchSpec, Runtime, RuntimeError, StopReason, fabric_environment,
@@ -42,6 +43,9 @@ pub struct ProcessRuntimeConfig {
     /// Variables of the endorser's own environment a chaincode also gets (PATH, HOME...); the
     /// chaincode sees nothing else of it.
     pub pass_env: Vec<String>,
+    /// Build and run chaincode as this user (see [`isolation`](super::isolation)); None: as
+    /// the endorser's own user.
+    pub run_as: Option<RunAs>,
 }
 
 impl ProcessRuntimeConfig {
@@ -53,8 +57,17 @@ impl ProcessRuntimeConfig {
             pass_env: ["PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "TZ"]
                 .map(String::from)
                 .to_vec(),
+            run_as: None,
         }
     }
+}
+
+/// `--chaincode-user`: a user, or root for none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChaincodeUser(pub Option<RunAs>);
+
+fn parse_chaincode_user(spec: &str) -> Result<ChaincodeUser, String> {
+    RunAs::parse(spec).map(ChaincodeUser)
 }
 
 /// Process runtime options on the command line; `#[command(flatten)]` them into `endorser` and `dev`.
@@ -74,6 +87,11 @@ pub struct ProcessRuntimeArgs {
         default_value_t = 5
     )]
     pub stop_grace_secs: u64,
+    /// User chaincode is built and run as: NAME, UID or UID:GID; `root` for the endorser's own
+    /// user. Default: `nobody` when the endorser runs as root (a chaincode must not read the
+    /// CA, endorser and admin keys), else the endorser's own user.
+    #[arg(long = "chaincode-user", value_name = "USER", value_parser = parse_chaincode_user)]
+    pub chaincode_user: Option<ChaincodeUser>,
 }
 
 impl ProcessRuntimeArgs {
@@ -83,6 +101,10 @@ impl ProcessRuntimeArgs {
         let mut config = ProcessRuntimeConfig::new(work_dir);
         config.node.registry = self.node_registry.clone();
         config.stop_grace = Duration::from_secs(self.stop_grace_secs);
+        config.run_as = match self.chaincode_user {
+            Some(ChaincodeUser(user)) => user,
+            None => RunAs::default_for_this_process(),
+        };
         config
     }
 }
@@ -109,6 +131,9 @@ pub const OWNER_ENV: &str = "CHAINCODE_OPERATOR_WORK_DIR";
 /// Runs chaincode as local processes. Dropping it kills every instance still running.
 pub struct ProcessRuntime {
     config: ProcessRuntimeConfig,
+    /// Holds `builds/`, `launches/` (and `home/` for another user): the work directory, or the
+    /// isolation area when chaincode runs as another user; Err says why that area is unusable.
+    chaincode_root: Result<PathBuf, String>,
     sources: Mutex<HashMap<String, PathBuf>>,
     instances: Mutex<HashMap<LaunchKey, Instance>>,
     /// One build at a time per package id.
@@ -141,8 +166,24 @@ fn package_slug(package_id: &str) -> String {
 
 impl ProcessRuntime {
     pub fn new(config: ProcessRuntimeConfig) -> Self {
+        let chaincode_root = match &config.run_as {
+            None => Ok(config.work_dir.clone()),
+            Some(user) => user
+                .area(&config.work_dir)
+                .and_then(|area| user.owned_dir(&area.join("home")).map(|()| area))
+                .map_err(|e| {
+                    format!(
+                        "preparing a directory for chaincode as uid {}: {e}",
+                        user.uid
+                    )
+                }),
+        };
+        if let (Some(user), Ok(root)) = (&config.run_as, &chaincode_root) {
+            tracing::info!(uid = user.uid, gid = user.gid, area = %root.display(), "chaincode runs as another user");
+        }
         Self {
             config,
+            chaincode_root,
             sources: Mutex::default(),
             instances: Mutex::default(),
             build_locks: Mutex::default(),
@@ -154,12 +195,29 @@ impl ProcessRuntime {
         lock(&self.sources).insert(package_id.into(), dir.into());
     }
 
+    fn root(&self) -> &Path {
+        self.chaincode_root
+            .as_deref()
+            .unwrap_or(self.config.work_dir.as_path())
+    }
+
+    /// Fails every build and launch with the reason when the isolation area is unusable.
+    fn check_root(&self, package_id: &str) -> Result<(), RuntimeError> {
+        self.chaincode_root
+            .as_ref()
+            .map(drop)
+            .map_err(|message| RuntimeError::Build {
+                package_id: package_id.to_string(),
+                message: message.clone(),
+            })
+    }
+
     fn builds_dir(&self) -> PathBuf {
-        self.config.work_dir.join("builds")
+        self.root().join("builds")
     }
 
     fn launch_dir(&self, key: &LaunchKey) -> PathBuf {
-        self.config.work_dir.join("launches").join(format!(
+        self.root().join("launches").join(format!(
             "{}-{}",
             package_slug(&key.package_id),
             key.launch_id
@@ -177,6 +235,7 @@ impl ProcessRuntime {
             .or_default()
             .clone();
         let _building = build_lock.lock().await;
+        self.check_root(package_id)?;
 
         let dir = self.builds_dir().join(package_slug(package_id));
         if dir.join(BUILD_COMPLETE).is_file() {
@@ -195,16 +254,21 @@ impl ProcessRuntime {
         }
         let copy_from = source.clone();
         let copy_to = partial.clone();
-        tokio::task::spawn_blocking(move || copy_tree(&copy_from, &copy_to))
-            .await
-            .map_err(|e| RuntimeError::Build {
-                package_id: package_id.to_string(),
-                message: format!("copy task failed: {e}"),
-            })?
-            .map_err(|source_err| RuntimeError::Build {
-                package_id: package_id.to_string(),
-                message: format!("copying {} failed: {source_err}", source.display()),
-            })?;
+        let run_as = self.config.run_as;
+        // The build (npm install) runs as the chaincode's user: the copy is its own.
+        tokio::task::spawn_blocking(move || {
+            copy_tree(&copy_from, &copy_to)?;
+            run_as.map_or(Ok(()), |user| user.give(&copy_to))
+        })
+        .await
+        .map_err(|e| RuntimeError::Build {
+            package_id: package_id.to_string(),
+            message: format!("copy task failed: {e}"),
+        })?
+        .map_err(|source_err| RuntimeError::Build {
+            package_id: package_id.to_string(),
+            message: format!("copying {} failed: {source_err}", source.display()),
+        })?;
 
         let plan = node_local::build_plan(&partial, &self.config.node);
         tracing::info!(chaincode_id = package_id, command = ?plan, "building chaincode");
@@ -301,6 +365,9 @@ impl ProcessRuntime {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .process_group(0);
+        if let Some(user) = self.config.run_as {
+            run_as_user(&mut command, user);
+        }
         for name in &self.config.pass_env {
             if let Some(value) = std::env::var_os(name) {
                 command.env(name, value);
@@ -308,6 +375,10 @@ impl ProcessRuntime {
         }
         command.envs(plan.env.iter().map(|(k, v)| (k, v)));
         command.env(OWNER_ENV, self.owner_tag());
+        if self.config.run_as.is_some() {
+            // Its own HOME (npm's cache), not the endorser's.
+            command.env("HOME", self.root().join("home"));
+        }
         command
     }
 
@@ -386,6 +457,7 @@ impl ProcessRuntime {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let files = fabric_launch_files(spec.tls.as_ref());
         let dir = dir.to_path_buf();
+        let run_as = self.config.run_as;
         tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -399,6 +471,15 @@ impl ProcessRuntime {
                     .open(dir.join(file.name))?;
                 std::io::Write::write_all(&mut out, &file.contents)?;
             }
+            // The chaincode reads its own key; nothing else of the endorser's. It may pass
+            // through `launches/` (0711) to its own directory, not list the others.
+            if let Some(user) = run_as {
+                if let Some(launches) = dir.parent() {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(launches, std::fs::Permissions::from_mode(0o711))?;
+                }
+                user.give(&dir)?;
+            }
             Ok(())
         })
         .await
@@ -411,6 +492,7 @@ impl ProcessRuntime {
 
     async fn start(&self, spec: LaunchSpec) -> Result<(), RuntimeError> {
         let key = spec.key.clone();
+        self.check_root(&key.package_id)?;
         let build = self.ensure_built(&key.package_id).await?;
         if lock(&self.instances).contains_key(&key) {
             return Err(RuntimeError::Start {
@@ -605,6 +687,12 @@ async fn pump_logs(key: LaunchKey, stream: &'static str, reader: BoxedReader) {
         )
     })
     .await;
+}
+
+/// Makes `command` run as `user`. Std clears root's supplementary groups itself when it drops
+/// to another uid (setgroups(0) before setuid), so none stay.
+fn run_as_user(command: &mut tokio::process::Command, user: RunAs) {
+    command.uid(user.uid).gid(user.gid);
 }
 
 /// Longest line forwarded as one log event; longer output is split, so a chaincode printing
