@@ -66,10 +66,8 @@ fn api_error(code: u16) -> kube::runtime::watcher::Error {
     }))
 }
 
-/// While the Chaincode watch fails nothing is reconciled, so /readyz must say so; a 410 Gone (the
-/// normal end of a watch, e.g. after an API-server restart) is relisted and does not count.
-#[tokio::test]
-async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
+/// A started (ready) operator's HTTP port.
+async fn serve_ready_health() -> (Arc<Health>, std::net::SocketAddr) {
     let health = Arc::new(Health::default());
     health.ready.store(true, Ordering::Relaxed);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -78,6 +76,14 @@ async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
     let addr = listener.local_addr().expect("addr");
     let app = router(health.clone(), Arc::new(Metrics::default()));
     tokio::spawn(async move { axum::serve(listener, app).await });
+    (health, addr)
+}
+
+/// While the Chaincode watch fails nothing is reconciled, so /readyz must say so; a 410 Gone (the
+/// normal end of a watch, e.g. after an API-server restart) is relisted and does not count.
+#[tokio::test]
+async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
+    let (health, addr) = serve_ready_health().await;
 
     health.observe_watch::<()>(&Err(api_error(410)));
     assert_eq!(get(addr, "/readyz").await.0, 200, "410 Gone is routine");
@@ -101,14 +107,7 @@ async fn readyz_is_not_ready_while_the_chaincode_watch_fails() {
 /// Lease round that succeeds does not hide a Chaincode watch that still fails.
 #[tokio::test]
 async fn readyz_is_not_ready_while_the_lease_cannot_be_read() {
-    let health = Arc::new(Health::default());
-    health.ready.store(true, Ordering::Relaxed);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let app = router(health.clone(), Arc::new(Metrics::default()));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (health, addr) = serve_ready_health().await;
 
     health.observe_lease(false);
     assert_eq!(get(addr, "/readyz").await.0, 503, "lease round failed");

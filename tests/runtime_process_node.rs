@@ -441,6 +441,29 @@ fn process_is_gone(pid: u32) -> bool {
     }
 }
 
+/// The two pids (parent, child) of the stubborn fixture, once both are up.
+async fn stubborn_pids(id: &str) -> Vec<u32> {
+    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
+    wait_for_line(id, "CHILD PID ").await;
+    let pids: Vec<u32> = parent_line
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "{parent_line}");
+    pids
+}
+
+/// Waits up to `within` for every pid to be gone; panics naming the survivor and `what`.
+async fn all_gone(pids: &[u32], within: Duration, what: &str) {
+    let deadline = Instant::now() + within;
+    while !pids.iter().all(|pid| process_is_gone(*pid)) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for pid in pids {
+        assert!(process_is_gone(*pid), "process {pid} {what}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_after_the_grace_period_takes_the_whole_process_group() {
     logs();
@@ -771,13 +794,7 @@ async fn processes_an_earlier_run_left_behind_are_killed_at_the_next_start() {
     let id = "fixture-orphaned:1.0";
     first.add_source(id, fixture_source(work.path(), "stubborn"));
     first.launch(spec(id, 1)).await.unwrap();
-    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
-    wait_for_line(id, "CHILD PID ").await;
-    let pids: Vec<u32> = parent_line
-        .split_whitespace()
-        .filter_map(|word| word.parse().ok())
-        .collect();
-    assert_eq!(pids.len(), 2, "{parent_line}");
+    let pids = stubborn_pids(id).await;
     // What a SIGKILL of the endorser amounts to: the runtime is gone without stopping anything.
     std::mem::forget(first);
 
@@ -791,18 +808,7 @@ async fn processes_an_earlier_run_left_behind_are_killed_at_the_next_start() {
     let next = runtime(work.path(), Duration::from_secs(5));
     let killed = next.reap_orphans();
     assert!(killed >= pids.len(), "killed {killed}");
-    for _ in 0..100 {
-        if pids.iter().all(|pid| process_is_gone(*pid)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for pid in pids {
-        assert!(
-            process_is_gone(pid),
-            "process {pid} of the earlier run survived"
-        );
-    }
+    all_gone(&pids, Duration::from_secs(2), "of the earlier run survived").await;
     assert_eq!(next.reap_orphans(), 0, "nothing left on a second look");
 }
 

@@ -6,7 +6,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chaincode_operator::endorser::chaincode::handle::ExecuteError;
+use chaincode_operator::endorser::chaincode::handle::{ChaincodeHandle, ExecuteError};
 use chaincode_operator::endorser::chaincode::handler::TxKind;
 use chaincode_operator::endorser::chaincode::registration::DevModeGate;
 use chaincode_operator::endorser::chaincode::support::{ChaincodeSupportService, SupportConfig};
@@ -14,20 +14,23 @@ use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
 use support::tx::{CHANNEL, request, run};
 use tokio::process::Command;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn execute_timeout_fails_the_transaction_and_leaves_no_writes() {
+/// The contract chaincode started by hand (as a developer would in dev mode) against a
+/// ChaincodeSupport service with `config`, registered as `name`; its world state; the chaincode
+/// process (killed on drop).
+async fn contract_started_by_hand(
+    name: &str,
+    config: SupportConfig,
+) -> (
+    tempfile::TempDir,
+    WorldState,
+    ChaincodeHandle,
+    tokio::process::Child,
+) {
     let contract_dir = support::installed_e2e_dir("chaincodes/contract");
     let dir = tempfile::tempdir().unwrap();
     let world = WorldState::open(&dir.path().join("state.redb")).unwrap();
     let gate = Arc::new(DevModeGate::new());
-    let service = ChaincodeSupportService::new(
-        gate.clone(),
-        gate.clone(),
-        SupportConfig {
-            execute_timeout: Duration::from_millis(1500),
-            ..SupportConfig::default()
-        },
-    );
+    let service = ChaincodeSupportService::new(gate.clone(), gate.clone(), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(
@@ -35,21 +38,33 @@ async fn execute_timeout_fails_the_transaction_and_leaves_no_writes() {
             .add_service(service.into_server())
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
-    // Started by hand, as a developer would in dev mode.
-    let _chaincode = Command::new("node")
+    let chaincode = Command::new("node")
         .args(["node_modules/fabric-shim/cli.js", "start", "--peer.address"])
         .arg(format!("127.0.0.1:{port}"))
         .current_dir(&contract_dir)
-        .env("CORE_CHAINCODE_ID_NAME", "slowcc:1.0")
+        .env("CORE_CHAINCODE_ID_NAME", format!("{name}:1.0"))
         .env("CORE_PEER_TLS_ENABLED", "false")
         .env("CORE_CHAINCODE_LOGGING_LEVEL", "warning")
         .kill_on_drop(true)
         .spawn()
         .expect("spawn node chaincode");
     let cc = gate
-        .wait_ready("slowcc", Duration::from_secs(60))
+        .wait_ready(name, Duration::from_secs(60))
         .await
-        .expect("chaincode slowcc registers");
+        .unwrap_or_else(|| panic!("chaincode {name} registers"));
+    (dir, world, cc, chaincode)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_timeout_fails_the_transaction_and_leaves_no_writes() {
+    let (_dir, world, cc, _chaincode) = contract_started_by_hand(
+        "slowcc",
+        SupportConfig {
+            execute_timeout: Duration::from_millis(1500),
+            ..SupportConfig::default()
+        },
+    )
+    .await;
 
     // That transaction fails, its write is dropped, the next one works.
     let sim = TxSimulator::new(world.clone(), CHANNEL, "slow-1");
@@ -83,40 +98,15 @@ async fn execute_timeout_fails_the_transaction_and_leaves_no_writes() {
 /// reason, the contract reports it, and the next transaction runs on the same stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_over_the_limit_fails_its_transaction_not_the_stream() {
-    let contract_dir = support::installed_e2e_dir("chaincodes/contract");
-    let dir = tempfile::tempdir().unwrap();
-    let world = WorldState::open(&dir.path().join("state.redb")).unwrap();
-    let gate = Arc::new(DevModeGate::new());
     let limit = 8 * 1024 * 1024;
-    let service = ChaincodeSupportService::new(
-        gate.clone(),
-        gate.clone(),
+    let (_dir, world, cc, _chaincode) = contract_started_by_hand(
+        "bigcc",
         SupportConfig {
             max_message_bytes: limit,
             ..SupportConfig::default()
         },
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service.into_server())
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let _chaincode = Command::new("node")
-        .args(["node_modules/fabric-shim/cli.js", "start", "--peer.address"])
-        .arg(format!("127.0.0.1:{port}"))
-        .current_dir(&contract_dir)
-        .env("CORE_CHAINCODE_ID_NAME", "bigcc:1.0")
-        .env("CORE_PEER_TLS_ENABLED", "false")
-        .env("CORE_CHAINCODE_LOGGING_LEVEL", "warning")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn node chaincode");
-    let cc = gate
-        .wait_ready("bigcc", Duration::from_secs(60))
-        .await
-        .expect("chaincode bigcc registers");
+    )
+    .await;
 
     // 4,100 KiB: over tonic's default, within the limit.
     let size = (4100 * 1024).to_string();
