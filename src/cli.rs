@@ -31,6 +31,8 @@ pub enum Command {
     Endorser(crate::endorser::node::cli::EndorserArgs),
     /// Run the whole path locally: dev crypto, endorser with the process runtime, one chaincode.
     Dev(crate::endorser::node::cli::DevArgs),
+    /// Fabric external builder steps for stock peers (detect, build, release), and `install`.
+    Builder(crate::external_builder::BuilderArgs),
 }
 
 /// Runs one parsed command line; the returned code is the process exit code.
@@ -43,6 +45,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Context(args) => crate::builders::cli::context(args),
         Command::Endorser(args) => crate::endorser::node::cli::endorser(args),
         Command::Dev(args) => crate::endorser::node::cli::dev(args),
+        Command::Builder(args) => crate::external_builder::run(args),
     }
 }
 

@@ -296,3 +296,142 @@ fn context_writes_the_build_context_a_source_chaincode_names() {
     assert!(output.status.success(), "{output:?}");
     assert_eq!(fs::read(&again).unwrap(), bytes);
 }
+
+/// What a stock peer does with a package before calling an external builder: metadata.json into
+/// METADATA_DIR, code.tar.gz extracted into SOURCE_DIR.
+fn as_the_peer_lays_it_out(package: &Path, dir: &Path) -> (PathBuf, PathBuf) {
+    let (source, metadata) = (dir.join("source"), dir.join("metadata"));
+    fs::create_dir_all(&source).unwrap();
+    fs::create_dir_all(&metadata).unwrap();
+    let bytes = fs::read(package).unwrap();
+    let mut outer = tar::Archive::new(flate2::read::GzDecoder::new(bytes.as_slice()));
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
+        match name.as_str() {
+            "metadata.json" => fs::write(metadata.join("metadata.json"), content).unwrap(),
+            "code.tar.gz" => tar::Archive::new(flate2::read::GzDecoder::new(content.as_slice()))
+                .unpack(&source)
+                .unwrap(),
+            other => panic!("unexpected {other} in the package"),
+        }
+    }
+    (source, metadata)
+}
+
+/// The external builder run as a stock peer runs it, through the scripts `builder install`
+/// writes: detect claims node, golang, java and prebuilt-image packages (ours and
+/// fabric-builder-k8s's `k8s` type) and leaves ccaas to Fabric's builder; build writes the same
+/// build context the operator builds from (same digest as `context`, so a package installed on
+/// peers and applied as a Chaincode builds once) or the pinned image; release hands over the
+/// CouchDB indexes; a broken metadata.json is refused with the reason.
+#[test]
+fn the_external_builder_detects_builds_and_releases_as_a_peer_runs_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let builder = tmp.path().join("builder");
+    let output = run(bin()
+        .args(["builder", "install"])
+        .arg(&builder)
+        .arg("--copy"));
+    assert!(output.status.success(), "{output:?}");
+    for step in ["detect", "build", "release"] {
+        let mode = fs::metadata(builder.join("bin").join(step))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o111, 0o111, "bin/{step} is executable");
+    }
+    let step = |name: &str| Command::new(builder.join("bin").join(name));
+
+    let cases = [
+        ("node-contract", "node", true),
+        ("go-vendor", "golang", true),
+        ("java-gradle", "java", true),
+        ("prebuilt-image", "k8s", true),
+        ("ccaas", "ccaas", false),
+    ];
+    for (fixture_name, kind, claimed) in cases {
+        let dir = tmp.path().join(fixture_name);
+        let pkg = dir.join("package.tar.gz");
+        fs::create_dir_all(&dir).unwrap();
+        let made = package(&fixture(fixture_name), kind, &format!("{kind}cc_1.0"), &pkg);
+        assert!(made.status.success(), "{made:?}");
+        let (source, metadata) = as_the_peer_lays_it_out(&pkg, &dir);
+
+        let detected = run(step("detect").arg(&source).arg(&metadata));
+        assert_eq!(
+            detected.status.success(),
+            claimed,
+            "detect {kind}: {detected:?}"
+        );
+        if !claimed {
+            continue;
+        }
+        let out = dir.join("build-output");
+        fs::create_dir_all(&out).unwrap();
+        let built = run(step("build").arg(&source).arg(&metadata).arg(&out));
+        assert!(built.status.success(), "build {kind}: {built:?}");
+        let description: serde_json::Value =
+            serde_json::from_slice(&fs::read(out.join("chaincode-operator.json")).unwrap())
+                .unwrap();
+        assert_eq!(description["type"], kind);
+        assert_eq!(description["label"], format!("{kind}cc_1.0"));
+        if kind == "k8s" {
+            assert_eq!(description["deploy"], "image");
+            let image = description["image"].as_str().unwrap();
+            assert!(
+                image.starts_with(
+                    "ghcr.io/hyperledger-labs/fabric-builder-k8s/sample-go-chaincode@sha256:"
+                ),
+                "{image}"
+            );
+            continue;
+        }
+        assert_eq!(description["deploy"], "source");
+        let context = fs::read(out.join("context.tar.gz")).unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&context)));
+        assert_eq!(description["contentDigest"], digest);
+        // The operator's path (`context` on the package file) names the same build.
+        let ctx = dir.join("ctx.tar.gz");
+        let via_context = run(bin().arg("context").arg(&pkg).arg("-o").arg(&ctx));
+        assert!(via_context.status.success(), "{via_context:?}");
+        assert!(
+            stdout(&via_context).contains(&format!("contentDigest: {digest}")),
+            "{kind}: {}",
+            stdout(&via_context)
+        );
+
+        let release = dir.join("release");
+        fs::create_dir_all(&release).unwrap();
+        let released = run(step("release").arg(&out).arg(&release));
+        assert!(released.status.success(), "release {kind}: {released:?}");
+        if fixture_name == "node-contract" {
+            assert!(
+                release
+                    .join("statedb/couchdb/indexes/indexOwner.json")
+                    .is_file()
+            );
+        }
+    }
+
+    // A metadata.json that is not JSON: not claimed, and build says why.
+    let broken = tmp.path().join("broken");
+    let (source, metadata) = (broken.join("source"), broken.join("metadata"));
+    fs::create_dir_all(&source).unwrap();
+    fs::create_dir_all(&metadata).unwrap();
+    fs::write(metadata.join("metadata.json"), "{not json").unwrap();
+    let detected = run(step("detect").arg(&source).arg(&metadata));
+    assert!(!detected.status.success());
+    let built = run(step("build")
+        .arg(&source)
+        .arg(&metadata)
+        .arg(broken.join("out")));
+    assert!(!built.status.success());
+    assert!(
+        String::from_utf8_lossy(&built.stderr).contains("metadata.json is not valid"),
+        "{built:?}"
+    );
+}

@@ -1,0 +1,247 @@
+//! Fabric's external builder contract for stock peers (`core.yaml` `chaincode.externalBuilders`):
+//! `bin/detect`, `bin/build`, `bin/release` (and `bin/run`, still to come), each a small script
+//! that runs `chaincode-operator builder STEP "$@"` (`builder install DIR` writes them).
+//!
+//! - detect claims the package types the operator can deploy: node, golang and java sources, and
+//!   prebuilt images (our `image` packages and fabric-builder-k8s's `k8s` packages with
+//!   `image.json`, so users switch without repackaging). chaincode-as-a-service stays with Fabric's
+//!   own ccaas builder.
+//! - build validates with the same platform code the operator uses and writes the build output:
+//!   what to deploy (the build context and its digest, or the image) — nothing cluster-bound, so a
+//!   peer's install stays fast and works offline.
+//! - release hands the peer the package's CouchDB index folders.
+//! - run (not yet) creates the TLS Secret and the Chaincode and lives as long as the chaincode.
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use crate::builders::Limits;
+use crate::builders::context::build_context;
+use crate::builders::package::{ChaincodePackage, PackageId, PackageMetadata};
+use crate::builders::platform::{BuildOptions, Deployment, platform_for};
+use crate::builders::tree::SourceTree;
+
+/// `chaincode-operator builder …`: the external builder's steps, as the peer runs them.
+#[derive(Debug, clap::Args)]
+pub struct BuilderArgs {
+    #[command(subcommand)]
+    pub step: Step,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Step {
+    /// bin/detect SOURCE_DIR METADATA_DIR: exit 0 when this builder deploys the package.
+    Detect { source: PathBuf, metadata: PathBuf },
+    /// bin/build SOURCE_DIR METADATA_DIR BUILD_OUTPUT_DIR: validate and write what to deploy.
+    Build {
+        source: PathBuf,
+        metadata: PathBuf,
+        output: PathBuf,
+    },
+    /// bin/release BUILD_OUTPUT_DIR RELEASE_OUTPUT_DIR: the CouchDB indexes, for the peer.
+    Release { build: PathBuf, release: PathBuf },
+    /// Writes DIR/bin/{detect,build,release}: what a peer's core.yaml externalBuilders `path`
+    /// names. With --copy the binary goes to DIR/bin too (for a peer image).
+    Install {
+        dir: PathBuf,
+        #[arg(long)]
+        copy: bool,
+    },
+}
+
+/// The build output's description of what to deploy, `BUILD_OUTPUT_DIR/chaincode-operator.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildOutput {
+    /// The package's metadata.json type and label.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub label: String,
+    #[serde(flatten)]
+    pub deploy: Deploy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "deploy")]
+pub enum Deploy {
+    /// Built from source by the operator: `context.tar.gz` beside this file, named by its
+    /// digest (equal sources build once, whichever peer installs them).
+    Source { content_digest: String },
+    /// A prebuilt image, pinned by digest.
+    Image { image: String },
+}
+
+/// The build output's description file.
+pub const BUILD_OUTPUT_FILE: &str = "chaincode-operator.json";
+/// The build context in the build output.
+pub const CONTEXT_FILE: &str = "context.tar.gz";
+
+pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
+    match args.step {
+        Step::Detect { source, metadata } => Ok(match detect(&source, &metadata) {
+            Ok(kind) => {
+                eprintln!("chaincode-operator builds {kind} packages");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("chaincode-operator does not build this package: {why}");
+                ExitCode::FAILURE
+            }
+        }),
+        Step::Build {
+            source,
+            metadata,
+            output,
+        } => {
+            let written = build(&source, &metadata, &output)?;
+            eprintln!(
+                "chaincode-operator: {} {} ready to deploy ({})",
+                written.kind,
+                written.label,
+                match &written.deploy {
+                    Deploy::Source { content_digest } => format!("build context {content_digest}"),
+                    Deploy::Image { image } => format!("image {image}"),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Step::Release { build, release } => {
+            release_indexes(&build, &release)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Step::Install { dir, copy } => {
+            install(&dir, copy)?;
+            println!(
+                "external builder in {}: add to core.yaml chaincode.externalBuilders: \
+                 {{name: chaincode-operator, path: {}, propagateEnvironment: [KUBECONFIG, ...]}}",
+                dir.display(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_metadata(metadata_dir: &Path) -> anyhow::Result<PackageMetadata> {
+    let path = metadata_dir.join("metadata.json");
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid", path.display()))
+}
+
+/// The type this builder claims the package as, or why not.
+pub fn detect(_source: &Path, metadata_dir: &Path) -> anyhow::Result<String> {
+    let metadata = read_metadata(metadata_dir)?;
+    let platform = platform_for(&metadata.kind)?;
+    anyhow::ensure!(
+        platform.name() != "ccaas",
+        "chaincode-as-a-service packages are for Fabric's ccaas builder"
+    );
+    Ok(metadata.kind)
+}
+
+/// The package as the platforms see it, from the peer's extracted code and metadata. The id's
+/// hash is unknown here (the peer names the package only at run), so the label stands in.
+fn package_from_dirs(source: &Path, metadata_dir: &Path) -> anyhow::Result<ChaincodePackage> {
+    let metadata = read_metadata(metadata_dir)?;
+    let code = SourceTree::from_dir(source, &Limits::default(), &|_| false)
+        .with_context(|| format!("reading the package's code in {}", source.display()))?;
+    Ok(ChaincodePackage {
+        id: PackageId {
+            label: metadata.label.clone(),
+            hash: String::new(),
+        },
+        metadata,
+        code,
+    })
+}
+
+/// Validates the package and writes the build output; returns what it wrote.
+pub fn build(source: &Path, metadata_dir: &Path, output: &Path) -> anyhow::Result<BuildOutput> {
+    let package = package_from_dirs(source, metadata_dir)?;
+    let platform = platform_for(&package.metadata.kind)?;
+    let deploy = match platform.deployment(&package)? {
+        Deployment::PrebuiltImage { reference } => Deploy::Image { image: reference },
+        Deployment::Service(_) => {
+            anyhow::bail!("chaincode-as-a-service packages are for Fabric's ccaas builder")
+        }
+        Deployment::Build => {
+            let context = build_context(&package, &BuildOptions::default())?;
+            let path = output.join(CONTEXT_FILE);
+            std::fs::create_dir_all(output)
+                .with_context(|| format!("creating {}", output.display()))?;
+            crate::durable::write_atomically(&path, &context.bytes, None)
+                .with_context(|| format!("writing {}", path.display()))?;
+            Deploy::Source {
+                content_digest: format!("sha256:{}", context.digest),
+            }
+        }
+    };
+    let written = BuildOutput {
+        kind: package.metadata.kind.clone(),
+        label: package.metadata.label.clone(),
+        deploy,
+    };
+    // CouchDB indexes travel in the build output to release.
+    let indexes = source.join("META-INF");
+    if indexes.is_dir() {
+        copy_dir(&indexes, &output.join("META-INF"))?;
+    }
+    let json = serde_json::to_vec_pretty(&written)?;
+    crate::durable::write_atomically(&output.join(BUILD_OUTPUT_FILE), &json, None)
+        .with_context(|| format!("writing the build output in {}", output.display()))?;
+    Ok(written)
+}
+
+/// Fabric's release contract: `RELEASE_OUTPUT_DIR/statedb/couchdb/indexes/*.json` (and
+/// `collections/<name>/indexes`), taken from the package's `META-INF/statedb/couchdb`.
+pub fn release_indexes(build: &Path, release: &Path) -> anyhow::Result<()> {
+    let couchdb = build.join("META-INF/statedb/couchdb");
+    if couchdb.is_dir() {
+        copy_dir(&couchdb, &release.join("statedb/couchdb"))?;
+    }
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The scripts a peer runs (`run` is not written until it exists: without it a stock peer
+/// refuses to launch rather than launching half-way). They find the binary beside them (--copy) or where this one
+/// is now.
+pub fn install(dir: &Path, copy: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let exe = std::env::current_exe().context("finding this binary")?;
+    let binary = if copy {
+        let target = bin.join("chaincode-operator");
+        std::fs::copy(&exe, &target).with_context(|| format!("copying to {}", target.display()))?;
+        "\"$(dirname \"$0\")/chaincode-operator\"".to_string()
+    } else {
+        format!("'{}'", exe.display().to_string().replace('\'', r"'\''"))
+    };
+    for step in ["detect", "build", "release"] {
+        let path = bin.join(step);
+        let script = format!(
+            "#!/bin/sh\n# Fabric external builder step, see chaincode-operator's README.\nexec {binary} builder {step} \"$@\"\n"
+        );
+        std::fs::write(&path, script).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
