@@ -1061,3 +1061,131 @@ async fn a_block_log_without_a_config_block_is_refused_on_open() {
         "{message}"
     );
 }
+
+/// The Deliver service over this committer: a follower that starts on the log, keeps up with
+/// concurrent commits and one that reads only after they all happened both see every block
+/// exactly once and in order (the log is the one source; the broadcast only wakes them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_followers_see_every_block_once_in_order_across_log_and_live_commits() {
+    use chaincode_operator::endorser::services::deliver::{
+        DeliverService, seek_envelope, seek_info,
+    };
+    use chaincode_operator::proto::orderer::seek_info::SeekBehavior;
+    use chaincode_operator::proto::orderer::{SeekOldest, seek_position};
+    use chaincode_operator::proto::protos::deliver_client::DeliverClient;
+    use chaincode_operator::proto::protos::deliver_response;
+    use tokio_stream::StreamExt;
+
+    let peer = Peer::start();
+    let (_, first) = peer.transaction(&[b"put", b"k0", b"v"]).await;
+    peer.committer.submit(first).await.unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = DeliverService::new(peer.committer.clone(), peer.org.trust.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service.into_server())
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let follow = || {
+        let request = seek_envelope(
+            &peer.org.user,
+            CHANNEL,
+            seek_info(
+                seek_position::Type::Oldest(SeekOldest {}),
+                u64::MAX,
+                SeekBehavior::BlockUntilReady,
+            ),
+            SystemTime::now(),
+        );
+        async move {
+            DeliverClient::connect(format!("http://{address}"))
+                .await
+                .unwrap()
+                .deliver(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    // Reads blocks until it has seen `txs` transactions; returns block numbers and tx ids.
+    async fn read(
+        stream: &mut tonic::Streaming<chaincode_operator::proto::protos::DeliverResponse>,
+        txs: usize,
+    ) -> (Vec<u64>, Vec<String>) {
+        let (mut numbers, mut tx_ids) = (Vec::new(), Vec::new());
+        while tx_ids.len() < txs {
+            let response = tokio::time::timeout(std::time::Duration::from_secs(10), stream.next())
+                .await
+                .expect("a block in time")
+                .expect("stream open")
+                .expect("no error");
+            let Some(deliver_response::Type::Block(block)) = response.r#type else {
+                panic!("expected a block, got {response:?}");
+            };
+            numbers.push(block.header.as_ref().unwrap().number);
+            if numbers.len() == 1 {
+                continue; // block 0: the config block
+            }
+            for envelope in &block.data.as_ref().unwrap().data {
+                let envelope = Envelope::decode(envelope.as_slice()).unwrap();
+                let payload = Payload::decode(envelope.payload.as_slice()).unwrap();
+                let header = ChannelHeader::decode(
+                    payload.header.as_ref().unwrap().channel_header.as_slice(),
+                )
+                .unwrap();
+                tx_ids.push(header.tx_id);
+            }
+        }
+        (numbers, tx_ids)
+    }
+
+    // The live follower reads while 40 transactions commit concurrently (in several blocks).
+    let mut live = follow().await;
+    let live_reader = tokio::spawn(async move {
+        let seen = read(&mut live, 41).await;
+        (seen, live)
+    });
+    let mut envelopes = Vec::new();
+    for i in 0..40 {
+        let key = format!("key{i}");
+        envelopes.push(peer.transaction(&[b"put", key.as_bytes(), b"v"]).await);
+    }
+    let statuses = futures::future::join_all(envelopes.iter().map(|(_, envelope)| {
+        let committer = peer.committer.clone();
+        let envelope = envelope.clone();
+        async move { committer.submit(envelope).await.unwrap() }
+    }))
+    .await;
+    let height = peer.committer.height(CHANNEL);
+    assert_eq!(
+        statuses.iter().map(|s| s.block_number).max(),
+        Some(height - 1)
+    );
+    // The late follower starts when everything is in the log.
+    let mut late = follow().await;
+    let late_seen = read(&mut late, 41).await;
+    let (live_seen, mut live) = live_reader.await.unwrap();
+
+    for (name, (numbers, tx_ids), stream) in [
+        ("live", live_seen, &mut live),
+        ("late", late_seen, &mut late),
+    ] {
+        assert_eq!(numbers, (0..height).collect::<Vec<_>>(), "{name}");
+        for (tx_id, _) in &envelopes {
+            assert_eq!(
+                tx_ids.iter().filter(|id| *id == tx_id).count(),
+                1,
+                "{name}: {tx_id} exactly once"
+            );
+        }
+        // Nothing more until the next commit.
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(200), stream.next())
+                .await
+                .is_err(),
+            "{name}: no block twice"
+        );
+    }
+}

@@ -5,8 +5,9 @@
 //! frame incomplete; [`ChannelLog::open`] keeps every complete block (length, checksum, decoding
 //! and the block number must all be right) and truncates the rest. Blocks are chained like
 //! Fabric's: `data_hash = sha256(concatenation of the envelopes)`, `previous_hash =
-//! sha256(ASN.1 DER of the previous header)`, and `metadata[TRANSACTIONS_FILTER]` holds one
-//! validation code byte per transaction.
+//! sha256(ASN.1 DER of the previous header)`, `metadata[LAST_CONFIG]` names block 0 (the channel's
+//! config block) and `metadata[TRANSACTIONS_FILTER]` holds one validation code byte per
+//! transaction.
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 use sha2::{Digest, Sha256};
 
-use crate::proto::common::{Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex};
+use crate::proto::common::{
+    Block, BlockData, BlockHeader, BlockMetadata, BlockMetadataIndex, LastConfig, Metadata,
+};
 use crate::proto::protos::TxValidationCode;
 
 /// Frame header: length and checksum.
@@ -142,6 +145,13 @@ pub fn new_block(
     let mut metadata = vec![Vec::new(); METADATA_SLOTS];
     metadata[BlockMetadataIndex::TransactionsFilter as usize] =
         codes.iter().map(|code| *code as i32 as u8).collect();
+    // Like every Fabric block, it names the channel's latest config block: block 0, the only one
+    // (there are no config updates).
+    metadata[BlockMetadataIndex::LastConfig as usize] = Metadata {
+        value: LastConfig { index: 0 }.encode_to_vec(),
+        signatures: Vec::new(),
+    }
+    .encode_to_vec();
     Block {
         header: Some(BlockHeader {
             number,
@@ -651,6 +661,14 @@ mod tests {
         );
         assert_eq!(block.metadata.as_ref().unwrap().metadata.len(), 5);
         assert_eq!(block.metadata.as_ref().unwrap().metadata[2], vec![0, 11]);
+        let last_config =
+            Metadata::decode(block.metadata.as_ref().unwrap().metadata[1].as_slice()).unwrap();
+        assert_eq!(
+            LastConfig::decode(last_config.value.as_slice())
+                .unwrap()
+                .index,
+            0
+        );
         assert_eq!(
             transactions_filter(&block),
             vec![TxValidationCode::Valid, TxValidationCode::MvccReadConflict]

@@ -8,7 +8,7 @@
 //! `Endorsement` = a member of the org, `Admins` = an admin of the org). There is no orderer, so
 //! the block has no `Orderer` group, no orderer signatures and no `last_update`, like the
 //! orderer-made genesis blocks fabric-common's `BlockDecoder` reads. Metadata: `LAST_CONFIG` =
-//! 0 and `TRANSACTIONS_FILTER` = one VALID byte.
+//! 0 (as in every block) and `TRANSACTIONS_FILTER` = one VALID byte.
 use std::collections::HashMap;
 use std::time::SystemTime;
 
@@ -18,12 +18,12 @@ use sha2::{Digest, Sha256};
 use super::blocklog::new_block;
 use crate::endorser::identity::{Organization, certificate_pem};
 use crate::endorser::proposal::build::timestamp;
-use crate::proto::common::{Block, BlockMetadataIndex};
+use crate::proto::common::Block;
 use crate::proto::common::{
     BlockDataHashingStructure, Capabilities, Capability, ChannelHeader, Config, ConfigEnvelope,
     ConfigGroup, ConfigPolicy, ConfigValue, Envelope, HashingAlgorithm, Header, HeaderType,
-    ImplicitMetaPolicy, LastConfig, Metadata, Payload, Policy, SignatureHeader, SignaturePolicy,
-    SignaturePolicyEnvelope, implicit_meta_policy, policy, signature_policy,
+    ImplicitMetaPolicy, Payload, Policy, SignatureHeader, SignaturePolicy, SignaturePolicyEnvelope,
+    implicit_meta_policy, policy, signature_policy,
 };
 use crate::proto::msp::{
     FabricCryptoConfig, FabricMspConfig, MspConfig, MspPrincipal, MspRole, msp_principal, msp_role,
@@ -223,20 +223,13 @@ pub fn config_block<'a>(
         payload: payload.encode_to_vec(),
         signature: Vec::new(),
     };
-    let mut block = new_block(
+    // new_block's metadata already names block 0 as the last config block.
+    new_block(
         0,
         Vec::new(),
         vec![envelope.encode_to_vec()],
         &[TxValidationCode::Valid],
-    );
-    let last_config = Metadata {
-        value: LastConfig { index: 0 }.encode_to_vec(),
-        signatures: Vec::new(),
-    };
-    if let Some(metadata) = block.metadata.as_mut() {
-        metadata.metadata[BlockMetadataIndex::LastConfig as usize] = last_config.encode_to_vec();
-    }
-    block
+    )
 }
 
 /// The header type of a logged envelope (`None` when it does not decode that far).
@@ -263,6 +256,7 @@ pub fn is_config_block(block: &Block) -> bool {
 mod tests {
     use super::*;
     use crate::endorser::commit::blocklog::block_data_hash;
+    use crate::proto::common::{BlockMetadataIndex, LastConfig, Metadata};
 
     fn org() -> Organization {
         let key = rcgen::KeyPair::generate().unwrap();

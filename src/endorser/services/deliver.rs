@@ -398,7 +398,7 @@ impl DeliverService {
                 Outcome::Status(status) => status,
                 Outcome::End => return,
             };
-            if tx.send(Ok(status_response(status))).await.is_err()
+            if !send(&tx, status_response(status), &mut shutdown).await
                 || status != FabricStatus::Success
             {
                 return;
@@ -468,12 +468,8 @@ impl DeliverService {
                         return Outcome::Status(FabricStatus::InternalServerError);
                     }
                     let response = block_response(content, &channel, block, &plan);
-                    tokio::select! {
-                        sent = tx.send(Ok(response)) => if sent.is_err() { return Outcome::End },
-                        _ = stopped(shutdown) => {
-                            let _ = tx.try_send(Ok(status_response(FabricStatus::ServiceUnavailable)));
-                            return Outcome::End;
-                        }
+                    if !send(tx, response, shutdown).await {
+                        return Outcome::End;
                     }
                     if next == plan.stop {
                         return Outcome::Status(FabricStatus::Success);
@@ -497,6 +493,22 @@ impl DeliverService {
                     Err(broadcast::error::RecvError::Closed) => return Outcome::End,
                 },
             }
+        }
+    }
+}
+
+/// Sends `response` unless the client is gone or the node shuts down first (then it says so if
+/// there is room, never waiting on a client that does not read); false when the stream is over.
+async fn send(
+    tx: &Sender,
+    response: DeliverResponse,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = tx.send(Ok(response)) => sent.is_ok(),
+        _ = stopped(shutdown) => {
+            let _ = tx.try_send(Ok(status_response(FabricStatus::ServiceUnavailable)));
+            false
         }
     }
 }
