@@ -413,6 +413,10 @@ fn operator_on_a_real_cluster() {
             Box::new(readyz_follows_the_chaincode_watch),
         ),
         ("unschedulable", Box::new(unschedulable_pod_is_explained)),
+        (
+            "external builder run",
+            Box::new(external_builder_run_launches_and_cleans_up),
+        ),
     ];
     let failures: Vec<String> = std::thread::scope(|scope| {
         let handles: Vec<_> = checks
@@ -910,4 +914,131 @@ fn api_server_restart_is_survived(cluster: &Cluster, role: &str) {
             |cc| condition(cc, "Launched")["status"] == "True",
         );
     }
+}
+
+/// A stock peer's external builder `run` (the built binary, as bin/run): from a build output with
+/// a prebuilt image and the peer's chaincode.json, it applies the Chaincode, says when its Pod
+/// runs, marks registration as not observable (`Registered=Unknown, StockPeer`, never True), and on
+/// the peer's SIGTERM deletes the launch and exits 0. An image that cannot be pulled makes it
+/// exit non-zero with the reason.
+fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
+    use std::io::BufRead;
+    let Some(image) = cluster.image("PAUSE_IMAGE") else {
+        eprintln!("external builder run: skipped (no PAUSE_IMAGE in cluster.env)");
+        return;
+    };
+    let mut s = Scenario::new(cluster, "xbuilder", &[]);
+    s.start_operator(role);
+    let start_run = |image: &str, chaincode_id: &str| {
+        let out = s.dir.join(format!("build-{chaincode_id}"));
+        let meta = s.dir.join(format!("run-{chaincode_id}"));
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::create_dir_all(&meta).unwrap();
+        std::fs::write(
+            out.join("chaincode-operator.json"),
+            json!({"type": "k8s", "label": "pause_1.0", "deploy": "image", "image": image})
+                .to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            meta.join("chaincode.json"),
+            json!({"chaincode_id": chaincode_id, "peer_address": "10.254.254.1:7052",
+                   "client_cert": "", "client_key": "", "root_cert": "", "mspid": "Org1MSP"})
+            .to_string(),
+        )
+        .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+            .args(["builder", "run"])
+            .arg(&out)
+            .arg(&meta)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("CHAINCODE_NAMESPACE", &s.ns)
+            .env("CHAINCODE_ENDORSER_ID", "peer0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("builder run starts")
+    };
+    let id = format!("pause_1.0:{}", "a".repeat(64));
+    let mut run = start_run(&image, &id);
+    let stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Instant::now();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(90).saturating_sub(started.elapsed()))
+            .expect("run says the chaincode is running");
+        if line.contains("is running in Pod") {
+            break;
+        }
+        assert!(!line.contains("did not start"), "{line}");
+    }
+    eprintln!(
+        "{}: builder run saw its Pod running after {:.1} s",
+        s.ns,
+        started.elapsed().as_secs_f64()
+    );
+    let listed = s
+        .cluster
+        .ok(&["-n", &s.ns, "get", "chaincodes", "-o", "json"], None);
+    let items: Value = serde_json::from_str(&listed).expect("chaincodes json");
+    let name = items["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("one Chaincode")
+        .to_string();
+    s.wait_for(
+        &name,
+        Duration::from_secs(30),
+        "Registered=Unknown StockPeer",
+        |cc| {
+            let registered = condition(cc, "Registered");
+            registered["status"] == "Unknown" && registered["reason"] == "StockPeer"
+        },
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "run did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "run exits 0 when the peer stops it: {status}"
+    );
+    let gone = Instant::now();
+    while s.get(&name) != Value::Null {
+        assert!(
+            gone.elapsed() < Duration::from_secs(30),
+            "the launch was not deleted"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // An image that is not there: run ends non-zero, saying why.
+    let missing = format!(
+        "{}/chaincode/missing@sha256:{}",
+        cluster.env.get("REGISTRY").cloned().unwrap_or_default(),
+        "0".repeat(64)
+    );
+    let mut failing = start_run(&missing, &format!("pause_1.0:{}", "b".repeat(64)));
+    let mut text = String::new();
+    std::io::Read::read_to_string(failing.stderr.as_mut().unwrap(), &mut text).unwrap();
+    let status = failing.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        text.contains("did not start") && text.contains("ImagePull"),
+        "{text}"
+    );
 }

@@ -189,6 +189,49 @@ fn running_but_unregistered_past_the_startup_timeout_fails() {
     assert!(ready.message.contains("120s"), "{}", ready.message);
 }
 
+/// A stock peer's external builder cannot see registration and says so (`Registered=Unknown,
+/// StockPeer`): the Pod keeps running past the startup timeout, and Ready says why it is not known.
+#[test]
+fn a_stock_peers_launch_is_not_timed_out_for_a_registration_nobody_can_see() {
+    let mut cc = fixture("node-configmap.yaml");
+    let status = cc.status.get_or_insert_with(Default::default);
+    status.conditions.push(Condition {
+        type_: "Registered".into(),
+        status: ConditionStatus::Unknown,
+        reason: "StockPeer".into(),
+        message: "not observed".into(),
+        observed_generation: Some(3),
+        last_transition_time: Some("2023-11-14T22:13:30Z".into()),
+    });
+    let d = decide_status(&cc, &ready_image(), Some(&running_pod(0)), None, at(3600));
+    assert_eq!(d.status.phase, Some(Phase::Running));
+    let ready = cond(&d.status, "Ready");
+    assert_eq!(ready.status, ConditionStatus::Unknown);
+    assert_eq!(ready.reason, "StockPeer");
+    // Any other reason for Unknown still times out.
+    let mut other = fixture("node-configmap.yaml");
+    other
+        .status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .push(Condition {
+            type_: "Registered".into(),
+            status: ConditionStatus::Unknown,
+            reason: "Something".into(),
+            message: String::new(),
+            observed_generation: Some(3),
+            last_transition_time: None,
+        });
+    let d = decide_status(
+        &other,
+        &ready_image(),
+        Some(&running_pod(0)),
+        None,
+        at(3600),
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+}
+
 #[test]
 fn image_pull_failure_is_named() {
     let cc = fixture("node-configmap.yaml");

@@ -1,6 +1,6 @@
 //! Fabric's external builder contract for stock peers (`core.yaml` `chaincode.externalBuilders`):
-//! `bin/detect`, `bin/build`, `bin/release` (and `bin/run`, still to come), each a small script
-//! that runs `chaincode-operator builder STEP "$@"` (`builder install DIR` writes them).
+//! `bin/detect`, `bin/build`, `bin/release`, `bin/run`, each a small script that runs
+//! `chaincode-operator builder STEP "$@"` (`builder install DIR` writes them).
 //!
 //! - detect claims the package types the operator can deploy: node, golang and java sources, and
 //!   prebuilt images (our `image` packages and fabric-builder-k8s's `k8s` packages with
@@ -10,7 +10,11 @@
 //!   what to deploy (the build context and its digest, or the image) — nothing cluster-bound, so a
 //!   peer's install stays fast and works offline.
 //! - release hands the peer the package's CouchDB index folders.
-//! - run (not yet) creates the TLS Secret and the Chaincode and lives as long as the chaincode.
+//! - run turns the peer's `chaincode.json` into the launch's TLS Secret and a `Chaincode` (through
+//!   the endorser's kubernetes runtime, so the objects are the same), waits for its Pod, streams
+//!   the chaincode's log to the peer, lives as long as the chaincode, and deletes the launch on
+//!   SIGTERM. Registration is not observed (the chaincode dials the peer directly): the status
+//!   says `Registered=Unknown, StockPeer`, never True.
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,6 +26,13 @@ use crate::builders::context::build_context;
 use crate::builders::package::{ChaincodePackage, PackageId, PackageMetadata};
 use crate::builders::platform::{BuildOptions, Deployment, platform_for};
 use crate::builders::tree::SourceTree;
+use crate::endorser::chaincode::runtime::kubernetes::objects::PackageImage;
+use crate::endorser::chaincode::runtime::kubernetes::{
+    KubernetesRuntime, KubernetesRuntimeConfig, split_image,
+};
+use crate::endorser::chaincode::runtime::{
+    ChaincodeLogging, LaunchKey, LaunchSpec, LaunchTls, Runtime, StopReason,
+};
 
 /// `chaincode-operator builder …`: the external builder's steps, as the peer runs them.
 #[derive(Debug, clap::Args)]
@@ -42,7 +53,21 @@ pub enum Step {
     },
     /// bin/release BUILD_OUTPUT_DIR RELEASE_OUTPUT_DIR: the CouchDB indexes, for the peer.
     Release { build: PathBuf, release: PathBuf },
-    /// Writes DIR/bin/{detect,build,release}: what a peer's core.yaml externalBuilders `path`
+    /// bin/run BUILD_OUTPUT_DIR RUN_METADATA_DIR: launch on Kubernetes and live as long as the
+    /// chaincode. Settings come from the peer's propagated environment (CHAINCODE_NAMESPACE,
+    /// CHAINCODE_ENDORSER_ID, CHAINCODE_BUILD_REGISTRY, CHAINCODE_POD_SETTINGS, KUBECONFIG).
+    Run {
+        build: PathBuf,
+        run_metadata: PathBuf,
+        #[command(flatten)]
+        kubernetes: Box<crate::endorser::chaincode::runtime::kubernetes::KubernetesRuntimeArgs>,
+        /// Seconds until the chaincode's Pod must run.
+        #[arg(long, env = "CHAINCODE_STARTUP_TIMEOUT", default_value_t = 300)]
+        startup_timeout: u64,
+        #[arg(long = "node-registry", env = "NODE_REGISTRY", value_name = "URL")]
+        node_registry: Option<String>,
+    },
+    /// Writes DIR/bin/{detect,build,release,run}: what a peer's core.yaml externalBuilders `path`
     /// names. With --copy the binary goes to DIR/bin too (for a peer image).
     Install {
         dir: PathBuf,
@@ -64,7 +89,11 @@ pub struct BuildOutput {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", rename_all_fields = "camelCase", tag = "deploy")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "deploy"
+)]
 pub enum Deploy {
     /// Built from source by the operator: `context.tar.gz` beside this file, named by its
     /// digest (equal sources build once, whichever peer installs them).
@@ -110,6 +139,21 @@ pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
         Step::Release { build, release } => {
             release_indexes(&build, &release)?;
             Ok(ExitCode::SUCCESS)
+        }
+        Step::Run {
+            build,
+            run_metadata,
+            kubernetes,
+            startup_timeout,
+            node_registry,
+        } => {
+            let config = kubernetes.config(
+                node_registry,
+                std::time::Duration::from_secs(startup_timeout),
+            )?;
+            tokio::runtime::Runtime::new()
+                .context("starting the async runtime")?
+                .block_on(run_launch(&build, &run_metadata, config))
         }
         Step::Install { dir, copy } => {
             install(&dir, copy)?;
@@ -220,8 +264,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The scripts a peer runs (`run` is not written until it exists: without it a stock peer
-/// refuses to launch rather than launching half-way). They find the binary beside them (--copy) or where this one
+/// The scripts a peer runs. They find the binary beside them (--copy) or where this one
 /// is now.
 pub fn install(dir: &Path, copy: bool) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -235,7 +278,7 @@ pub fn install(dir: &Path, copy: bool) -> anyhow::Result<()> {
     } else {
         format!("'{}'", exe.display().to_string().replace('\'', r"'\''"))
     };
-    for step in ["detect", "build", "release"] {
+    for step in ["detect", "build", "release", "run"] {
         let path = bin.join(step);
         let script = format!(
             "#!/bin/sh\n# Fabric external builder step, see chaincode-operator's README.\nexec {binary} builder {step} \"$@\"\n"
@@ -244,4 +287,142 @@ pub fn install(dir: &Path, copy: bool) -> anyhow::Result<()> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
     }
     Ok(())
+}
+
+/// `RUN_METADATA_DIR/chaincode.json`, fresh for every run.
+#[derive(Debug, Deserialize)]
+struct RunMetadata {
+    chaincode_id: String,
+    peer_address: String,
+    #[serde(default)]
+    client_cert: String,
+    #[serde(default)]
+    client_key: String,
+    #[serde(default)]
+    root_cert: String,
+    mspid: String,
+}
+
+fn package_image(build: &Path, output: &BuildOutput) -> anyhow::Result<PackageImage> {
+    use crate::operator::crd::Platform;
+    Ok(match &output.deploy {
+        Deploy::Image { image } => {
+            let (name, digest) = split_image(image).map_err(anyhow::Error::msg)?;
+            PackageImage::Prebuilt { name, digest }
+        }
+        Deploy::Source { content_digest } => {
+            let platform = match output.kind.trim().to_ascii_lowercase().as_str() {
+                "node" => Platform::Node,
+                "golang" | "go" => Platform::Golang,
+                "java" => Platform::Java,
+                other => anyhow::bail!("a {other} package has no source build"),
+            };
+            let path = build.join(CONTEXT_FILE);
+            let context =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            PackageImage::Build {
+                platform,
+                context,
+                content_digest: content_digest.clone(),
+            }
+        }
+    })
+}
+
+/// bin/run: one launch, as long as the chaincode lives. Exit 0 when the peer stops it (SIGTERM),
+/// non-zero when the chaincode could not start or ended.
+async fn run_launch(
+    build: &Path,
+    run_metadata: &Path,
+    config: KubernetesRuntimeConfig,
+) -> anyhow::Result<ExitCode> {
+    crate::endorser::node::cli::init_tracing();
+    let output: BuildOutput = {
+        let path = build.join(BUILD_OUTPUT_FILE);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid", path.display()))?
+    };
+    let meta: RunMetadata = {
+        let path = run_metadata.join("chaincode.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not valid", path.display()))?
+    };
+    let image = package_image(build, &output)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to Kubernetes (KUBECONFIG in propagateEnvironment, or in-cluster)")?;
+    let runtime =
+        KubernetesRuntime::for_external_builder(client, config, &meta.chaincode_id, image);
+    // Each run is a new launch attempt: seconds since the epoch grow across peer restarts, and
+    // a higher attempt replaces an earlier run's Pod.
+    let launch_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(1);
+    let tls = (!meta.client_cert.is_empty()).then(|| LaunchTls {
+        client_cert_pem: meta.client_cert.clone(),
+        client_key_pem: meta.client_key.clone(),
+        root_cert_pem: meta.root_cert.clone(),
+    });
+    let spec = LaunchSpec {
+        key: LaunchKey {
+            package_id: meta.chaincode_id.clone(),
+            launch_id,
+        },
+        peer_address: meta.peer_address.clone(),
+        mspid: meta.mspid.clone(),
+        tls,
+        logging: ChaincodeLogging::default(),
+    };
+    let key = spec.key.clone();
+    runtime
+        .launch(spec)
+        .await
+        .with_context(|| format!("launching {}", meta.chaincode_id))?;
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let stopped = |why: &str| {
+        eprintln!("chaincode-operator: {} {why}", meta.chaincode_id);
+    };
+    tokio::select! {
+        running = runtime.until_running(&key) => match running {
+            Ok(pod) => {
+                stopped(&format!("is running in Pod {pod}"));
+                runtime.report_stock_peer(&key).await;
+            }
+            Err(failure) => {
+                stopped(&format!("did not start: {failure}"));
+                let _ = runtime.stop(&key, StopReason::LaunchFailed(failure)).await;
+                return Ok(ExitCode::FAILURE);
+            }
+        },
+        _ = term.recv() => {
+            stopped("stopped by the peer before it ran");
+            let _ = runtime.stop(&key, StopReason::Retired).await;
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    tokio::select! {
+        ended = runtime.wait(&key) => {
+            let why = match ended {
+                Ok(status) => format!("ended ({status})"),
+                Err(error) => format!("ended: {error}"),
+            };
+            stopped(&why);
+            let _ = runtime.stop(&key, StopReason::LaunchFailed(why)).await;
+            Ok(ExitCode::FAILURE)
+        }
+        _ = term.recv() => {
+            // The peer stops chaincode with SIGTERM and SIGKILL after 5 s: delete at once.
+            stopped("stopped by the peer");
+            runtime
+                .stop(&key, StopReason::Retired)
+                .await
+                .context("deleting the launch")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

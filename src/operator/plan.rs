@@ -551,6 +551,25 @@ pub fn registered(cc: &Chaincode) -> bool {
     })
 }
 
+/// Reason of a `Registered=Unknown` that a stock Fabric peer's external builder writes: its
+/// chaincode dials the peer directly, so registration is never observed and must not time out.
+pub const REGISTRATION_UNOBSERVED: &str = "StockPeer";
+
+/// Whether the launcher said registration cannot be observed for this generation.
+pub fn registration_unobserved(cc: &Chaincode) -> bool {
+    let current = cc
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    conditions::find(current, condition_type::REGISTERED).is_some_and(|c| {
+        c.status == ConditionStatus::Unknown
+            && c.reason == REGISTRATION_UNOBSERVED
+            && c.observed_generation
+                .is_none_or(|g| Some(g) == cc.metadata.generation)
+    })
+}
+
 /// Computes the operator's status from the step outcomes.
 pub fn decide_status(
     cc: &Chaincode,
@@ -677,6 +696,22 @@ pub fn decide_status(
                         "chaincode is running and registered with the peer",
                     ),
                     Phase::Ready,
+                ),
+                "Running" if registration_unobserved(cc) => (
+                    c(
+                        LAUNCHED,
+                        True,
+                        "PodRunning",
+                        format!("pod {} is running", p.name),
+                    ),
+                    c(
+                        READY,
+                        Unknown,
+                        REGISTRATION_UNOBSERVED,
+                        "running; launched by a stock Fabric peer, whose chaincode registers with \
+                         the peer directly, so registration is not observed",
+                    ),
+                    Phase::Running,
                 ),
                 "Running" if timed_out => (
                     c(

@@ -97,7 +97,11 @@ pub struct KubernetesRuntimeArgs {
     pub images: Vec<(String, String)>,
     /// YAML file with the Chaincode's `pod` settings (resources, imagePullSecrets, nodeSelector,
     /// affinity, tolerations, annotations, labels, env, serviceAccountName, priorityClassName).
-    #[arg(long = "chaincode-pod-settings", value_name = "FILE")]
+    #[arg(
+        long = "chaincode-pod-settings",
+        env = "CHAINCODE_POD_SETTINGS",
+        value_name = "FILE"
+    )]
     pub pod_settings: Option<PathBuf>,
     /// Stream each chaincode Pod's log into the endorser's log (Fabric's attachStdout).
     #[arg(long = "attach-chaincode-logs", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -117,7 +121,7 @@ pub fn parse_image_mapping(arg: &str) -> Result<(String, String), String> {
 }
 
 /// `name@sha256:<64 hex>` → (name, digest).
-fn split_image(image: &str) -> Result<(String, String), String> {
+pub fn split_image(image: &str) -> Result<(String, String), String> {
     let (name, digest) = image
         .split_once('@')
         .ok_or_else(|| format!("image {image:?} is not pinned by digest (NAME@sha256:DIGEST)"))?;
@@ -348,6 +352,75 @@ impl KubernetesRuntime {
         self.metrics.clone()
     }
 
+    /// A runtime for one launch of a stock peer's external builder `run`: no clean-up of earlier
+    /// runs (the peer runs one `run` per chaincode, side by side), and `package_id`'s image comes
+    /// from the build output instead of an install.
+    pub fn for_external_builder(
+        client: Client,
+        config: KubernetesRuntimeConfig,
+        package_id: &str,
+        image: PackageImage,
+    ) -> Self {
+        let namespace = config
+            .namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let runtime = Self {
+            template: ChaincodeTemplate {
+                endorser_id: config.endorser_id,
+                namespace,
+                build: config.build,
+                pod: config.pod,
+                startup_timeout_seconds: u32::try_from(config.startup_timeout.as_secs()).ok(),
+            },
+            client,
+            build_options: config.build_options,
+            images: config.images,
+            attach_logs: config.attach_logs,
+            packages: Mutex::default(),
+            launches: Mutex::default(),
+            metrics: Arc::new(LaunchMetrics::new()),
+        };
+        lock(&runtime.packages).insert(package_id.to_string(), image);
+        runtime
+    }
+
+    /// Waits until the launch's Pod runs (`Launched=True`); Err with the reason when it failed
+    /// for good first.
+    pub async fn until_running(&self, key: &LaunchKey) -> Result<String, String> {
+        let state = self
+            .launch_state(key)
+            .ok_or_else(|| format!("no launch {key}"))?;
+        let mut outcome = state.outcome.subscribe();
+        loop {
+            {
+                let seen = lock(&state.observed);
+                if seen.running {
+                    return Ok(seen.pod_name.clone().unwrap_or_default());
+                }
+            }
+            if let Some(Err(failure)) = outcome.borrow_and_update().clone() {
+                return Err(failure);
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(250), outcome.changed()).await;
+        }
+    }
+
+    /// Says in the Chaincode's status that registration cannot be observed: a stock peer's
+    /// chaincode dials the peer directly.
+    pub async fn report_stock_peer(&self, key: &LaunchKey) {
+        if let Some(state) = self.launch_state(key) {
+            self.apply_registered(
+                &state,
+                None,
+                "StockPeer",
+                "launched by a stock Fabric peer's external builder: the chaincode dials the peer \
+                 directly, so whether it registered is not observed",
+            )
+            .await;
+        }
+    }
+
     fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -431,10 +504,11 @@ impl KubernetesRuntime {
     async fn apply_registered(
         &self,
         state: &LaunchState,
-        registered: bool,
+        registered: impl Into<Option<bool>>,
         reason: &str,
         message: &str,
     ) {
+        let registered = registered.into();
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let body = objects::registered_status(
             &state.name,

@@ -293,7 +293,7 @@ pub fn context_config_map(
 pub fn registered_status(
     name: &str,
     generation: Option<i64>,
-    registered: bool,
+    registered: Option<bool>,
     reason: &str,
     message: &str,
     now: &str,
@@ -305,7 +305,12 @@ pub fn registered_status(
         "status": {
             "conditions": [{
                 "type": condition_type::REGISTERED,
-                "status": if registered { "True" } else { "False" },
+                // None: not known (a stock peer's chaincode dials the peer, not us).
+                "status": match registered {
+                    Some(true) => "True",
+                    Some(false) => "False",
+                    None => "Unknown",
+                },
                 "reason": reason,
                 "message": message,
                 "observedGeneration": generation,
