@@ -393,3 +393,205 @@ async fn kubernetes_runtime_dials_ccaas_packages_instead_of_running_pods() {
     kill(&mut server).await;
     interrupt(dev).await;
 }
+
+/// The stock Fabric v2.5.10 peer and orderer of `../shared/fabric`, started with chaincode-operator
+/// as the peer's first external builder; `network.sh down --wipe` when dropped.
+struct FabricNetwork {
+    script: std::path::PathBuf,
+    lab: std::path::PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl FabricNetwork {
+    fn kit() -> Option<std::path::PathBuf> {
+        [
+            std::env::var("FABRIC_KIT")
+                .ok()
+                .map(std::path::PathBuf::from),
+            Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fabric")),
+            Some("/work/shared/fabric".into()),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.join("network.sh").is_file())
+    }
+
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = std::process::Command::new("bash");
+        command
+            .arg(&self.script)
+            .args(args)
+            .env("FABRIC_LAB", &self.lab)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    fn run(&self, args: &[&str]) {
+        let output = self.command(args).output().expect("network.sh runs");
+        if !output.status.success() {
+            let log = std::fs::read_to_string(self.lab.join("peer.log")).unwrap_or_default();
+            // The builder's own lines (run's output is in the peer's log), then the last lines.
+            let ours: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("chaincode-operator") || l.contains("chaincode_operator"))
+                .take(40)
+                .collect();
+            eprintln!("builder lines in peer.log:\n{}", ours.join("\n"));
+            let tail: Vec<&str> = log.lines().rev().take(20).collect();
+            panic!(
+                "network.sh {args:?} failed: {}\n{}\npeer.log (last lines, newest first):\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+impl Drop for FabricNetwork {
+    fn drop(&mut self) {
+        let _ = self.command(&["down", "--wipe"]).output();
+    }
+}
+
+/// A stock Fabric peer hands its chaincode to the operator through `chaincode-operator builder`:
+/// the peer installs a Node chaincode from source (our detect and build), the operator builds it
+/// in-cluster and runs it as a Pod that registers with the stock peer over the TLS material the
+/// peer issued; `peer chaincode invoke` and `query` work through it; the Chaincode says its
+/// registration is not observed (`Registered=Unknown, StockPeer`); stopping the peer deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stock_fabric_peer_runs_chaincode_through_the_operator() {
+    let test = "a_stock_fabric_peer_runs_chaincode_through_the_operator";
+    let Some(cluster) = Cluster::from_env(test) else {
+        return;
+    };
+    let Some(kit) = Kit::from(&cluster) else {
+        eprintln!("skipped {test}: needs the kube kit's registry, BuildKit and node base images");
+        return;
+    };
+    let Some(fabric) = FabricNetwork::kit() else {
+        eprintln!("skipped {test}: no Fabric kit (../shared/fabric or FABRIC_KIT)");
+        return;
+    };
+    cluster.apply_crd();
+    let ns = Namespace::create(&cluster, format!("ccpeer-{}", std::process::id()));
+    let _operator = start_operator(&cluster, &ns.name);
+    let work = tempfile::tempdir().expect("tempdir");
+    // The peer's builder uses exactly the Role the chart grants endorsers.
+    let kubeconfig = service_account_kubeconfig(
+        &cluster,
+        &ns.name,
+        "fabric-peer",
+        ENDORSER_PERMISSIONS,
+        work.path(),
+    );
+    let (_proxy, npm_registry) = start_npm_proxy(&kit.node_ip).await;
+    let builder = work.path().join("builder");
+    let installed = std::process::Command::new(env!("CARGO_BIN_EXE_chaincode-operator"))
+        .args(["builder", "install"])
+        .arg(&builder)
+        .arg("--copy")
+        .output()
+        .expect("builder install");
+    assert!(installed.status.success(), "{installed:?}");
+
+    let settings = [
+        ("KUBECONFIG", kubeconfig.display().to_string()),
+        ("CHAINCODE_NAMESPACE", ns.name.clone()),
+        ("CHAINCODE_ENDORSER_ID", "peer0".to_string()),
+        (
+            "CHAINCODE_BUILD_REGISTRY",
+            format!("{}/chaincode", kit.registry),
+        ),
+        ("CHAINCODE_BUILDER_IMAGE", kit.base_image()),
+        ("CHAINCODE_RUNTIME_IMAGE", kit.base_image()),
+        ("CHAINCODE_BUILDKIT_IMAGE", kit.buildkit_image.clone()),
+        ("CHAINCODE_FETCHER_IMAGE", kit.fetcher_image.clone()),
+        ("NODE_REGISTRY", npm_registry.clone()),
+    ];
+    let mut env: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    env.extend([
+        ("PEER_LISTEN_HOST".to_string(), kit.node_ip.clone()),
+        (
+            "EXTERNAL_BUILDERS".to_string(),
+            format!("chaincode-operator={}", builder.display()),
+        ),
+        (
+            "PROPAGATE_ENV".to_string(),
+            settings
+                .iter()
+                .map(|(k, _)| *k)
+                .filter(|k| *k != "KUBECONFIG")
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ]);
+    let network = FabricNetwork {
+        script: fabric.join("network.sh"),
+        lab: work.path().join("fabric-lab"),
+        env,
+    };
+    let started = Instant::now();
+    network.run(&["up"]);
+    let source = work.path().join("src");
+    copy_contract_source(&source);
+    // Install (our detect + build), approve, commit, then query until the chaincode answers:
+    // the peer's launch goes through our run, the operator's build and the Pod.
+    network.run(&[
+        "deploy",
+        &source.display().to_string(),
+        "basic",
+        "--probe",
+        "get",
+        "probe",
+    ]);
+    eprintln!(
+        "stock peer: deployed and answering through the operator after {:?}",
+        started.elapsed()
+    );
+    let cli = |args: &str| {
+        let script = format!(
+            "source {lab}/network.env && peer chaincode {args}",
+            lab = network.lab.display()
+        );
+        let output = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .expect("peer CLI");
+        assert!(output.status.success(), "peer chaincode {args}: {output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    cli(
+        "invoke -o $FABRIC_ORDERER_ENDPOINT --tls --cafile $FABRIC_ORDERER_CA -C mychannel -n basic \
+         --peerAddresses $FABRIC_PEER_ENDPOINT --tlsRootCertFiles $FABRIC_TLS_CA_CERT \
+         -c '{\"Args\":[\"put\",\"k1\",\"v1\"]}' --waitForEvent",
+    );
+    let value = cli("query -C mychannel -n basic -c '{\"Args\":[\"get\",\"k1\"]}'");
+    assert_eq!(value.trim(), "v1");
+
+    let items = chaincodes(&cluster, &ns.name, "peer0");
+    assert_eq!(items.len(), 1, "{items:?}");
+    let cc = &items[0];
+    assert!(
+        cc["spec"]["packageId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("basic_1:")),
+        "{cc}"
+    );
+    let registered = condition(cc, "Registered").expect("Registered condition");
+    assert_eq!(registered["status"], "Unknown", "{cc}");
+    assert_eq!(registered["reason"], "StockPeer", "{cc}");
+    assert_eq!(cc["status"]["phase"], "Running", "{cc}");
+
+    // Stopping the peer stops its run, which deletes the launch.
+    network.run(&["down"]);
+    eventually(
+        "the Chaincode deleted after the peer stopped",
+        Duration::from_secs(60),
+        || chaincodes(&cluster, &ns.name, "peer0").is_empty(),
+    )
+    .await;
+}

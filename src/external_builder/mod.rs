@@ -46,10 +46,24 @@ pub enum Step {
     /// bin/detect SOURCE_DIR METADATA_DIR: exit 0 when this builder deploys the package.
     Detect { source: PathBuf, metadata: PathBuf },
     /// bin/build SOURCE_DIR METADATA_DIR BUILD_OUTPUT_DIR: validate and write what to deploy.
+    /// The Dockerfile's images and package mirrors are part of the build context, so they are
+    /// read here, from the peer's propagated environment.
     Build {
         source: PathBuf,
         metadata: PathBuf,
         output: PathBuf,
+        /// Builder-stage image (default: the platform's Fabric image).
+        #[arg(long, env = "CHAINCODE_BUILDER_IMAGE")]
+        builder_image: Option<String>,
+        /// Runtime-stage image (default: the platform's Fabric image).
+        #[arg(long, env = "CHAINCODE_RUNTIME_IMAGE")]
+        runtime_image: Option<String>,
+        #[arg(long = "node-registry", env = "NODE_REGISTRY")]
+        node_registry: Option<String>,
+        #[arg(long, env = "GOPROXY")]
+        goproxy: Option<String>,
+        #[arg(long = "maven-mirror", env = "MAVEN_MIRROR")]
+        maven_mirror: Option<String>,
     },
     /// bin/release BUILD_OUTPUT_DIR RELEASE_OUTPUT_DIR: the CouchDB indexes, for the peer.
     Release { build: PathBuf, release: PathBuf },
@@ -123,8 +137,21 @@ pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
             source,
             metadata,
             output,
+            builder_image,
+            runtime_image,
+            node_registry,
+            goproxy,
+            maven_mirror,
         } => {
-            let written = build(&source, &metadata, &output)?;
+            let options = BuildOptions {
+                builder_image,
+                runtime_image,
+                npm_registry: node_registry,
+                goproxy,
+                java_repository_mirror: maven_mirror,
+                ..BuildOptions::default()
+            };
+            let written = build(&source, &metadata, &output, &options)?;
             eprintln!(
                 "chaincode-operator: {} {} ready to deploy ({})",
                 written.kind,
@@ -202,7 +229,12 @@ fn package_from_dirs(source: &Path, metadata_dir: &Path) -> anyhow::Result<Chain
 }
 
 /// Validates the package and writes the build output; returns what it wrote.
-pub fn build(source: &Path, metadata_dir: &Path, output: &Path) -> anyhow::Result<BuildOutput> {
+pub fn build(
+    source: &Path,
+    metadata_dir: &Path,
+    output: &Path,
+    options: &BuildOptions,
+) -> anyhow::Result<BuildOutput> {
     let package = package_from_dirs(source, metadata_dir)?;
     let platform = platform_for(&package.metadata.kind)?;
     let deploy = match platform.deployment(&package)? {
@@ -211,7 +243,7 @@ pub fn build(source: &Path, metadata_dir: &Path, output: &Path) -> anyhow::Resul
             anyhow::bail!("chaincode-as-a-service packages are for Fabric's ccaas builder")
         }
         Deployment::Build => {
-            let context = build_context(&package, &BuildOptions::default())?;
+            let context = build_context(&package, options)?;
             let path = output.join(CONTEXT_FILE);
             std::fs::create_dir_all(output)
                 .with_context(|| format!("creating {}", output.display()))?;

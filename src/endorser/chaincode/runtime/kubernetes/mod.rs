@@ -74,16 +74,32 @@ pub struct KubernetesRuntimeArgs {
     )]
     pub build_registry: Option<String>,
     /// Builder-stage image of source builds (default: the platform's Fabric image).
-    #[arg(long = "builder-image", value_name = "IMAGE")]
+    #[arg(
+        long = "builder-image",
+        env = "CHAINCODE_BUILDER_IMAGE",
+        value_name = "IMAGE"
+    )]
     pub builder_image: Option<String>,
     /// Runtime-stage image of source builds (default: the platform's Fabric image).
-    #[arg(long = "runtime-image", value_name = "IMAGE")]
+    #[arg(
+        long = "runtime-image",
+        env = "CHAINCODE_RUNTIME_IMAGE",
+        value_name = "IMAGE"
+    )]
     pub runtime_image: Option<String>,
     /// BuildKit rootless image of the build Job (the operator's default when unset).
-    #[arg(long = "buildkit-image", value_name = "IMAGE")]
+    #[arg(
+        long = "buildkit-image",
+        env = "CHAINCODE_BUILDKIT_IMAGE",
+        value_name = "IMAGE"
+    )]
     pub buildkit_image: Option<String>,
     /// Image that fetches the build context in the build Job (the operator's default when unset).
-    #[arg(long = "fetcher-image", value_name = "IMAGE")]
+    #[arg(
+        long = "fetcher-image",
+        env = "CHAINCODE_FETCHER_IMAGE",
+        value_name = "IMAGE"
+    )]
     pub fetcher_image: Option<String>,
     /// GOPROXY for Go chaincode builds.
     #[arg(long = "goproxy", env = "GOPROXY", value_name = "URL")]
