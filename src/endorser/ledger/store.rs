@@ -1,6 +1,13 @@
 //! Persistent world state and key history in redb, keyed by (channel, namespace, key), with the
 //! MVCC version (block, tx) of the transaction that last wrote each key.
 //!
+//! Private data lives in the same database, so a block's private writes commit atomically with its
+//! public state: `private` (the clear values, keyed by channel, namespace, collection and key)
+//! and `hashed` (SHA-256 of each key → version and value hash, what every peer of a channel
+//! holds; MVCC of private reads and GET_PRIVATE_DATA_HASH use it). A private value counts only
+//! while its version equals the hashed one: a write whose clear value never reached this node
+//! leaves the old value behind, stale.
+//!
 //! Keys are length-prefixed (`u16 channel len, channel, u16 namespace len, namespace, key`) because
 //! Fabric keys may contain any byte, including the `\0` that starts composite keys.
 use std::collections::BTreeMap;
@@ -10,13 +17,17 @@ use std::sync::Arc;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use super::private::TransientStore;
+use super::rwset::sha256;
 use crate::proto::kvrwset::range_query_info::ReadsInfo;
-use crate::proto::kvrwset::{KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
+use crate::proto::kvrwset::{HashedRwSet, KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
 use crate::proto::protos::TxValidationCode;
 use crate::proto::queryresult::KeyModification;
-use crate::proto::rwset::TxReadWriteSet;
+use crate::proto::rwset::{TxPvtReadWriteSet, TxReadWriteSet};
 
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const PRIVATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private");
+const HASHED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashed");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
 
@@ -31,6 +42,10 @@ pub enum StoreError {
     InvalidRwSet(String),
     #[error("channel, namespace or key too long for the store: {0} bytes")]
     NameTooLong(usize),
+    #[error(
+        "private data for key {0:?} is not available on this node (only its hash was committed)"
+    )]
+    MissingPrivateData(String),
 }
 
 macro_rules! from_redb {
@@ -70,10 +85,61 @@ pub struct CommitTx<'a> {
     pub rwset: &'a TxReadWriteSet,
 }
 
-/// The world-state database: cheap to clone, shared by all simulators and the committer.
+/// A private key's committed hash: the version and SHA-256 of the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedValue {
+    pub version: Version,
+    pub value_hash: Vec<u8>,
+}
+
+/// The world-state database: cheap to clone, shared by all simulators and the committer. It also
+/// holds the transient store through which endorsed private writes reach the commit.
 #[derive(Clone)]
 pub struct WorldState {
     db: Arc<Database>,
+    transient: Arc<TransientStore>,
+}
+
+fn collection_prefix(
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = prefix(channel, namespace)?;
+    let len =
+        u16::try_from(collection.len()).map_err(|_| StoreError::NameTooLong(collection.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(collection.as_bytes());
+    Ok(out)
+}
+
+fn collection_key(
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+    key: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = collection_prefix(channel, namespace, collection)?;
+    out.extend_from_slice(key);
+    Ok(out)
+}
+
+fn encode_hashed(h: &HashedValue) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + h.value_hash.len());
+    out.extend_from_slice(&h.version.block_num.to_be_bytes());
+    out.extend_from_slice(&h.version.tx_num.to_be_bytes());
+    out.extend_from_slice(&h.value_hash);
+    out
+}
+
+fn decode_hashed(bytes: &[u8]) -> Result<HashedValue, StoreError> {
+    Ok(HashedValue {
+        version: Version {
+            block_num: u64::from_be_bytes(take::<8>(bytes, 0)?),
+            tx_num: u64::from_be_bytes(take::<8>(bytes, 8)?),
+        },
+        value_hash: bytes[16..].to_vec(),
+    })
 }
 
 fn prefix(channel: &str, namespace: &str) -> Result<Vec<u8>, StoreError> {
@@ -157,8 +223,108 @@ impl WorldState {
         tx.open_table(STATE)?;
         tx.open_table(HISTORY)?;
         tx.open_table(HEIGHTS)?;
+        tx.open_table(PRIVATE)?;
+        tx.open_table(HASHED)?;
         tx.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            transient: Arc::new(TransientStore::default()),
+        })
+    }
+
+    /// Endorsed private writes waiting for their transaction's block.
+    pub fn transient(&self) -> &TransientStore {
+        &self.transient
+    }
+
+    /// The committed hash of a private key, if any.
+    pub fn get_private_hash(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<HashedValue>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HASHED)?;
+        let hkey = collection_key(channel, namespace, collection, &sha256(key.as_bytes()))?;
+        match table.get(hkey.as_slice())? {
+            Some(v) => Ok(Some(decode_hashed(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The committed private value of a key: `Ok(None)` when the key does not exist,
+    /// `Err(MissingPrivateData)` when its hash is committed but its value is not on this node.
+    pub fn get_private(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Version)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let hashed = read.open_table(HASHED)?;
+        let hkey = collection_key(channel, namespace, collection, &sha256(key.as_bytes()))?;
+        let Some(hash) = hashed.get(hkey.as_slice())? else {
+            return Ok(None);
+        };
+        let hash = decode_hashed(hash.value())?;
+        let private = read.open_table(PRIVATE)?;
+        let pkey = collection_key(channel, namespace, collection, key.as_bytes())?;
+        match private.get(pkey.as_slice())? {
+            Some(v) => {
+                let value = decode_value(v.value())?;
+                if value.version == hash.version {
+                    return Ok(Some((value.value, value.version)));
+                }
+                Err(StoreError::MissingPrivateData(key.to_string()))
+            }
+            None => Err(StoreError::MissingPrivateData(key.to_string())),
+        }
+    }
+
+    /// Up to `limit` committed private keys of a collection in `[start, end)` (empty `end` = to
+    /// the end), in key order, with their versions; stale values are skipped.
+    pub fn private_range(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, StoreError> {
+        let coll_prefix = collection_prefix(channel, namespace, collection)?;
+        let lower = collection_key(channel, namespace, collection, start.as_bytes())?;
+        let read = self.db.begin_read()?;
+        let private = read.open_table(PRIVATE)?;
+        let hashed = read.open_table(HASHED)?;
+        let mut out = Vec::new();
+        for entry in private.range(lower.as_slice()..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let Some(key) = k.value().strip_prefix(coll_prefix.as_slice()) else {
+                break;
+            };
+            if !end.is_empty() && key >= end.as_bytes() {
+                break;
+            }
+            let value = decode_value(v.value())?;
+            let hkey = collection_key(channel, namespace, collection, &sha256(key))?;
+            let current = match hashed.get(hkey.as_slice())? {
+                Some(h) => decode_hashed(h.value())?.version == value.version,
+                None => false,
+            };
+            if current {
+                let key =
+                    String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt("key"))?;
+                out.push((key, value));
+            }
+        }
+        Ok(out)
     }
 
     /// The committed value of a key, if any.
@@ -276,8 +442,10 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked)?;
+        let block = run_block(&write, channel, txs, prechecked, &self.transient)?;
         write.commit()?;
+        // Committed (valid or not): their private writes are no longer needed.
+        self.transient.remove(txs.iter().map(|tx| tx.tx_id));
         Ok(block)
     }
 
@@ -291,7 +459,7 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked)?;
+        let block = run_block(&write, channel, txs, prechecked, &self.transient)?;
         write.abort()?;
         Ok(block)
     }
@@ -303,6 +471,7 @@ fn run_block(
     channel: &str,
     txs: &[CommitTx<'_>],
     prechecked: &[TxValidationCode],
+    transient: &TransientStore,
 ) -> Result<CommittedBlock, StoreError> {
     if prechecked.len() != txs.len() {
         return Err(StoreError::InvalidRwSet(format!(
@@ -315,6 +484,10 @@ fn run_block(
     let block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
     let mut state = write.open_table(STATE)?;
     let mut history = write.open_table(HISTORY)?;
+    let mut private = PrivateTables {
+        private: write.open_table(PRIVATE)?,
+        hashed: write.open_table(HASHED)?,
+    };
     let mut validation = Vec::with_capacity(txs.len());
     for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
         if *precheck != TxValidationCode::Valid {
@@ -332,13 +505,33 @@ fn run_block(
                 Err(_) => break,
             }
         }
-        let code = if sets.len() != tx.rwset.ns_rwset.len() {
-            TxValidationCode::BadRwset
-        } else {
-            // Earlier transactions of this block are already applied in `state`.
-            validate_reads(&state, channel, &sets)?
+        let hashed_sets = decode_hashed_sets(tx.rwset);
+        let code = match &hashed_sets {
+            Some(_) if sets.len() == tx.rwset.ns_rwset.len() => {
+                // Earlier transactions of this block are already applied in `state`.
+                match validate_reads(&state, channel, &sets)? {
+                    TxValidationCode::Valid => validate_hashed_reads(
+                        &private.hashed,
+                        channel,
+                        hashed_sets.as_deref().unwrap_or_default(),
+                    )?,
+                    other => other,
+                }
+            }
+            _ => TxValidationCode::BadRwset,
         };
         if code == TxValidationCode::Valid {
+            let hashed_sets = hashed_sets.unwrap_or_default();
+            if !hashed_sets.is_empty() {
+                let clear = transient.get(tx.tx_id);
+                apply_private(
+                    &mut private,
+                    channel,
+                    &hashed_sets,
+                    clear.as_ref(),
+                    &version,
+                )?;
+            }
             for (namespace, kv) in &sets {
                 apply_ns(
                     &mut state,
@@ -358,6 +551,128 @@ fn run_block(
         block_num,
         validation,
     })
+}
+
+/// The private-data tables of a block's write transaction.
+struct PrivateTables<'t> {
+    private: redb::Table<'t, &'static [u8], &'static [u8]>,
+    hashed: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+/// One collection's hashed reads and writes in a transaction: (namespace, collection, set, hash
+/// of its private write set).
+type HashedSet<'a> = (&'a str, &'a str, HashedRwSet, &'a [u8]);
+
+/// The collection hashed sets of a transaction, or `None` when one does not decode (BAD_RWSET).
+fn decode_hashed_sets(rwset: &TxReadWriteSet) -> Option<Vec<HashedSet<'_>>> {
+    let mut out = Vec::new();
+    for ns in &rwset.ns_rwset {
+        for coll in &ns.collection_hashed_rwset {
+            let set = HashedRwSet::decode(coll.hashed_rwset.as_slice()).ok()?;
+            out.push((
+                ns.namespace.as_str(),
+                coll.collection_name.as_str(),
+                set,
+                coll.pvt_rwset_hash.as_slice(),
+            ));
+        }
+    }
+    Some(out)
+}
+
+fn validate_hashed_reads(
+    hashed: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    sets: &[HashedSet<'_>],
+) -> Result<TxValidationCode, StoreError> {
+    for (namespace, collection, set, _) in sets {
+        for read in &set.hashed_reads {
+            let hkey = collection_key(channel, namespace, collection, &read.key_hash)?;
+            let committed = match hashed.get(hkey.as_slice())? {
+                Some(v) => Some(decode_hashed(v.value())?.version),
+                None => None,
+            };
+            if committed != read.version {
+                return Ok(TxValidationCode::MvccReadConflict);
+            }
+        }
+    }
+    Ok(TxValidationCode::Valid)
+}
+
+/// The clear write set of one collection from the transaction's private data, if it is there and
+/// matches the hash the endorsers signed.
+fn clear_writes(
+    clear: Option<&TxPvtReadWriteSet>,
+    namespace: &str,
+    collection: &str,
+    expected_hash: &[u8],
+) -> Option<KvrwSet> {
+    let coll = clear?
+        .ns_pvt_rwset
+        .iter()
+        .filter(|ns| ns.namespace == namespace)
+        .flat_map(|ns| &ns.collection_pvt_rwset)
+        .find(|c| c.collection_name == collection)?;
+    if sha256(&coll.rwset) != expected_hash {
+        return None;
+    }
+    KvrwSet::decode(coll.rwset.as_slice()).ok()
+}
+
+/// Applies a valid transaction's hashed writes, and its clear private writes where this node has
+/// them (from the transient store; without them only the hashes change).
+fn apply_private(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    sets: &[HashedSet<'_>],
+    clear: Option<&TxPvtReadWriteSet>,
+    version: &Version,
+) -> Result<(), StoreError> {
+    for (namespace, collection, set, pvt_hash) in sets {
+        for w in &set.hashed_writes {
+            let hkey = collection_key(channel, namespace, collection, &w.key_hash)?;
+            if w.is_delete || w.is_purge {
+                tables.hashed.remove(hkey.as_slice())?;
+            } else {
+                let record = HashedValue {
+                    version: *version,
+                    value_hash: w.value_hash.clone(),
+                };
+                tables
+                    .hashed
+                    .insert(hkey.as_slice(), encode_hashed(&record).as_slice())?;
+            }
+        }
+        if pvt_hash.is_empty() {
+            continue;
+        }
+        let Some(kv) = clear_writes(clear, namespace, collection, pvt_hash) else {
+            tracing::warn!(
+                channel,
+                namespace,
+                collection,
+                "private data of a committed transaction is not on this node; only its hashes were committed"
+            );
+            continue;
+        };
+        for w in &kv.writes {
+            let pkey = collection_key(channel, namespace, collection, w.key.as_bytes())?;
+            if w.is_delete {
+                tables.private.remove(pkey.as_slice())?;
+            } else {
+                let record = VersionedValue {
+                    value: w.value.clone(),
+                    version: *version,
+                    metadata: BTreeMap::new(),
+                };
+                tables
+                    .private
+                    .insert(pkey.as_slice(), encode_value(&record).as_slice())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn committed_version(

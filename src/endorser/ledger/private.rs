@@ -1,0 +1,236 @@
+//! Private data collections: which collections a chaincode has, who may read and write them, and
+//! the transient store that keeps a transaction's private writes between endorsement and commit.
+//!
+//! Only implicit org collections exist so far: `_implicit_org_<MSPID>` for every organisation the
+//! node trusts, with no configuration (as in Fabric).
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use crate::proto::rwset::TxPvtReadWriteSet;
+
+/// Fabric's prefix of implicit org collection names.
+pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
+/// Private write sets kept for transactions not committed yet (Fabric bounds its transient store
+/// by blocks, `transientstoreMaxBlockRetention`; one node bounds it by count).
+pub const DEFAULT_TRANSIENT_CAPACITY: usize = 10_000;
+
+/// The implicit collection of an organisation.
+pub fn implicit_collection_name(mspid: &str) -> String {
+    format!("{IMPLICIT_COLLECTION_PREFIX}{mspid}")
+}
+
+/// Read or write, for the collection's member-only rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// Why a private-data request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CollectionError {
+    #[error("collection {collection:?} is not defined for chaincode {namespace:?}")]
+    Unknown {
+        namespace: String,
+        collection: String,
+    },
+    #[error(
+        "tx creator does not have {access} access permission on privatedata in chaincodeName:{namespace} collectionName: {collection}"
+    )]
+    NotMember {
+        namespace: String,
+        collection: String,
+        access: &'static str,
+    },
+    #[error("private data APIs are not allowed in chaincode Init()")]
+    InInit,
+    #[error("private data is not available in this simulation")]
+    Unavailable,
+}
+
+/// What a transaction's simulation may do with private data: the collections that exist (the
+/// trusted organisations' implicit ones) and who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateAccess {
+    /// MSP ids of the organisations that have an implicit collection.
+    pub orgs: Arc<BTreeSet<String>>,
+    /// The proposal creator's MSP id.
+    pub creator_mspid: String,
+    /// Fabric refuses private data in Init.
+    pub is_init: bool,
+}
+
+impl PrivateAccess {
+    /// Checks that `collection` exists for `namespace` and, for `access`, that the creator may
+    /// use it. Decision: implicit collections are member-only for reads and writes here. In
+    /// Fabric another org's peer simply does not hold an org's implicit data; one node stands in
+    /// for every org's peer, so it keeps each org's data to that org's members.
+    pub fn check(
+        &self,
+        namespace: &str,
+        collection: &str,
+        access: Option<Access>,
+    ) -> Result<(), CollectionError> {
+        if self.is_init {
+            return Err(CollectionError::InInit);
+        }
+        let owner = collection
+            .strip_prefix(IMPLICIT_COLLECTION_PREFIX)
+            .filter(|mspid| self.orgs.contains(*mspid))
+            .ok_or_else(|| CollectionError::Unknown {
+                namespace: namespace.to_string(),
+                collection: collection.to_string(),
+            })?;
+        match access {
+            Some(access) if owner != self.creator_mspid => Err(CollectionError::NotMember {
+                namespace: namespace.to_string(),
+                collection: collection.to_string(),
+                access: match access {
+                    Access::Read => "read",
+                    Access::Write => "write",
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Private write sets of endorsed transactions, by tx id, until their block commits (Fabric's
+/// transient store). In memory and bounded: the oldest entry goes first when full.
+#[derive(Debug)]
+pub struct TransientStore {
+    capacity: usize,
+    inner: Mutex<TransientInner>,
+}
+
+#[derive(Debug, Default)]
+struct TransientInner {
+    sets: HashMap<String, TxPvtReadWriteSet>,
+    order: VecDeque<String>,
+}
+
+impl Default for TransientStore {
+    fn default() -> Self {
+        Self::with_capacity(DEFAULT_TRANSIENT_CAPACITY)
+    }
+}
+
+impl TransientStore {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            inner: Mutex::new(TransientInner::default()),
+        }
+    }
+
+    /// Keeps the private writes of an endorsed transaction (a later endorsement of the same tx id
+    /// replaces them).
+    pub fn put(&self, tx_id: &str, set: TxPvtReadWriteSet) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.sets.insert(tx_id.to_string(), set).is_none() {
+            inner.order.push_back(tx_id.to_string());
+        }
+        while inner.order.len() > self.capacity {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.sets.remove(&oldest);
+            }
+        }
+    }
+
+    pub fn get(&self, tx_id: &str) -> Option<TxPvtReadWriteSet> {
+        self.inner.lock().ok()?.sets.get(tx_id).cloned()
+    }
+
+    /// Drops the private writes of transactions whose block committed.
+    pub fn remove<'a>(&self, tx_ids: impl IntoIterator<Item = &'a str>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let mut removed = false;
+        for id in tx_ids {
+            removed |= inner.sets.remove(id).is_some();
+        }
+        if removed {
+            let TransientInner { sets, order } = &mut *inner;
+            order.retain(|id| sets.contains_key(id));
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.sets.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(creator: &str) -> PrivateAccess {
+        PrivateAccess {
+            orgs: Arc::new(["Org1MSP".to_string(), "Org2MSP".to_string()].into()),
+            creator_mspid: creator.to_string(),
+            is_init: false,
+        }
+    }
+
+    #[test]
+    fn implicit_collections_exist_for_trusted_orgs_and_admit_only_members() {
+        let org1 = implicit_collection_name("Org1MSP");
+        assert_eq!(org1, "_implicit_org_Org1MSP");
+        let a = access("Org1MSP");
+        assert_eq!(a.check("cc", &org1, Some(Access::Read)), Ok(()));
+        assert_eq!(a.check("cc", &org1, Some(Access::Write)), Ok(()));
+        let other = access("Org2MSP");
+        assert!(matches!(
+            other.check("cc", &org1, Some(Access::Read)),
+            Err(CollectionError::NotMember { access: "read", .. })
+        ));
+        assert!(matches!(
+            other.check("cc", &org1, Some(Access::Write)),
+            Err(CollectionError::NotMember {
+                access: "write",
+                ..
+            })
+        ));
+        // The hash is public: anyone may ask for it.
+        assert_eq!(other.check("cc", &org1, None), Ok(()));
+        for unknown in [
+            "_implicit_org_Org3MSP",
+            "_implicit_org_",
+            "collectionMarbles",
+        ] {
+            assert!(matches!(
+                a.check("cc", unknown, None),
+                Err(CollectionError::Unknown { .. })
+            ));
+        }
+        let init = PrivateAccess {
+            is_init: true,
+            ..access("Org1MSP")
+        };
+        assert_eq!(init.check("cc", &org1, None), Err(CollectionError::InInit));
+    }
+
+    #[test]
+    fn transient_store_is_bounded_and_forgets_committed_transactions() {
+        let store = TransientStore::with_capacity(2);
+        store.put("a", TxPvtReadWriteSet::default());
+        store.put("b", TxPvtReadWriteSet::default());
+        store.put("c", TxPvtReadWriteSet::default());
+        assert_eq!(store.len(), 2);
+        assert!(store.get("a").is_none(), "the oldest went first");
+        store.remove(["b"]);
+        assert!(store.get("b").is_none());
+        assert!(store.get("c").is_some());
+        store.put("d", TxPvtReadWriteSet::default());
+        store.put("e", TxPvtReadWriteSet::default());
+        assert_eq!(store.len(), 2);
+        assert!(store.get("d").is_some() && store.get("e").is_some());
+    }
+}
