@@ -445,3 +445,90 @@ async fn dev_says_what_is_wrong_before_and_at_ready() {
     );
     interrupt(dev).await;
 }
+
+/// Private data in Org1's implicit collection through the real contract API and fabric-gateway:
+/// the value travels in the transient map, is committed to the node's private store, reads back
+/// with its SHA-256 as GET_PRIVATE_DATA_HASH, and neither it nor the transient input is in the
+/// committed block (only its hash is). A member of another trusted org gets neither read nor
+/// write access, only the hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_from_other_orgs() {
+    use base64::Engine;
+    use chaincode_operator::endorser::ledger::rwset::sha256;
+    use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
+
+    support::installed_e2e_dir("clients");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("src");
+    copy_contract_source(&source);
+    let org2_dir = dir.path().join("org2");
+    let org2 = devcrypto::generate(
+        &org2_dir,
+        &DevCryptoSpec {
+            mspid: "Org2MSP".into(),
+            domain: "org2.example.com".into(),
+            ..DevCryptoSpec::default()
+        },
+    )
+    .expect("org2 crypto");
+    let trust = format!("Org2MSP={}", org2.paths.endorser.dir.display());
+    let args = ["--chaincode-listen", "127.0.0.1:0", "--trust", &trust].map(String::from);
+    let mut command = dev_command(dir.path(), &source, &args);
+    command.env("RUST_LOG", "warn");
+    let dev = spawn_dev(command, dir.path(), Duration::from_secs(300)).await;
+
+    let collection = "_implicit_org_Org1MSP";
+    let value = "s3cr3t-transient-value";
+    let seen = gateway_client(dir.path(), &["private", collection, "secret-key", value]).await;
+    assert_eq!(seen["put"]["code"], "VALID", "{seen}");
+    assert_eq!(seen["put"]["result"], "stored");
+    assert_eq!(seen["get"], value);
+    assert_eq!(
+        seen["hash"],
+        hex::encode(sha256(value.as_bytes())),
+        "{seen}"
+    );
+    assert_eq!(seen["range"], serde_json::json!(["secret-key"]));
+    assert_eq!(seen["delCode"], "VALID", "{seen}");
+    assert_eq!(seen["afterDelete"], "");
+    assert_eq!(seen["hashAfterDelete"], "");
+
+    let block = base64::engine::general_purpose::STANDARD
+        .decode(seen["block"].as_str().expect("the put's block"))
+        .expect("base64 block");
+    let contains = |needle: &[u8]| block.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(value.as_bytes()),
+        "the private value is not in the block"
+    );
+    assert!(contains(&sha256(value.as_bytes())), "its hash is");
+    assert!(contains(collection.as_bytes()));
+
+    // An Org2 client, on the same node.
+    let org2_client = dir.path().join("org2-client");
+    std::fs::create_dir_all(&org2_client).unwrap();
+    let mut info = serde_json::to_value(&dev.info).unwrap();
+    info["mspId"] = "Org2MSP".into();
+    info["certPath"] = org2.paths.user.cert.to_str().unwrap().into();
+    info["keyPath"] = org2.paths.user.key.to_str().unwrap().into();
+    std::fs::write(org2_client.join("dev.json"), info.to_string()).unwrap();
+    // Org1 stores "x" under `kept` (getPrivate evaluates, then submits putPrivate "x").
+    let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
+    assert_eq!(own["submit"]["value"], "stored", "{own}");
+    let stranger = gateway_client(&org2_client, &["getPrivate", collection, "kept"]).await;
+    let read_error = stranger["evaluate"]["error"].to_string();
+    assert!(
+        read_error.contains("does not have read access"),
+        "{stranger}"
+    );
+    let write_error = stranger["submit"]["error"].to_string();
+    assert!(
+        write_error.contains("does not have write access"),
+        "{stranger}"
+    );
+    // The hash is public.
+    assert_eq!(stranger["hash"], hex::encode(sha256(b"x")), "{stranger}");
+    let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
+    assert_eq!(own["evaluate"]["value"], "x", "{own}");
+    interrupt(dev).await;
+}

@@ -61,6 +61,10 @@ pub struct DevArgs {
     /// MSP id of the generated organisation.
     #[arg(long, default_value = "Org1MSP")]
     pub mspid: String,
+    /// Another organisation whose members may use this node (e.g. to try private data as a
+    /// member of another org), as MSPID=MSP_DIR; repeatable.
+    #[arg(long = "trust", value_name = "MSPID=DIR", value_parser = super::cli::parse_trusted_org)]
+    pub trusted: Vec<super::cli::TrustedOrg>,
     #[command(flatten)]
     pub chaincode: ChaincodeArgs,
 }
@@ -290,8 +294,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .context("loading the endorser identity")?;
     let admin = load_signing_identity(&args.mspid, &paths.admin.dir)
         .context("loading the admin identity")?;
-    let org = load_organization(&args.mspid, &paths.endorser.dir)
-        .context("loading the development organisation")?;
+    let mut organizations = vec![
+        load_organization(&args.mspid, &paths.endorser.dir)
+            .context("loading the development organisation")?,
+    ];
+    for org in &args.trusted {
+        organizations.push(
+            load_organization(&org.mspid, &org.dir)
+                .with_context(|| format!("loading organisation {}", org.mspid))?,
+        );
+    }
     let tls = if args.no_tls {
         None
     } else {
@@ -305,7 +317,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let config = node_config(
         &dir.join("data"),
         signing,
-        vec![org],
+        organizations,
         vec![args.channel.clone()],
         args.listen,
         tls,
