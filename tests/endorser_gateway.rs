@@ -472,7 +472,25 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     )
     .expect("org2 crypto");
     let trust = format!("Org2MSP={}", org2.paths.endorser.dir.display());
-    let args = ["--chaincode-listen", "127.0.0.1:0", "--trust", &trust].map(String::from);
+    // An explicit collection as fabric-samples configure one: Org1's members only.
+    let collections = dir.path().join("collections_config.json");
+    std::fs::write(
+        &collections,
+        r#"[{"name": "assetCollection", "policy": "OR('Org1MSP.member')", "requiredPeerCount": 0,
+             "maxPeerCount": 1, "blockToLive": 1000000, "memberOnlyRead": true,
+             "memberOnlyWrite": true}]"#,
+    )
+    .unwrap();
+    let collections = collections.to_str().unwrap();
+    let args = [
+        "--chaincode-listen",
+        "127.0.0.1:0",
+        "--trust",
+        &trust,
+        "--collections",
+        collections,
+    ]
+    .map(String::from);
     let mut command = dev_command(dir.path(), &source, &args);
     command.env("RUST_LOG", "warn");
     let dev = spawn_dev(command, dir.path(), Duration::from_secs(300)).await;
@@ -504,6 +522,16 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     assert!(contains(&sha256(value.as_bytes())), "its hash is");
     assert!(contains(collection.as_bytes()));
 
+    // The explicit collection works the same way.
+    let explicit = gateway_client(
+        dir.path(),
+        &["private", "assetCollection", "asset1", "blue"],
+    )
+    .await;
+    assert_eq!(explicit["put"]["code"], "VALID", "{explicit}");
+    assert_eq!(explicit["get"], "blue");
+    assert_eq!(explicit["hash"], hex::encode(sha256(b"blue")));
+
     // An Org2 client, on the same node.
     let org2_client = dir.path().join("org2-client");
     std::fs::create_dir_all(&org2_client).unwrap();
@@ -530,5 +558,26 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     assert_eq!(stranger["hash"], hex::encode(sha256(b"x")), "{stranger}");
     let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
     assert_eq!(own["evaluate"]["value"], "x", "{own}");
+    let stranger = gateway_client(&org2_client, &["getPrivate", "assetCollection", "asset1"]).await;
+    assert!(
+        stranger["evaluate"]["error"]
+            .to_string()
+            .contains("does not have read access"),
+        "{stranger}"
+    );
+    assert!(
+        stranger["submit"]["error"]
+            .to_string()
+            .contains("does not have write access"),
+        "{stranger}"
+    );
+    // Not a collection of this chaincode.
+    let unknown = gateway(dir.path(), &["getPrivate", "nope", "k"])
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.contains("collection \"nope\" is not defined for chaincode \"basic\""),
+        "{unknown}"
+    );
     interrupt(dev).await;
 }

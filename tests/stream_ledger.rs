@@ -304,6 +304,7 @@ mod private_data {
                 orgs: Arc::new(["Org1MSP".to_string(), "Org2MSP".to_string()].into()),
                 creator_mspid: mspid.to_string(),
                 is_init: false,
+                explicit: None,
             },
         )
     }
@@ -491,6 +492,7 @@ mod private_data {
                 orgs: Arc::new(["Org1MSP".to_string()].into()),
                 creator_mspid: "Org1MSP".into(),
                 is_init: true,
+                explicit: None,
             },
         );
         let err = init

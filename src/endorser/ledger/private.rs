@@ -1,8 +1,8 @@
 //! Private data collections: which collections a chaincode has, who may read and write them, and
 //! the transient store that keeps a transaction's private writes between endorsement and commit.
 //!
-//! Only implicit org collections exist so far: `_implicit_org_<MSPID>` for every organisation the
-//! node trusts, with no configuration (as in Fabric).
+//! Implicit org collections, `_implicit_org_<MSPID>` for every organisation the node trusts, need
+//! no configuration (as in Fabric); explicit ones come from the chaincode's definition.
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
@@ -46,11 +46,35 @@ pub enum CollectionError {
     InInit,
     #[error("private data is not available in this simulation")]
     Unavailable,
+    #[error("the chaincode definition's collections: {0}")]
+    BadDefinition(String),
+}
+
+/// An explicit collection's rules, from its `CollectionConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectionDefinition {
+    pub name: String,
+    /// Organisations named by the member-orgs policy.
+    pub members: BTreeSet<String>,
+    pub member_only_read: bool,
+    pub member_only_write: bool,
+    pub block_to_live: u64,
+}
+
+/// Where a simulation finds a chaincode's explicit collections (its committed definition).
+pub trait CollectionLookup: Send + Sync {
+    /// The explicit collections of `namespace` on `channel`; a definition whose collections do
+    /// not decode is an error the chaincode sees.
+    fn collections(
+        &self,
+        channel: &str,
+        namespace: &str,
+    ) -> Result<Vec<CollectionDefinition>, String>;
 }
 
 /// What a transaction's simulation may do with private data: the collections that exist (the
-/// trusted organisations' implicit ones) and who is asking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// trusted organisations' implicit ones, and the chaincode's explicit ones) and who is asking.
+#[derive(Clone)]
 pub struct PrivateAccess {
     /// MSP ids of the organisations that have an implicit collection.
     pub orgs: Arc<BTreeSet<String>>,
@@ -58,6 +82,19 @@ pub struct PrivateAccess {
     pub creator_mspid: String,
     /// Fabric refuses private data in Init.
     pub is_init: bool,
+    /// The channel and the explicit collections of its chaincodes; `None` = implicit only.
+    pub explicit: Option<(String, Arc<dyn CollectionLookup>)>,
+}
+
+impl std::fmt::Debug for PrivateAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrivateAccess")
+            .field("orgs", &self.orgs)
+            .field("creator_mspid", &self.creator_mspid)
+            .field("is_init", &self.is_init)
+            .field("explicit", &self.explicit.as_ref().map(|(ch, _)| ch))
+            .finish()
+    }
 }
 
 impl PrivateAccess {
@@ -74,22 +111,42 @@ impl PrivateAccess {
         if self.is_init {
             return Err(CollectionError::InInit);
         }
-        let owner = collection
-            .strip_prefix(IMPLICIT_COLLECTION_PREFIX)
-            .filter(|mspid| self.orgs.contains(*mspid))
-            .ok_or_else(|| CollectionError::Unknown {
-                namespace: namespace.to_string(),
-                collection: collection.to_string(),
-            })?;
+        let unknown = || CollectionError::Unknown {
+            namespace: namespace.to_string(),
+            collection: collection.to_string(),
+        };
+        let refused = |access: Access| CollectionError::NotMember {
+            namespace: namespace.to_string(),
+            collection: collection.to_string(),
+            access: match access {
+                Access::Read => "read",
+                Access::Write => "write",
+            },
+        };
+        if let Some(mspid) = collection.strip_prefix(IMPLICIT_COLLECTION_PREFIX) {
+            if !self.orgs.contains(mspid) {
+                return Err(unknown());
+            }
+            return match access {
+                Some(access) if mspid != self.creator_mspid => Err(refused(access)),
+                _ => Ok(()),
+            };
+        }
+        let (channel, lookup) = self.explicit.as_ref().ok_or_else(unknown)?;
+        let definition = lookup
+            .collections(channel, namespace)
+            .map_err(CollectionError::BadDefinition)?
+            .into_iter()
+            .find(|c| c.name == collection)
+            .ok_or_else(unknown)?;
+        let member = definition.members.contains(&self.creator_mspid);
         match access {
-            Some(access) if owner != self.creator_mspid => Err(CollectionError::NotMember {
-                namespace: namespace.to_string(),
-                collection: collection.to_string(),
-                access: match access {
-                    Access::Read => "read",
-                    Access::Write => "write",
-                },
-            }),
+            Some(Access::Read) if definition.member_only_read && !member => {
+                Err(refused(Access::Read))
+            }
+            Some(Access::Write) if definition.member_only_write && !member => {
+                Err(refused(Access::Write))
+            }
             _ => Ok(()),
         }
     }
@@ -171,12 +228,62 @@ impl TransientStore {
 mod tests {
     use super::*;
 
+    struct Explicit;
+
+    impl CollectionLookup for Explicit {
+        fn collections(
+            &self,
+            _channel: &str,
+            namespace: &str,
+        ) -> Result<Vec<CollectionDefinition>, String> {
+            let shared = |name: &str, read, write| CollectionDefinition {
+                name: name.to_string(),
+                members: ["Org1MSP".to_string()].into(),
+                member_only_read: read,
+                member_only_write: write,
+                block_to_live: 0,
+            };
+            match namespace {
+                "cc" => Ok(vec![
+                    shared("strict", true, true),
+                    shared("open", false, false),
+                ]),
+                _ => Err("broken".into()),
+            }
+        }
+    }
+
     fn access(creator: &str) -> PrivateAccess {
         PrivateAccess {
             orgs: Arc::new(["Org1MSP".to_string(), "Org2MSP".to_string()].into()),
             creator_mspid: creator.to_string(),
             is_init: false,
+            explicit: Some(("ch".into(), Arc::new(Explicit))),
         }
+    }
+
+    #[test]
+    fn explicit_collections_follow_member_only_read_and_write() {
+        let (member, other) = (access("Org1MSP"), access("Org2MSP"));
+        for a in [Access::Read, Access::Write] {
+            assert_eq!(member.check("cc", "strict", Some(a)), Ok(()));
+            assert!(other.check("cc", "strict", Some(a)).is_err());
+            // Not member-only: anyone may.
+            assert_eq!(other.check("cc", "open", Some(a)), Ok(()));
+        }
+        assert!(matches!(
+            member.check("cc", "missing", None),
+            Err(CollectionError::Unknown { .. })
+        ));
+        assert!(matches!(
+            member.check("other", "strict", None),
+            Err(CollectionError::BadDefinition(_))
+        ));
+        let implicit_only = PrivateAccess {
+            explicit: None,
+            ..access("Org1MSP")
+        };
+        assert!(implicit_only.check("cc", "strict", None).is_err());
     }
 
     #[test]
@@ -214,7 +321,10 @@ mod tests {
             is_init: true,
             ..access("Org1MSP")
         };
-        assert_eq!(init.check("cc", &org1, None), Err(CollectionError::InInit));
+        assert!(matches!(
+            init.check("cc", &org1, None),
+            Err(CollectionError::InInit)
+        ));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::endorser::chaincode::gate::LaunchingResolver;
 use crate::endorser::chaincode::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
 use crate::endorser::chaincode::handler::TxKind;
 use crate::endorser::identity::SigningIdentity;
-use crate::endorser::ledger::{PrivateAccess, TxSimulator, WorldState};
+use crate::endorser::ledger::{CollectionLookup, PrivateAccess, TxSimulator, WorldState};
 use crate::endorser::lifecycle::{
     Caller, InvocationError, LIFECYCLE_NAME, Lifecycle, SYSCC_VERSION, check_invocation,
 };
@@ -109,6 +109,7 @@ pub async fn simulate(
     world: &WorldState,
     runner: &dyn ChaincodeRunner,
     collection_orgs: &Arc<BTreeSet<String>>,
+    explicit_collections: Option<Arc<dyn CollectionLookup>>,
 ) -> Result<SimulationOutcome, String> {
     let simulator = TxSimulator::with_private_access(
         world.clone(),
@@ -118,6 +119,7 @@ pub async fn simulate(
             orgs: collection_orgs.clone(),
             creator_mspid: proposal.creator.mspid().to_string(),
             is_init: proposal.is_init(),
+            explicit: explicit_collections.map(|l| (proposal.channel_id().to_string(), l)),
         },
     );
     let mut input = proposal.input.clone();
@@ -233,7 +235,18 @@ pub async fn endorse_with_replay(
                 .map(|org| org.mspid().to_string())
                 .collect(),
         );
-        simulate(&proposal, &context.world, context.runner.as_ref(), &orgs).await
+        let explicit = context
+            .lifecycle
+            .as_ref()
+            .map(|l| l.definitions() as Arc<dyn CollectionLookup>);
+        simulate(
+            &proposal,
+            &context.world,
+            context.runner.as_ref(),
+            &orgs,
+            explicit,
+        )
+        .await
     };
     match outcome {
         Ok(outcome) => {
