@@ -500,4 +500,84 @@ mod private_data {
             .unwrap_err();
         assert!(err.to_string().contains("Init"), "{err}");
     }
+
+    struct ShortLived;
+
+    impl chaincode_operator::endorser::ledger::CollectionLookup for ShortLived {
+        fn collections(
+            &self,
+            _channel: &str,
+            _namespace: &str,
+        ) -> Result<Vec<chaincode_operator::endorser::ledger::CollectionDefinition>, String>
+        {
+            Ok(vec![
+                chaincode_operator::endorser::ledger::CollectionDefinition {
+                    name: "shortLived".into(),
+                    members: ["Org1MSP".to_string()].into(),
+                    member_only_read: true,
+                    member_only_write: true,
+                    block_to_live: 2,
+                },
+            ])
+        }
+    }
+
+    fn explicit_sim(world: &WorldState, tx: &str) -> TxSimulator {
+        TxSimulator::with_private_access(
+            world.clone(),
+            CH,
+            tx,
+            PrivateAccess {
+                orgs: Arc::new(["Org1MSP".to_string()].into()),
+                creator_mspid: "Org1MSP".into(),
+                is_init: false,
+                explicit: Some((CH.to_string(), Arc::new(ShortLived))),
+            },
+        )
+    }
+
+    #[test]
+    fn private_data_is_purged_after_its_block_to_live_unless_rewritten() {
+        let (_dir, world) = open();
+        world.set_collection_lookup(Arc::new(ShortLived));
+        let put = explicit_sim(&world, "p");
+        put.write_private_data("cc", "shortLived", "a", Some(b"1".to_vec()), false)
+            .unwrap();
+        put.write_private_data("cc", "shortLived", "b", Some(b"1".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&put]); // block 0
+        let rewrite = explicit_sim(&world, "r");
+        rewrite
+            .write_private_data("cc", "shortLived", "b", Some(b"2".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&rewrite]); // block 1: b lives until block 3
+        endorse_and_commit(&world, &[]); // block 2: a (block 0 + 2) is still there
+        let read = explicit_sim(&world, "x");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "a").unwrap(),
+            Some(b"1".to_vec())
+        );
+        endorse_and_commit(&world, &[]); // block 3: a is gone, with its hash
+        let read = explicit_sim(&world, "y");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "a").unwrap(),
+            None
+        );
+        assert!(
+            read.get_private_data_hash("cc", "shortLived", "a")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "b").unwrap(),
+            Some(b"2".to_vec()),
+            "rewritten in block 1: its first expiry does not remove it"
+        );
+        endorse_and_commit(&world, &[]); // block 4: b is gone too
+        let read = explicit_sim(&world, "z");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "b").unwrap(),
+            None
+        );
+    }
 }

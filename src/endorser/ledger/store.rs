@@ -17,7 +17,7 @@ use std::sync::Arc;
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::private::TransientStore;
+use super::private::{CollectionLookup, TransientStore};
 use super::rwset::sha256;
 use crate::proto::kvrwset::range_query_info::ReadsInfo;
 use crate::proto::kvrwset::{HashedRwSet, KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
@@ -28,6 +28,9 @@ use crate::proto::rwset::{TxPvtReadWriteSet, TxReadWriteSet};
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const PRIVATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private");
 const HASHED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashed");
+/// BlockToLive bookkeeping: (channel, block at which it expires, namespace, collection, key hash)
+/// → version written, clear key.
+const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_expiry");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
 
@@ -98,6 +101,8 @@ pub struct HashedValue {
 pub struct WorldState {
     db: Arc<Database>,
     transient: Arc<TransientStore>,
+    /// Explicit collections' BlockToLive come from here (none set: private data never expires).
+    collections: Arc<std::sync::RwLock<Option<Arc<dyn CollectionLookup>>>>,
 }
 
 fn collection_prefix(
@@ -225,11 +230,24 @@ impl WorldState {
         tx.open_table(HEIGHTS)?;
         tx.open_table(PRIVATE)?;
         tx.open_table(HASHED)?;
+        tx.open_table(EXPIRY)?;
         tx.commit()?;
         Ok(Self {
             db: Arc::new(db),
             transient: Arc::new(TransientStore::default()),
+            collections: Arc::default(),
         })
+    }
+
+    /// Where commits find explicit collections' BlockToLive (the chaincode definitions).
+    pub fn set_collection_lookup(&self, lookup: Arc<dyn CollectionLookup>) {
+        if let Ok(mut slot) = self.collections.write() {
+            *slot = Some(lookup);
+        }
+    }
+
+    fn block_to_live(&self) -> Option<Arc<dyn CollectionLookup>> {
+        self.collections.read().ok().and_then(|l| l.clone())
     }
 
     /// Endorsed private writes waiting for their transaction's block.
@@ -442,7 +460,7 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked, &self.transient)?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
         write.commit()?;
         // Committed (valid or not): their private writes are no longer needed.
         self.transient.remove(txs.iter().map(|tx| tx.tx_id));
@@ -459,7 +477,7 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked, &self.transient)?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
         write.abort()?;
         Ok(block)
     }
@@ -471,7 +489,7 @@ fn run_block(
     channel: &str,
     txs: &[CommitTx<'_>],
     prechecked: &[TxValidationCode],
-    transient: &TransientStore,
+    world: &WorldState,
 ) -> Result<CommittedBlock, StoreError> {
     if prechecked.len() != txs.len() {
         return Err(StoreError::InvalidRwSet(format!(
@@ -487,7 +505,11 @@ fn run_block(
     let mut private = PrivateTables {
         private: write.open_table(PRIVATE)?,
         hashed: write.open_table(HASHED)?,
+        expiry: write.open_table(EXPIRY)?,
     };
+    // Private data whose BlockToLive has passed goes before this block sees the state.
+    purge_expired(&mut private, channel, block_num)?;
+    let lookup = world.block_to_live();
     let mut validation = Vec::with_capacity(txs.len());
     for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
         if *precheck != TxValidationCode::Valid {
@@ -523,13 +545,14 @@ fn run_block(
         if code == TxValidationCode::Valid {
             let hashed_sets = hashed_sets.unwrap_or_default();
             if !hashed_sets.is_empty() {
-                let clear = transient.get(tx.tx_id);
+                let clear = world.transient.get(tx.tx_id);
                 apply_private(
                     &mut private,
                     channel,
                     &hashed_sets,
                     clear.as_ref(),
                     &version,
+                    lookup.as_deref(),
                 )?;
             }
             for (namespace, kv) in &sets {
@@ -557,6 +580,96 @@ fn run_block(
 struct PrivateTables<'t> {
     private: redb::Table<'t, &'static [u8], &'static [u8]>,
     hashed: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+fn expiry_prefix(channel: &str) -> Result<Vec<u8>, StoreError> {
+    let len = u16::try_from(channel.len()).map_err(|_| StoreError::NameTooLong(channel.len()))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(channel.as_bytes());
+    Ok(out)
+}
+
+/// Removes private values and hashes whose BlockToLive ends before `block_num`, unless the key
+/// was written again since (Fabric's purge manager does the same).
+fn purge_expired(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    block_num: u64,
+) -> Result<(), StoreError> {
+    let prefix = expiry_prefix(channel)?;
+    let mut upper = prefix.clone();
+    upper.extend_from_slice(&block_num.saturating_add(1).to_be_bytes());
+    let mut due = Vec::new();
+    for entry in tables.expiry.range(prefix.as_slice()..upper.as_slice())? {
+        let (k, v) = entry?;
+        due.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    for (key, value) in due {
+        tables.expiry.remove(key.as_slice())?;
+        // key: channel prefix, expiry block (8), u16 namespace, namespace, u16 collection,
+        // collection, key hash; value: version (16), clear key.
+        let rest = key
+            .get(prefix.len() + 8..)
+            .ok_or(StoreError::Corrupt("expiry key"))?;
+        let (namespace, rest) = split_name(rest)?;
+        let (collection, key_hash) = split_name(rest)?;
+        let written = decode_hashed(&value)?.version;
+        let hkey = collection_key(channel, namespace, collection, key_hash)?;
+        let current = match tables.hashed.get(hkey.as_slice())? {
+            Some(h) => Some(decode_hashed(h.value())?.version),
+            None => None,
+        };
+        if current != Some(written) {
+            continue;
+        }
+        tables.hashed.remove(hkey.as_slice())?;
+        let clear_key = value.get(16..).unwrap_or_default();
+        if !clear_key.is_empty() {
+            let pkey = collection_key(channel, namespace, collection, clear_key)?;
+            tables.private.remove(pkey.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn split_name(bytes: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let len = u16::from_be_bytes(take::<2>(bytes, 0)?) as usize;
+    let name = bytes
+        .get(2..2 + len)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .ok_or(StoreError::Corrupt("expiry entry"))?;
+    Ok((name, &bytes[2 + len..]))
+}
+
+/// Records that a private write expires after `block_to_live` blocks.
+#[allow(clippy::too_many_arguments)]
+fn schedule_expiry(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+    key_hash: &[u8],
+    clear_key: &[u8],
+    version: &Version,
+    block_to_live: u64,
+) -> Result<(), StoreError> {
+    // Fabric: written in block N with BlockToLive b, gone from block N + b + 1 on.
+    let expires = version
+        .block_num
+        .saturating_add(block_to_live)
+        .saturating_add(1);
+    let mut key = expiry_prefix(channel)?;
+    key.extend_from_slice(&expires.to_be_bytes());
+    key.extend_from_slice(&collection_prefix("", namespace, collection)?[2..]);
+    key.extend_from_slice(key_hash);
+    let mut value = encode_hashed(&HashedValue {
+        version: *version,
+        value_hash: Vec::new(),
+    });
+    value.extend_from_slice(clear_key);
+    tables.expiry.insert(key.as_slice(), value.as_slice())?;
+    Ok(())
 }
 
 /// One collection's hashed reads and writes in a transaction: (namespace, collection, set, hash
@@ -628,8 +741,28 @@ fn apply_private(
     sets: &[HashedSet<'_>],
     clear: Option<&TxPvtReadWriteSet>,
     version: &Version,
+    lookup: Option<&dyn CollectionLookup>,
 ) -> Result<(), StoreError> {
     for (namespace, collection, set, pvt_hash) in sets {
+        // A definition that does not decode was refused at endorsement; treat it as no expiry.
+        let block_to_live = lookup
+            .and_then(|l| l.collections(channel, namespace).ok())
+            .and_then(|defs| defs.into_iter().find(|d| d.name == *collection))
+            .map_or(0, |d| d.block_to_live);
+        let clear_kv = if pvt_hash.is_empty() {
+            None
+        } else {
+            clear_writes(clear, namespace, collection, pvt_hash)
+        };
+        // Key hash → clear key, to purge the clear value when it expires.
+        let clear_keys: std::collections::HashMap<Vec<u8>, &[u8]> = match &clear_kv {
+            Some(kv) if block_to_live > 0 => kv
+                .writes
+                .iter()
+                .map(|cw| (sha256(cw.key.as_bytes()), cw.key.as_bytes()))
+                .collect(),
+            _ => std::collections::HashMap::new(),
+        };
         for w in &set.hashed_writes {
             let hkey = collection_key(channel, namespace, collection, &w.key_hash)?;
             if w.is_delete || w.is_purge {
@@ -642,12 +775,28 @@ fn apply_private(
                 tables
                     .hashed
                     .insert(hkey.as_slice(), encode_hashed(&record).as_slice())?;
+                if block_to_live > 0 {
+                    let clear_key = clear_keys
+                        .get(w.key_hash.as_slice())
+                        .copied()
+                        .unwrap_or_default();
+                    schedule_expiry(
+                        tables,
+                        channel,
+                        namespace,
+                        collection,
+                        &w.key_hash,
+                        clear_key,
+                        version,
+                        block_to_live,
+                    )?;
+                }
             }
         }
         if pvt_hash.is_empty() {
             continue;
         }
-        let Some(kv) = clear_writes(clear, namespace, collection, pvt_hash) else {
+        let Some(kv) = clear_kv else {
             tracing::warn!(
                 channel,
                 namespace,

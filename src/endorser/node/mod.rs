@@ -366,6 +366,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         )
         .context("opening the chaincode lifecycle")?,
     );
+    // Commits take explicit collections' BlockToLive from the definitions.
+    world.set_collection_lookup(lifecycle.definitions());
     let ca = if config.chaincode_plaintext {
         None
     } else {
