@@ -210,7 +210,7 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     assert_eq!(emitted("filtered")["payloadLength"], 0);
     assert_eq!(
         blocks["private"][0]["privateDataEntries"], 0,
-        "no private data is kept yet"
+        "these transactions wrote no private data"
     );
     for block_type in ["full", "filtered", "private"] {
         let seen = event_service(dir.path(), 0, emit_block, block_type).await;
@@ -456,6 +456,8 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     use base64::Engine;
     use chaincode_operator::endorser::ledger::rwset::sha256;
     use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
+    use chaincode_operator::proto::kvrwset::KvrwSet;
+    use prost::Message;
 
     support::installed_e2e_dir("clients");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -522,6 +524,24 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     assert!(contains(&sha256(value.as_bytes())), "its hash is");
     assert!(contains(collection.as_bytes()));
 
+    // DeliverWithPrivateData hands Org1 the put's private write set, with the clear value.
+    let private_block = &seen["privateBlock"];
+    let put_block = seen["put"]["blockNumber"]
+        .as_u64()
+        .expect("the put's block");
+    assert_eq!(private_block["number"].as_u64(), Some(put_block), "{seen}");
+    let entries = private_block["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{private_block}");
+    assert_eq!(entries[0]["index"], 0);
+    assert_eq!(entries[0]["namespace"], "basic");
+    assert_eq!(entries[0]["collection"], collection);
+    let rwset = base64::engine::general_purpose::STANDARD
+        .decode(entries[0]["rwset"].as_str().unwrap())
+        .unwrap();
+    let rwset = KvrwSet::decode(rwset.as_slice()).expect("a KVRWSet");
+    assert_eq!(rwset.writes[0].key, "secret-key");
+    assert_eq!(rwset.writes[0].value, value.as_bytes());
+
     // The explicit collection works the same way.
     let explicit = gateway_client(
         dir.path(),
@@ -543,6 +563,14 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     // Org1 stores "x" under `kept` (getPrivate evaluates, then submits putPrivate "x").
     let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
     assert_eq!(own["submit"]["value"], "stored", "{own}");
+    // Org2 is not a member of Org1's implicit collection: no private data for it in that block.
+    let put_block = put_block.to_string();
+    let stranger_block = gateway_client(&org2_client, &["privateBlock", &put_block]).await;
+    assert_eq!(
+        stranger_block["entries"],
+        serde_json::json!([]),
+        "{stranger_block}"
+    );
     let stranger = gateway_client(&org2_client, &["getPrivate", collection, "kept"]).await;
     let read_error = stranger["evaluate"]["error"].to_string();
     assert!(

@@ -21,8 +21,12 @@
 //     evaluated}.
 //   node gateway.js DEV_JSON private COLLECTION KEY VALUE
 //     submit putPrivate(COLLECTION, KEY) with VALUE in the transient map, evaluate getPrivate,
-//     getPrivateHash and rangePrivate, read the put's block over Deliver (raw bytes, base64),
+//     getPrivateHash and rangePrivate, read the put's block over Deliver (raw bytes, base64, and
+//     its private data as privateBlock prints it),
 //     submit delPrivate and evaluate getPrivate again. Prints what it saw.
+//   node gateway.js DEV_JSON privateBlock NUMBER
+//     the private data of block NUMBER from getBlockAndPrivateDataEvents: {number, entries:
+//     [{index, namespace, collection, rwset (base64 KVRWSet)}]}.
 //   node gateway.js DEV_JSON getPrivate COLLECTION KEY
 //     evaluate getPrivate and submit putPrivate (transient "x"); prints {evaluate, submit}, each
 //     a value or an error.
@@ -241,6 +245,34 @@ async function rawBlock(network, number) {
     return null;
 }
 
+// The private data of block NUMBER as getBlockAndPrivateDataEvents delivers it: per transaction
+// index, namespace and collection, the private KVRWSet bytes in base64.
+async function privateBlock(info, number) {
+    const {network} = open(info);
+    const events = await network.getBlockAndPrivateDataEvents({startBlock: BigInt(number)});
+    try {
+        for await (const event of events) {
+            const entries = [];
+            event.getPrivateDataMapMap().forEach((set, index) => {
+                for (const ns of set.getNsPvtRwsetList()) {
+                    for (const coll of ns.getCollectionPvtRwsetList()) {
+                        entries.push({
+                            index: Number(index),
+                            namespace: ns.getNamespace(),
+                            collection: coll.getCollectionName(),
+                            rwset: Buffer.from(coll.getRwset_asU8()).toString('base64'),
+                        });
+                    }
+                }
+            });
+            return {number: Number(event.getBlock().getHeader().getNumber()), entries};
+        }
+    } finally {
+        events.close();
+    }
+    return null;
+}
+
 async function privateData(info, collection, key, value) {
     const {contract, network} = open(info);
     const out = {};
@@ -254,6 +286,7 @@ async function privateData(info, collection, key, value) {
     out.hash = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
     out.range = JSON.parse(utf8.decode(await contract.evaluateTransaction('rangePrivate', collection, '', '')));
     out.block = await rawBlock(network, putStatus.blockNumber);
+    out.privateBlock = await privateBlock(info, putStatus.blockNumber);
     const del = await contract.submitAsync('delPrivate', {arguments: [collection, key]});
     out.delCode = codeName((await del.getStatus()).code);
     out.afterDelete = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
@@ -282,7 +315,7 @@ async function getPrivate(info, collection, key) {
 async function main() {
     const [devJson, command, ...args] = process.argv.slice(2);
     const info = JSON.parse(fs.readFileSync(devJson, 'utf8'));
-    const commands = {run, read, put, blocks, submit, private: privateData, getPrivate};
+    const commands = {run, read, put, blocks, submit, private: privateData, getPrivate, privateBlock};
     if (!commands[command]) {
         throw new Error(`unknown command ${command}`);
     }

@@ -152,6 +152,54 @@ impl PrivateAccess {
     }
 }
 
+/// The part of a committed private write set that an organisation may receive: its own implicit
+/// collection and the explicit collections whose member-orgs policy names it, unless their
+/// BlockToLive has passed by `height` (the channel's height now).
+pub fn readable_private_data(
+    set: &TxPvtReadWriteSet,
+    mspid: &str,
+    channel: &str,
+    lookup: Option<&dyn CollectionLookup>,
+    block_num: u64,
+    height: u64,
+) -> TxPvtReadWriteSet {
+    let own_implicit = implicit_collection_name(mspid);
+    let mut out = TxPvtReadWriteSet {
+        data_model: set.data_model,
+        ns_pvt_rwset: Vec::new(),
+    };
+    for ns in &set.ns_pvt_rwset {
+        let explicit = lookup
+            .and_then(|l| l.collections(channel, &ns.namespace).ok())
+            .unwrap_or_default();
+        let collections: Vec<_> = ns
+            .collection_pvt_rwset
+            .iter()
+            .filter(|c| {
+                if c.collection_name.starts_with(IMPLICIT_COLLECTION_PREFIX) {
+                    return c.collection_name == own_implicit;
+                }
+                explicit.iter().any(|d| {
+                    d.name == c.collection_name
+                        && d.members.contains(mspid)
+                        && (d.block_to_live == 0
+                            || block_num.saturating_add(d.block_to_live).saturating_add(1)
+                                > height.saturating_sub(1))
+                })
+            })
+            .cloned()
+            .collect();
+        if !collections.is_empty() {
+            out.ns_pvt_rwset
+                .push(crate::proto::rwset::NsPvtReadWriteSet {
+                    namespace: ns.namespace.clone(),
+                    collection_pvt_rwset: collections,
+                });
+        }
+    }
+    out
+}
+
 /// Private write sets of endorsed transactions, by tx id, until their block commits (Fabric's
 /// transient store). In memory and bounded: the oldest entry goes first when full.
 #[derive(Debug)]
@@ -325,6 +373,43 @@ mod tests {
             init.check("cc", &org1, None),
             Err(CollectionError::InInit)
         ));
+    }
+
+    #[test]
+    fn deliver_hands_out_only_the_collections_an_org_belongs_to() {
+        use crate::proto::rwset::{CollectionPvtReadWriteSet, NsPvtReadWriteSet};
+        let coll = |name: &str| CollectionPvtReadWriteSet {
+            collection_name: name.to_string(),
+            rwset: vec![1],
+        };
+        let set = TxPvtReadWriteSet {
+            data_model: 0,
+            ns_pvt_rwset: vec![NsPvtReadWriteSet {
+                namespace: "cc".into(),
+                collection_pvt_rwset: vec![
+                    coll("_implicit_org_Org1MSP"),
+                    coll("_implicit_org_Org2MSP"),
+                    coll("strict"),
+                ],
+            }],
+        };
+        let names = |set: &TxPvtReadWriteSet| -> Vec<String> {
+            set.ns_pvt_rwset
+                .iter()
+                .flat_map(|ns| &ns.collection_pvt_rwset)
+                .map(|c| c.collection_name.clone())
+                .collect()
+        };
+        let lookup = Explicit;
+        let org1 = readable_private_data(&set, "Org1MSP", "ch", Some(&lookup), 1, 2);
+        assert_eq!(names(&org1), ["_implicit_org_Org1MSP", "strict"]);
+        let org2 = readable_private_data(&set, "Org2MSP", "ch", Some(&lookup), 1, 2);
+        assert_eq!(names(&org2), ["_implicit_org_Org2MSP"]);
+        assert!(
+            readable_private_data(&set, "Org3MSP", "ch", None, 1, 2)
+                .ns_pvt_rwset
+                .is_empty()
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ use crate::proto::kvrwset::range_query_info::ReadsInfo;
 use crate::proto::kvrwset::{HashedRwSet, KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
 use crate::proto::protos::TxValidationCode;
 use crate::proto::queryresult::KeyModification;
-use crate::proto::rwset::{TxPvtReadWriteSet, TxReadWriteSet};
+use crate::proto::rwset::{
+    CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet, TxReadWriteSet,
+};
 
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const PRIVATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private");
@@ -31,6 +33,9 @@ const HASHED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashed");
 /// BlockToLive bookkeeping: (channel, block at which it expires, namespace, collection, key hash)
 /// → version written, clear key.
 const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_expiry");
+/// The private write sets committed with each transaction: (channel, block, tx) →
+/// TxPvtReadWriteSet, for Deliver with private data.
+const BY_TX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_by_tx");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
 
@@ -231,6 +236,7 @@ impl WorldState {
         tx.open_table(PRIVATE)?;
         tx.open_table(HASHED)?;
         tx.open_table(EXPIRY)?;
+        tx.open_table(BY_TX)?;
         tx.commit()?;
         Ok(Self {
             db: Arc::new(db),
@@ -246,8 +252,33 @@ impl WorldState {
         }
     }
 
-    fn block_to_live(&self) -> Option<Arc<dyn CollectionLookup>> {
+    /// The explicit collections commits use, if set.
+    pub fn collection_lookup(&self) -> Option<Arc<dyn CollectionLookup>> {
         self.collections.read().ok().and_then(|l| l.clone())
+    }
+
+    /// The private write sets committed in block `block_num` of `channel`, by transaction index.
+    pub fn block_private_data(
+        &self,
+        channel: &str,
+        block_num: u64,
+    ) -> Result<BTreeMap<u64, TxPvtReadWriteSet>, StoreError> {
+        let mut lower = expiry_prefix(channel)?;
+        lower.extend_from_slice(&block_num.to_be_bytes());
+        let read = self.db.begin_read()?;
+        let table = read.open_table(BY_TX)?;
+        let mut out = BTreeMap::new();
+        for entry in table.range(lower.as_slice()..)? {
+            let (k, v) = entry?;
+            let Some(tx) = k.value().strip_prefix(lower.as_slice()) else {
+                break;
+            };
+            let tx = u64::from_be_bytes(take::<8>(tx, 0)?);
+            let set = TxPvtReadWriteSet::decode(v.value())
+                .map_err(|_| StoreError::Corrupt("private write set"))?;
+            out.insert(tx, set);
+        }
+        Ok(out)
     }
 
     /// Endorsed private writes waiting for their transaction's block.
@@ -506,10 +537,11 @@ fn run_block(
         private: write.open_table(PRIVATE)?,
         hashed: write.open_table(HASHED)?,
         expiry: write.open_table(EXPIRY)?,
+        by_tx: write.open_table(BY_TX)?,
     };
     // Private data whose BlockToLive has passed goes before this block sees the state.
     purge_expired(&mut private, channel, block_num)?;
-    let lookup = world.block_to_live();
+    let lookup = world.collection_lookup();
     let mut validation = Vec::with_capacity(txs.len());
     for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
         if *precheck != TxValidationCode::Valid {
@@ -581,6 +613,7 @@ struct PrivateTables<'t> {
     private: redb::Table<'t, &'static [u8], &'static [u8]>,
     hashed: redb::Table<'t, &'static [u8], &'static [u8]>,
     expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    by_tx: redb::Table<'t, &'static [u8], &'static [u8]>,
 }
 
 fn expiry_prefix(channel: &str) -> Result<Vec<u8>, StoreError> {
@@ -743,6 +776,7 @@ fn apply_private(
     version: &Version,
     lookup: Option<&dyn CollectionLookup>,
 ) -> Result<(), StoreError> {
+    let mut committed = TxPvtReadWriteSet::default();
     for (namespace, collection, set, pvt_hash) in sets {
         // A definition that does not decode was refused at endorsement; treat it as no expiry.
         let block_to_live = lookup
@@ -805,6 +839,24 @@ fn apply_private(
             );
             continue;
         };
+        let rwset = kv.encode_to_vec();
+        match committed
+            .ns_pvt_rwset
+            .iter_mut()
+            .find(|ns| ns.namespace == *namespace)
+        {
+            Some(ns) => ns.collection_pvt_rwset.push(CollectionPvtReadWriteSet {
+                collection_name: collection.to_string(),
+                rwset,
+            }),
+            None => committed.ns_pvt_rwset.push(NsPvtReadWriteSet {
+                namespace: namespace.to_string(),
+                collection_pvt_rwset: vec![CollectionPvtReadWriteSet {
+                    collection_name: collection.to_string(),
+                    rwset,
+                }],
+            }),
+        }
         for w in &kv.writes {
             let pkey = collection_key(channel, namespace, collection, w.key.as_bytes())?;
             if w.is_delete {
@@ -820,6 +872,14 @@ fn apply_private(
                     .insert(pkey.as_slice(), encode_value(&record).as_slice())?;
             }
         }
+    }
+    if !committed.ns_pvt_rwset.is_empty() {
+        let mut key = expiry_prefix(channel)?;
+        key.extend_from_slice(&version.block_num.to_be_bytes());
+        key.extend_from_slice(&version.tx_num.to_be_bytes());
+        tables
+            .by_tx
+            .insert(key.as_slice(), committed.encode_to_vec().as_slice())?;
     }
     Ok(())
 }
