@@ -480,7 +480,10 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
         &collections,
         r#"[{"name": "assetCollection", "policy": "OR('Org1MSP.member')", "requiredPeerCount": 0,
              "maxPeerCount": 1, "blockToLive": 1000000, "memberOnlyRead": true,
-             "memberOnlyWrite": true}]"#,
+             "memberOnlyWrite": true,
+             "endorsementPolicy": {"signaturePolicy": "OR('Org1MSP.peer')"}},
+            {"name": "bothOrgs", "policy": "OR('Org1MSP.member', 'Org2MSP.member')",
+             "endorsementPolicy": {"signaturePolicy": "AND('Org1MSP.peer', 'Org2MSP.peer')"}}]"#,
     )
     .unwrap();
     let collections = collections.to_str().unwrap();
@@ -551,6 +554,12 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     assert_eq!(explicit["put"]["code"], "VALID", "{explicit}");
     assert_eq!(explicit["get"], "blue");
     assert_eq!(explicit["hash"], hex::encode(sha256(b"blue")));
+
+    // A collection whose own endorsement policy needs Org2's peer too: this node (Org1's) alone
+    // cannot endorse writes to it.
+    let both = gateway_client(dir.path(), &["private", "bothOrgs", "k", "v"]).await;
+    assert_eq!(both["put"]["code"], "ENDORSEMENT_POLICY_FAILURE", "{both}");
+    assert_eq!(both["get"], "");
 
     // An Org2 client, on the same node.
     let org2_client = dir.path().join("org2-client");

@@ -517,6 +517,7 @@ mod private_data {
                     member_only_read: true,
                     member_only_write: true,
                     block_to_live: 2,
+                    endorsement_policy: None,
                 },
             ])
         }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::proto::common::SignaturePolicyEnvelope;
 use crate::proto::rwset::TxPvtReadWriteSet;
 
 /// Fabric's prefix of implicit org collection names.
@@ -51,7 +52,7 @@ pub enum CollectionError {
 }
 
 /// An explicit collection's rules, from its `CollectionConfig`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CollectionDefinition {
     pub name: String,
     /// Organisations named by the member-orgs policy.
@@ -59,6 +60,8 @@ pub struct CollectionDefinition {
     pub member_only_read: bool,
     pub member_only_write: bool,
     pub block_to_live: u64,
+    /// The collection's own endorsement policy for its writes (`None`: the chaincode's).
+    pub endorsement_policy: Option<SignaturePolicyEnvelope>,
 }
 
 /// Where a simulation finds a chaincode's explicit collections (its committed definition).
@@ -290,6 +293,7 @@ mod tests {
                 member_only_read: read,
                 member_only_write: write,
                 block_to_live: 0,
+                endorsement_policy: None,
             };
             match namespace {
                 "cc" => Ok(vec![

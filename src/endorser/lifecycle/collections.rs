@@ -137,12 +137,18 @@ pub fn collection_definition(config: &[u8]) -> Result<CollectionDefinition, Stri
         }
         None => BTreeSet::new(),
     };
+    // A channel config policy reference means the chaincode's own policy applies here.
+    let endorsement_policy = match c.endorsement_policy.and_then(|p| p.r#type) {
+        Some(application_policy::Type::SignaturePolicy(policy)) => Some(policy),
+        Some(application_policy::Type::ChannelConfigPolicyReference(_)) | None => None,
+    };
     Ok(CollectionDefinition {
         name: c.name,
         members,
         member_only_read: c.member_only_read,
         member_only_write: c.member_only_write,
         block_to_live: c.block_to_live,
+        endorsement_policy,
     })
 }
 
@@ -357,6 +363,7 @@ mod tests {
         let org1 = collection_definition(&configs[1]).unwrap();
         assert_eq!(org1.members, ["Org1MSP".to_string()].into());
         assert!(org1.member_only_read && !org1.member_only_write);
+        assert!(org1.endorsement_policy.is_some() && asset.endorsement_policy.is_none());
         let decoded = CollectionConfig::decode(configs[1].as_slice()).unwrap();
         let Some(collection_config::Payload::StaticCollectionConfig(c)) = decoded.payload else {
             panic!("static config");
