@@ -316,7 +316,7 @@ mod private_data {
             .iter()
             .map(|sim| {
                 if let Some(private) = sim.private_results().unwrap() {
-                    world.transient().put(sim.tx_id(), private);
+                    world.put_transient(sim.tx_id(), &private).unwrap();
                 }
                 sim.results().unwrap()
             })
@@ -349,7 +349,7 @@ mod private_data {
             endorse_and_commit(&world, &[&put]),
             [TxValidationCode::Valid]
         );
-        assert!(world.transient().is_empty(), "dropped at commit");
+        assert_eq!(world.transient_len().unwrap(), 0, "dropped at commit");
 
         let read = sim(&world, "r1", "Org1MSP");
         assert_eq!(
@@ -580,5 +580,49 @@ mod private_data {
             read.get_private_data("cc", "shortLived", "b").unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn the_transient_store_survives_a_restart_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let (endorsed, public) = {
+            let world = WorldState::open_with_transient_capacity(&path, 2).unwrap();
+            let mut sets = Vec::new();
+            for tx in ["t1", "t2", "t3"] {
+                let s = sim(&world, tx, "Org1MSP");
+                s.write_private_data("cc", ORG1, tx, Some(tx.as_bytes().to_vec()), false)
+                    .unwrap();
+                world
+                    .put_transient(tx, &s.private_results().unwrap().unwrap())
+                    .unwrap();
+                sets.push((tx, s.results().unwrap()));
+            }
+            assert_eq!(world.transient_len().unwrap(), 2, "the oldest went first");
+            (sets.pop().unwrap(), sets.remove(0))
+        };
+        // Endorsed before the restart, committed after it: the clear value is still there.
+        let world = WorldState::open_with_transient_capacity(&path, 2).unwrap();
+        let txs = [
+            CommitTx {
+                tx_id: endorsed.0,
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &endorsed.1,
+            },
+            CommitTx {
+                tx_id: public.0,
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &public.1,
+            },
+        ];
+        world.commit_block(CH, &txs).unwrap();
+        let read = sim(&world, "r", "Org1MSP");
+        assert_eq!(
+            read.get_private_data("cc", ORG1, "t3").unwrap(),
+            Some(b"t3".to_vec())
+        );
+        // t1 was dropped from the bounded store: only its hash was committed.
+        assert!(read.get_private_data("cc", ORG1, "t1").is_err());
+        assert_eq!(world.transient_len().unwrap(), 1, "t2 still waits");
     }
 }

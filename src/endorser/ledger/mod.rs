@@ -6,8 +6,6 @@ pub mod rwset;
 pub mod simulator;
 pub mod store;
 
-pub use private::{
-    Access, CollectionDefinition, CollectionError, CollectionLookup, PrivateAccess, TransientStore,
-};
+pub use private::{Access, CollectionDefinition, CollectionError, CollectionLookup, PrivateAccess};
 pub use simulator::{Paging, SimulationError, TxSimulator};
 pub use store::{CommitTx, CommittedBlock, HashedValue, StoreError, VersionedValue, WorldState};

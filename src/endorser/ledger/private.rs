@@ -1,18 +1,20 @@
 //! Private data collections: which collections a chaincode has, who may read and write them, and
-//! the transient store that keeps a transaction's private writes between endorsement and commit.
+//! which of a block's private data an organisation may receive. (The transient store, which keeps
+//! a transaction's private writes between endorsement and commit, is part of the `store`.)
 //!
 //! Implicit org collections, `_implicit_org_<MSPID>` for every organisation the node trusts, need
 //! no configuration (as in Fabric); explicit ones come from the chaincode's definition.
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use crate::proto::common::SignaturePolicyEnvelope;
 use crate::proto::rwset::TxPvtReadWriteSet;
 
 /// Fabric's prefix of implicit org collection names.
 pub const IMPLICIT_COLLECTION_PREFIX: &str = "_implicit_org_";
-/// Private write sets kept for transactions not committed yet (Fabric bounds its transient store
-/// by blocks, `transientstoreMaxBlockRetention`; one node bounds it by count).
+/// Private write sets kept in the transient store for transactions not committed yet (Fabric
+/// bounds its transient store by blocks, `transientstoreMaxBlockRetention`; one node bounds it by
+/// count).
 pub const DEFAULT_TRANSIENT_CAPACITY: usize = 10_000;
 
 /// The implicit collection of an organisation.
@@ -203,78 +205,6 @@ pub fn readable_private_data(
     out
 }
 
-/// Private write sets of endorsed transactions, by tx id, until their block commits (Fabric's
-/// transient store). In memory and bounded: the oldest entry goes first when full.
-#[derive(Debug)]
-pub struct TransientStore {
-    capacity: usize,
-    inner: Mutex<TransientInner>,
-}
-
-#[derive(Debug, Default)]
-struct TransientInner {
-    sets: HashMap<String, TxPvtReadWriteSet>,
-    order: VecDeque<String>,
-}
-
-impl Default for TransientStore {
-    fn default() -> Self {
-        Self::with_capacity(DEFAULT_TRANSIENT_CAPACITY)
-    }
-}
-
-impl TransientStore {
-    pub fn with_capacity(capacity: usize) -> Self {
-        Self {
-            capacity: capacity.max(1),
-            inner: Mutex::new(TransientInner::default()),
-        }
-    }
-
-    /// Keeps the private writes of an endorsed transaction (a later endorsement of the same tx id
-    /// replaces them).
-    pub fn put(&self, tx_id: &str, set: TxPvtReadWriteSet) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        if inner.sets.insert(tx_id.to_string(), set).is_none() {
-            inner.order.push_back(tx_id.to_string());
-        }
-        while inner.order.len() > self.capacity {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.sets.remove(&oldest);
-            }
-        }
-    }
-
-    pub fn get(&self, tx_id: &str) -> Option<TxPvtReadWriteSet> {
-        self.inner.lock().ok()?.sets.get(tx_id).cloned()
-    }
-
-    /// Drops the private writes of transactions whose block committed.
-    pub fn remove<'a>(&self, tx_ids: impl IntoIterator<Item = &'a str>) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        let mut removed = false;
-        for id in tx_ids {
-            removed |= inner.sets.remove(id).is_some();
-        }
-        if removed {
-            let TransientInner { sets, order } = &mut *inner;
-            order.retain(|id| sets.contains_key(id));
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.sets.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -414,22 +344,5 @@ mod tests {
                 .ns_pvt_rwset
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn transient_store_is_bounded_and_forgets_committed_transactions() {
-        let store = TransientStore::with_capacity(2);
-        store.put("a", TxPvtReadWriteSet::default());
-        store.put("b", TxPvtReadWriteSet::default());
-        store.put("c", TxPvtReadWriteSet::default());
-        assert_eq!(store.len(), 2);
-        assert!(store.get("a").is_none(), "the oldest went first");
-        store.remove(["b"]);
-        assert!(store.get("b").is_none());
-        assert!(store.get("c").is_some());
-        store.put("d", TxPvtReadWriteSet::default());
-        store.put("e", TxPvtReadWriteSet::default());
-        assert_eq!(store.len(), 2);
-        assert!(store.get("d").is_some() && store.get("e").is_some());
     }
 }

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use super::private::{CollectionLookup, TransientStore};
+use super::private::{CollectionLookup, DEFAULT_TRANSIENT_CAPACITY};
 use super::rwset::sha256;
 use crate::proto::kvrwset::range_query_info::ReadsInfo;
 use crate::proto::kvrwset::{HashedRwSet, KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
@@ -36,6 +36,10 @@ const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_expi
 /// The private write sets committed with each transaction: (channel, block, tx) →
 /// TxPvtReadWriteSet, for Deliver with private data.
 const BY_TX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_by_tx");
+/// The transient store: tx id → insertion number, endorsed TxPvtReadWriteSet.
+const TRANSIENT: TableDefinition<&str, &[u8]> = TableDefinition::new("transient");
+/// Insertion number → tx id, to drop the oldest entries beyond the bound.
+const TRANSIENT_ORDER: TableDefinition<u64, &str> = TableDefinition::new("transient_order");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
 
@@ -105,7 +109,7 @@ pub struct HashedValue {
 #[derive(Clone)]
 pub struct WorldState {
     db: Arc<Database>,
-    transient: Arc<TransientStore>,
+    transient_capacity: usize,
     /// Explicit collections' BlockToLive come from here (none set: private data never expires).
     collections: Arc<std::sync::RwLock<Option<Arc<dyn CollectionLookup>>>>,
 }
@@ -237,10 +241,12 @@ impl WorldState {
         tx.open_table(HASHED)?;
         tx.open_table(EXPIRY)?;
         tx.open_table(BY_TX)?;
+        tx.open_table(TRANSIENT)?;
+        tx.open_table(TRANSIENT_ORDER)?;
         tx.commit()?;
         Ok(Self {
             db: Arc::new(db),
-            transient: Arc::new(TransientStore::default()),
+            transient_capacity: DEFAULT_TRANSIENT_CAPACITY,
             collections: Arc::default(),
         })
     }
@@ -281,9 +287,51 @@ impl WorldState {
         Ok(out)
     }
 
-    /// Endorsed private writes waiting for their transaction's block.
-    pub fn transient(&self) -> &TransientStore {
-        &self.transient
+    /// Like `open`, keeping at most `capacity` (at least 1) endorsed private write sets waiting
+    /// for their block.
+    pub fn open_with_transient_capacity(path: &Path, capacity: usize) -> Result<Self, StoreError> {
+        let mut world = Self::open(path)?;
+        world.transient_capacity = capacity.max(1);
+        Ok(world)
+    }
+
+    /// Keeps the private writes of an endorsed transaction until its block commits (Fabric's
+    /// transient store; a later endorsement of the same tx id replaces them). In the ledger
+    /// database, so a restart between endorsement and commit loses nothing; bounded by count,
+    /// the oldest going first.
+    pub fn put_transient(&self, tx_id: &str, set: &TxPvtReadWriteSet) -> Result<(), StoreError> {
+        let write = self.db.begin_write()?;
+        {
+            let mut sets = write.open_table(TRANSIENT)?;
+            let mut order = write.open_table(TRANSIENT_ORDER)?;
+            let next = order.last()?.map_or(0, |(k, _)| k.value() + 1);
+            let previous = match sets.get(tx_id)? {
+                Some(old) => Some(u64::from_be_bytes(take::<8>(old.value(), 0)?)),
+                None => None,
+            };
+            if let Some(previous) = previous {
+                order.remove(previous)?;
+            }
+            let mut value = next.to_be_bytes().to_vec();
+            value.extend_from_slice(&set.encode_to_vec());
+            sets.insert(tx_id, value.as_slice())?;
+            order.insert(next, tx_id)?;
+            while order.len()? > self.transient_capacity as u64 {
+                let oldest = match order.pop_first()? {
+                    Some((_, id)) => id.value().to_string(),
+                    None => break,
+                };
+                sets.remove(oldest.as_str())?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Private write sets waiting in the transient store.
+    pub fn transient_len(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(TRANSIENT)?.len()?)
     }
 
     /// The committed hash of a private key, if any.
@@ -493,8 +541,6 @@ impl WorldState {
         let write = self.db.begin_write()?;
         let block = run_block(&write, channel, txs, prechecked, self)?;
         write.commit()?;
-        // Committed (valid or not): their private writes are no longer needed.
-        self.transient.remove(txs.iter().map(|tx| tx.tx_id));
         Ok(block)
     }
 
@@ -542,6 +588,8 @@ fn run_block(
     // Private data whose BlockToLive has passed goes before this block sees the state.
     purge_expired(&mut private, channel, block_num)?;
     let lookup = world.collection_lookup();
+    let mut transient = write.open_table(TRANSIENT)?;
+    let mut transient_order = write.open_table(TRANSIENT_ORDER)?;
     let mut validation = Vec::with_capacity(txs.len());
     for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
         if *precheck != TxValidationCode::Valid {
@@ -577,7 +625,13 @@ fn run_block(
         if code == TxValidationCode::Valid {
             let hashed_sets = hashed_sets.unwrap_or_default();
             if !hashed_sets.is_empty() {
-                let clear = world.transient.get(tx.tx_id);
+                let clear = match transient.get(tx.tx_id)? {
+                    Some(v) => Some(
+                        TxPvtReadWriteSet::decode(v.value().get(8..).unwrap_or_default())
+                            .map_err(|_| StoreError::Corrupt("transient private write set"))?,
+                    ),
+                    None => None,
+                };
                 apply_private(
                     &mut private,
                     channel,
@@ -600,6 +654,16 @@ fn run_block(
             }
         }
         validation.push(code);
+    }
+    // Committed (valid or not): their private writes leave the transient store with the block.
+    for tx in txs {
+        let seq = match transient.remove(tx.tx_id)? {
+            Some(v) => Some(u64::from_be_bytes(take::<8>(v.value(), 0)?)),
+            None => None,
+        };
+        if let Some(seq) = seq {
+            transient_order.remove(seq)?;
+        }
     }
     heights.insert(channel, block_num + 1)?;
     Ok(CommittedBlock {

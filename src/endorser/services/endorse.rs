@@ -151,7 +151,13 @@ pub async fn simulate(
         // Private writes wait in the transient store for the transaction's block (Fabric's
         // endorser does the same); only their hashes are in the endorsed results.
         if let Some(private) = simulator.private_results().map_err(collect)? {
-            world.transient().put(proposal.tx_id(), private);
+            // A database write that may wait for a block commit: off the async threads.
+            let (world, tx_id) = (world.clone(), proposal.tx_id().to_string());
+            tokio::task::spawn_blocking(move || world.put_transient(&tx_id, &private))
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|stored| stored.map_err(|err| err.to_string()))
+                .map_err(|err| format!("error keeping the private data: {err}"))?;
         }
         simulator.results().map_err(collect)?.encode_to_vec()
     };
