@@ -515,6 +515,10 @@ async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_
     assert_eq!(seen["delCode"], "VALID", "{seen}");
     assert_eq!(seen["afterDelete"], "");
     assert_eq!(seen["hashAfterDelete"], "");
+    assert_eq!(seen["putAgainCode"], "VALID", "{seen}");
+    assert_eq!(seen["purgeCode"], "VALID", "{seen}");
+    assert_eq!(seen["afterPurge"], "");
+    assert_eq!(seen["hashAfterPurge"], "");
 
     let block = base64::engine::general_purpose::STANDARD
         .decode(seen["block"].as_str().expect("the put's block"))

@@ -23,7 +23,8 @@
 //     submit putPrivate(COLLECTION, KEY) with VALUE in the transient map, evaluate getPrivate,
 //     getPrivateHash and rangePrivate, read the put's block over Deliver (raw bytes, base64, and
 //     its private data as privateBlock prints it),
-//     submit delPrivate and evaluate getPrivate again. Prints what it saw.
+//     submit delPrivate and evaluate getPrivate again, put again and purgePrivate. Prints what it
+//     saw.
 //   node gateway.js DEV_JSON privateBlock NUMBER
 //     the private data of block NUMBER from getBlockAndPrivateDataEvents: {number, entries:
 //     [{index, namespace, collection, rwset (base64 KVRWSet)}]}.
@@ -291,6 +292,13 @@ async function privateData(info, collection, key, value) {
     out.delCode = codeName((await del.getStatus()).code);
     out.afterDelete = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
     out.hashAfterDelete = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
+    // Put again, then purge: the value and its hash are gone.
+    const again = await contract.submitAsync('putPrivate', {arguments: [collection, key], transientData: {value}});
+    out.putAgainCode = codeName((await again.getStatus()).code);
+    const purge = await contract.submitAsync('purgePrivate', {arguments: [collection, key]});
+    out.purgeCode = codeName((await purge.getStatus()).code);
+    out.afterPurge = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
+    out.hashAfterPurge = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
     return out;
 }
 

@@ -533,6 +533,72 @@ pub fn validate_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod collection_policies {
+        use super::super::written_collection_policies;
+        use crate::endorser::ledger::rwset::{PrivateWrite, RwSetBuilder};
+        use crate::endorser::ledger::{CollectionDefinition, CollectionLookup};
+        use crate::endorser::lifecycle::collections::signature_policy_from_str;
+
+        struct Defined;
+
+        impl CollectionLookup for Defined {
+            fn collections(&self, _: &str, _: &str) -> Result<Vec<CollectionDefinition>, String> {
+                let def = |name: &str, policy: Option<&str>| CollectionDefinition {
+                    name: name.into(),
+                    members: Default::default(),
+                    member_only_read: false,
+                    member_only_write: false,
+                    block_to_live: 0,
+                    endorsement_policy: policy.map(|p| signature_policy_from_str(p).unwrap()),
+                };
+                Ok(vec![
+                    def("own", Some("OR('Org1MSP.peer')")),
+                    def("plain", None),
+                ])
+            }
+        }
+
+        fn write(b: &mut RwSetBuilder, collection: &str) {
+            b.collection("cc", collection).writes.insert(
+                "k".into(),
+                PrivateWrite {
+                    value: Some(vec![1]),
+                    purge: false,
+                },
+            );
+        }
+
+        #[test]
+        fn only_writes_to_collections_with_their_own_policy_skip_the_nodes_policy() {
+            let lookup = Some(&Defined as &dyn CollectionLookup);
+            let mut own = RwSetBuilder::default();
+            write(&mut own, "own");
+            let (default, policies) = written_collection_policies(&own.build(), "ch", lookup);
+            assert!(!default);
+            assert_eq!(policies.len(), 1);
+
+            let mut mixed = own.clone();
+            write(&mut mixed, "plain");
+            let (default, policies) = written_collection_policies(&mixed.build(), "ch", lookup);
+            assert!(default);
+            assert_eq!(policies.len(), 1);
+
+            let mut public = own.clone();
+            public.add_write("cc", "pub", Some(vec![1]));
+            assert!(written_collection_policies(&public.build(), "ch", lookup).0);
+
+            let mut reads = RwSetBuilder::default();
+            reads.add_read("cc", "k", None);
+            let (default, policies) = written_collection_policies(&reads.build(), "ch", lookup);
+            assert!(
+                default && policies.is_empty(),
+                "read-only: the node's policy"
+            );
+            // Without definitions, every collection write falls back to the node's policy.
+            assert!(written_collection_policies(&own.build(), "ch", None).0);
+        }
+    }
     use crate::proto::protos::Response;
 
     fn response(status: i32, payload: &[u8]) -> ProposalResponse {
