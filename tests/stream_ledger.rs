@@ -558,7 +558,13 @@ mod private_data {
             read.get_private_data("cc", "shortLived", "a").unwrap(),
             Some(b"1".to_vec())
         );
+        assert_eq!(world.block_private_data(CH, 0).unwrap().len(), 1);
         endorse_and_commit(&world, &[]); // block 3: a is gone, with its hash
+        assert!(
+            world.block_private_data(CH, 0).unwrap().is_empty(),
+            "block 0's write set is erased too"
+        );
+        assert_eq!(world.block_private_data(CH, 1).unwrap().len(), 1);
         let read = explicit_sim(&world, "y");
         assert_eq!(
             read.get_private_data("cc", "shortLived", "a").unwrap(),

@@ -705,13 +705,22 @@ fn purge_expired(
     for (key, value) in due {
         tables.expiry.remove(key.as_slice())?;
         // key: channel prefix, expiry block (8), u16 namespace, namespace, u16 collection,
-        // collection, key hash; value: version (16), clear key.
+        // collection, then EXPIRING_KEY + key hash or EXPIRING_WRITE_SET + tx number;
+        // value: version (16), clear key.
         let rest = key
             .get(prefix.len() + 8..)
             .ok_or(StoreError::Corrupt("expiry key"))?;
         let (namespace, rest) = split_name(rest)?;
-        let (collection, key_hash) = split_name(rest)?;
+        let (collection, rest) = split_name(rest)?;
         let written = decode_hashed(&value)?.version;
+        let key_hash = match rest.split_first() {
+            Some((&EXPIRING_KEY, key_hash)) => key_hash,
+            Some((&EXPIRING_WRITE_SET, _)) => {
+                erase_kept_write_set(tables, channel, namespace, collection, &written)?;
+                continue;
+            }
+            _ => return Err(StoreError::Corrupt("expiry key")),
+        };
         let hkey = collection_key(channel, namespace, collection, key_hash)?;
         let current = match tables.hashed.get(hkey.as_slice())? {
             Some(h) => Some(decode_hashed(h.value())?.version),
@@ -739,15 +748,26 @@ fn split_name(bytes: &[u8]) -> Result<(&str, &[u8]), StoreError> {
     Ok((name, &bytes[2 + len..]))
 }
 
+/// What expires: one key's value and hash, or a transaction's whole write set of a collection
+/// kept for Deliver.
+enum Expiring<'a> {
+    Key {
+        key_hash: &'a [u8],
+        clear_key: &'a [u8],
+    },
+    WriteSet,
+}
+
+/// Expiry-key tags after the collection name.
+const EXPIRING_KEY: u8 = 0;
+const EXPIRING_WRITE_SET: u8 = 1;
+
 /// Records that a private write expires after `block_to_live` blocks.
-#[allow(clippy::too_many_arguments)]
 fn schedule_expiry(
     tables: &mut PrivateTables<'_>,
     channel: &str,
-    namespace: &str,
-    collection: &str,
-    key_hash: &[u8],
-    clear_key: &[u8],
+    (namespace, collection): (&str, &str),
+    what: Expiring<'_>,
     version: &Version,
     block_to_live: u64,
 ) -> Result<(), StoreError> {
@@ -759,13 +779,66 @@ fn schedule_expiry(
     let mut key = expiry_prefix(channel)?;
     key.extend_from_slice(&expires.to_be_bytes());
     key.extend_from_slice(&collection_prefix("", namespace, collection)?[2..]);
-    key.extend_from_slice(key_hash);
     let mut value = encode_hashed(&HashedValue {
         version: *version,
         value_hash: Vec::new(),
     });
-    value.extend_from_slice(clear_key);
+    match what {
+        Expiring::Key {
+            key_hash,
+            clear_key,
+        } => {
+            key.push(EXPIRING_KEY);
+            key.extend_from_slice(key_hash);
+            value.extend_from_slice(clear_key);
+        }
+        Expiring::WriteSet => {
+            key.push(EXPIRING_WRITE_SET);
+            key.extend_from_slice(&version.tx_num.to_be_bytes());
+        }
+    }
     tables.expiry.insert(key.as_slice(), value.as_slice())?;
+    Ok(())
+}
+
+/// Erases a collection's write set from the write sets kept for Deliver of the transaction at
+/// `version`.
+fn erase_kept_write_set(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+    version: &Version,
+) -> Result<(), StoreError> {
+    let mut key = expiry_prefix(channel)?;
+    key.extend_from_slice(&version.block_num.to_be_bytes());
+    key.extend_from_slice(&version.tx_num.to_be_bytes());
+    let Some(bytes) = tables
+        .by_tx
+        .get(key.as_slice())?
+        .map(|v| v.value().to_vec())
+    else {
+        return Ok(());
+    };
+    let mut set = TxPvtReadWriteSet::decode(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt("private write set"))?;
+    for ns in set
+        .ns_pvt_rwset
+        .iter_mut()
+        .filter(|ns| ns.namespace == namespace)
+    {
+        ns.collection_pvt_rwset
+            .retain(|c| c.collection_name != collection);
+    }
+    set.ns_pvt_rwset
+        .retain(|ns| !ns.collection_pvt_rwset.is_empty());
+    if set.ns_pvt_rwset.is_empty() {
+        tables.by_tx.remove(key.as_slice())?;
+    } else {
+        tables
+            .by_tx
+            .insert(key.as_slice(), set.encode_to_vec().as_slice())?;
+    }
     Ok(())
 }
 
@@ -881,10 +954,11 @@ fn apply_private(
                     schedule_expiry(
                         tables,
                         channel,
-                        namespace,
-                        collection,
-                        &w.key_hash,
-                        clear_key,
+                        (namespace, collection),
+                        Expiring::Key {
+                            key_hash: &w.key_hash,
+                            clear_key,
+                        },
                         version,
                         block_to_live,
                     )?;
@@ -903,6 +977,16 @@ fn apply_private(
             );
             continue;
         };
+        if block_to_live > 0 {
+            schedule_expiry(
+                tables,
+                channel,
+                (namespace, collection),
+                Expiring::WriteSet,
+                version,
+                block_to_live,
+            )?;
+        }
         let rwset = kv.encode_to_vec();
         match committed
             .ns_pvt_rwset
