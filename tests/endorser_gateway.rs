@@ -210,7 +210,7 @@ async fn fabric_gateway_submits_evaluates_sees_conflicts_and_events_and_state_su
     assert_eq!(emitted("filtered")["payloadLength"], 0);
     assert_eq!(
         blocks["private"][0]["privateDataEntries"], 0,
-        "no private data is kept yet"
+        "these transactions wrote no private data"
     );
     for block_type in ["full", "filtered", "private"] {
         let seen = event_service(dir.path(), 0, emit_block, block_type).await;
@@ -442,6 +442,183 @@ async fn dev_says_what_is_wrong_before_and_at_ready() {
         ready.starts_with("ready — chaincode NOT running: "),
         "{:?}",
         dev.printed
+    );
+    interrupt(dev).await;
+}
+
+/// Private data in Org1's implicit collection through the real contract API and fabric-gateway:
+/// the value travels in the transient map, is committed to the node's private store, reads back
+/// with its SHA-256 as GET_PRIVATE_DATA_HASH, and neither it nor the transient input is in the
+/// committed block (only its hash is). A member of another trusted org gets neither read nor
+/// write access, only the hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_data_in_an_implicit_collection_stays_out_of_the_block_and_away_from_other_orgs() {
+    use base64::Engine;
+    use chaincode_operator::endorser::ledger::rwset::sha256;
+    use chaincode_operator::endorser::node::devcrypto::{self, DevCryptoSpec};
+    use chaincode_operator::proto::kvrwset::KvrwSet;
+    use prost::Message;
+
+    support::installed_e2e_dir("clients");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = dir.path().join("src");
+    copy_contract_source(&source);
+    let org2_dir = dir.path().join("org2");
+    let org2 = devcrypto::generate(
+        &org2_dir,
+        &DevCryptoSpec {
+            mspid: "Org2MSP".into(),
+            domain: "org2.example.com".into(),
+            ..DevCryptoSpec::default()
+        },
+    )
+    .expect("org2 crypto");
+    let trust = format!("Org2MSP={}", org2.paths.endorser.dir.display());
+    // An explicit collection as fabric-samples configure one: Org1's members only.
+    let collections = dir.path().join("collections_config.json");
+    std::fs::write(
+        &collections,
+        r#"[{"name": "assetCollection", "policy": "OR('Org1MSP.member')", "requiredPeerCount": 0,
+             "maxPeerCount": 1, "blockToLive": 1000000, "memberOnlyRead": true,
+             "memberOnlyWrite": true,
+             "endorsementPolicy": {"signaturePolicy": "OR('Org1MSP.peer')"}},
+            {"name": "bothOrgs", "policy": "OR('Org1MSP.member', 'Org2MSP.member')",
+             "endorsementPolicy": {"signaturePolicy": "AND('Org1MSP.peer', 'Org2MSP.peer')"}}]"#,
+    )
+    .unwrap();
+    let collections = collections.to_str().unwrap();
+    let args = [
+        "--chaincode-listen",
+        "127.0.0.1:0",
+        "--trust",
+        &trust,
+        "--collections",
+        collections,
+    ]
+    .map(String::from);
+    let mut command = dev_command(dir.path(), &source, &args);
+    command.env("RUST_LOG", "warn");
+    let dev = spawn_dev(command, dir.path(), Duration::from_secs(300)).await;
+
+    let collection = "_implicit_org_Org1MSP";
+    let value = "s3cr3t-transient-value";
+    let seen = gateway_client(dir.path(), &["private", collection, "secret-key", value]).await;
+    assert_eq!(seen["put"]["code"], "VALID", "{seen}");
+    assert_eq!(seen["put"]["result"], "stored");
+    assert_eq!(seen["get"], value);
+    assert_eq!(
+        seen["hash"],
+        hex::encode(sha256(value.as_bytes())),
+        "{seen}"
+    );
+    assert_eq!(seen["range"], serde_json::json!(["secret-key"]));
+    assert_eq!(seen["delCode"], "VALID", "{seen}");
+    assert_eq!(seen["afterDelete"], "");
+    assert_eq!(seen["hashAfterDelete"], "");
+    assert_eq!(seen["putAgainCode"], "VALID", "{seen}");
+    assert_eq!(seen["purgeCode"], "VALID", "{seen}");
+    assert_eq!(seen["afterPurge"], "");
+    assert_eq!(seen["hashAfterPurge"], "");
+
+    let block = base64::engine::general_purpose::STANDARD
+        .decode(seen["block"].as_str().expect("the put's block"))
+        .expect("base64 block");
+    let contains = |needle: &[u8]| block.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !contains(value.as_bytes()),
+        "the private value is not in the block"
+    );
+    assert!(contains(&sha256(value.as_bytes())), "its hash is");
+    assert!(contains(collection.as_bytes()));
+
+    // DeliverWithPrivateData hands Org1 the put's private write set, with the clear value.
+    let private_block = &seen["privateBlock"];
+    let put_block = seen["put"]["blockNumber"]
+        .as_u64()
+        .expect("the put's block");
+    assert_eq!(private_block["number"].as_u64(), Some(put_block), "{seen}");
+    let entries = private_block["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1, "{private_block}");
+    assert_eq!(entries[0]["index"], 0);
+    assert_eq!(entries[0]["namespace"], "basic");
+    assert_eq!(entries[0]["collection"], collection);
+    let rwset = base64::engine::general_purpose::STANDARD
+        .decode(entries[0]["rwset"].as_str().unwrap())
+        .unwrap();
+    let rwset = KvrwSet::decode(rwset.as_slice()).expect("a KVRWSet");
+    assert_eq!(rwset.writes[0].key, "secret-key");
+    assert_eq!(rwset.writes[0].value, value.as_bytes());
+
+    // The explicit collection works the same way.
+    let explicit = gateway_client(
+        dir.path(),
+        &["private", "assetCollection", "asset1", "blue"],
+    )
+    .await;
+    assert_eq!(explicit["put"]["code"], "VALID", "{explicit}");
+    assert_eq!(explicit["get"], "blue");
+    assert_eq!(explicit["hash"], hex::encode(sha256(b"blue")));
+
+    // A collection whose own endorsement policy needs Org2's peer too: this node (Org1's) alone
+    // cannot endorse writes to it.
+    let both = gateway_client(dir.path(), &["private", "bothOrgs", "k", "v"]).await;
+    assert_eq!(both["put"]["code"], "ENDORSEMENT_POLICY_FAILURE", "{both}");
+    assert_eq!(both["get"], "");
+
+    // An Org2 client, on the same node.
+    let org2_client = dir.path().join("org2-client");
+    std::fs::create_dir_all(&org2_client).unwrap();
+    let mut info = serde_json::to_value(&dev.info).unwrap();
+    info["mspId"] = "Org2MSP".into();
+    info["certPath"] = org2.paths.user.cert.to_str().unwrap().into();
+    info["keyPath"] = org2.paths.user.key.to_str().unwrap().into();
+    std::fs::write(org2_client.join("dev.json"), info.to_string()).unwrap();
+    // Org1 stores "x" under `kept` (getPrivate evaluates, then submits putPrivate "x").
+    let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
+    assert_eq!(own["submit"]["value"], "stored", "{own}");
+    // Org2 is not a member of Org1's implicit collection: no private data for it in that block.
+    let put_block = put_block.to_string();
+    let stranger_block = gateway_client(&org2_client, &["privateBlock", &put_block]).await;
+    assert_eq!(
+        stranger_block["entries"],
+        serde_json::json!([]),
+        "{stranger_block}"
+    );
+    let stranger = gateway_client(&org2_client, &["getPrivate", collection, "kept"]).await;
+    let read_error = stranger["evaluate"]["error"].to_string();
+    assert!(
+        read_error.contains("does not have read access"),
+        "{stranger}"
+    );
+    let write_error = stranger["submit"]["error"].to_string();
+    assert!(
+        write_error.contains("does not have write access"),
+        "{stranger}"
+    );
+    // The hash is public.
+    assert_eq!(stranger["hash"], hex::encode(sha256(b"x")), "{stranger}");
+    let own = gateway_client(dir.path(), &["getPrivate", collection, "kept"]).await;
+    assert_eq!(own["evaluate"]["value"], "x", "{own}");
+    let stranger = gateway_client(&org2_client, &["getPrivate", "assetCollection", "asset1"]).await;
+    assert!(
+        stranger["evaluate"]["error"]
+            .to_string()
+            .contains("does not have read access"),
+        "{stranger}"
+    );
+    assert!(
+        stranger["submit"]["error"]
+            .to_string()
+            .contains("does not have write access"),
+        "{stranger}"
+    );
+    // Not a collection of this chaincode.
+    let unknown = gateway(dir.path(), &["getPrivate", "nope", "k"])
+        .await
+        .unwrap_err();
+    assert!(
+        unknown.contains("collection \"nope\" is not defined for chaincode \"basic\""),
+        "{unknown}"
     );
     interrupt(dev).await;
 }

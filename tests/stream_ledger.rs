@@ -286,3 +286,349 @@ fn inserts_into_a_read_range_are_phantom_conflicts() {
     again.put_state("cc", "sum", b"6".to_vec()).unwrap();
     assert_eq!(commit_all(&world, &[&again]), [TxValidationCode::Valid]);
 }
+
+mod private_data {
+    use super::*;
+    use chaincode_operator::endorser::ledger::PrivateAccess;
+    use chaincode_operator::endorser::ledger::rwset::sha256;
+    use std::sync::Arc;
+
+    const ORG1: &str = "_implicit_org_Org1MSP";
+
+    fn sim(world: &WorldState, tx: &str, mspid: &str) -> TxSimulator {
+        TxSimulator::with_private_access(
+            world.clone(),
+            CH,
+            tx,
+            PrivateAccess {
+                orgs: Arc::new(["Org1MSP".to_string(), "Org2MSP".to_string()].into()),
+                creator_mspid: mspid.to_string(),
+                is_init: false,
+                explicit: None,
+            },
+        )
+    }
+
+    /// What the endorser and the committer do: private writes go to the transient store, the
+    /// public set (hashes only) into the block.
+    fn endorse_and_commit(world: &WorldState, sims: &[&TxSimulator]) -> Vec<TxValidationCode> {
+        let sets: Vec<_> = sims
+            .iter()
+            .map(|sim| {
+                if let Some(private) = sim.private_results().unwrap() {
+                    world.put_transient(sim.tx_id(), &private).unwrap();
+                }
+                sim.results().unwrap()
+            })
+            .collect();
+        let txs: Vec<_> = sims
+            .iter()
+            .zip(&sets)
+            .map(|(sim, rwset)| CommitTx {
+                tx_id: sim.tx_id(),
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect();
+        world.commit_block(CH, &txs).unwrap().validation
+    }
+
+    #[test]
+    fn private_writes_commit_through_the_transient_store_and_read_back() {
+        let (_dir, world) = open();
+        let put = sim(&world, "p1", "Org1MSP");
+        put.write_private_data("cc", ORG1, "k1", Some(b"secret".to_vec()), false)
+            .unwrap();
+        put.write_private_data("cc", ORG1, "k2", Some(b"other".to_vec()), false)
+            .unwrap();
+        // Simulations do not read their own writes.
+        assert_eq!(put.get_private_data("cc", ORG1, "k1").unwrap(), None);
+        let public = put.results().unwrap().encode_to_vec();
+        assert!(!public.windows(6).any(|w| w == b"secret"));
+        assert_eq!(
+            endorse_and_commit(&world, &[&put]),
+            [TxValidationCode::Valid]
+        );
+        assert_eq!(world.transient_len().unwrap(), 0, "dropped at commit");
+
+        let read = sim(&world, "r1", "Org1MSP");
+        assert_eq!(
+            read.get_private_data("cc", ORG1, "k1").unwrap(),
+            Some(b"secret".to_vec())
+        );
+        assert_eq!(
+            read.get_private_data_hash("cc", ORG1, "k1").unwrap(),
+            sha256(b"secret")
+        );
+        assert_eq!(
+            keys(&read.private_range_query("cc", ORG1, "", "").unwrap()),
+            ["k1", "k2"]
+        );
+        // A private query makes the transaction read-only.
+        assert!(read.put_state("cc", "x", b"1".to_vec()).is_err());
+        // The collection is not visible in the public namespace.
+        assert_eq!(world.get(CH, "cc", "k1").unwrap(), None);
+
+        // Another org may see the hash, not the value, and may not write.
+        let other = sim(&world, "o1", "Org2MSP");
+        let refused = other.get_private_data("cc", ORG1, "k1").unwrap_err();
+        assert!(refused.to_string().contains("read access"), "{refused}");
+        assert!(other.private_range_query("cc", ORG1, "", "").is_err());
+        assert!(
+            other
+                .write_private_data("cc", ORG1, "k1", Some(b"x".to_vec()), false)
+                .is_err()
+        );
+        assert_eq!(
+            other.get_private_data_hash("cc", ORG1, "k1").unwrap(),
+            sha256(b"secret")
+        );
+        assert!(
+            other
+                .get_private_data("cc", "_implicit_org_Org3MSP", "k")
+                .is_err()
+        );
+
+        let del = sim(&world, "d1", "Org1MSP");
+        del.write_private_data("cc", ORG1, "k1", None, false)
+            .unwrap();
+        del.write_private_data("cc", ORG1, "k2", None, true)
+            .unwrap();
+        assert_eq!(
+            endorse_and_commit(&world, &[&del]),
+            [TxValidationCode::Valid]
+        );
+        let after = sim(&world, "r2", "Org1MSP");
+        assert_eq!(after.get_private_data("cc", ORG1, "k1").unwrap(), None);
+        assert!(
+            after
+                .get_private_data_hash("cc", ORG1, "k2")
+                .unwrap()
+                .is_empty()
+        );
+        assert!(keys(&after.private_range_query("cc", ORG1, "", "").unwrap()).is_empty());
+    }
+
+    #[test]
+    fn private_reads_are_checked_for_conflicts_at_commit() {
+        let (_dir, world) = open();
+        let seed = sim(&world, "s", "Org1MSP");
+        seed.write_private_data("cc", ORG1, "k", Some(b"0".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&seed]);
+        // Both read k at the same version and write it: the second loses.
+        let a = sim(&world, "a", "Org1MSP");
+        let b = sim(&world, "b", "Org1MSP");
+        for (s, v) in [(&a, b"1"), (&b, b"2")] {
+            s.get_private_data("cc", ORG1, "k").unwrap();
+            s.write_private_data("cc", ORG1, "k", Some(v.to_vec()), false)
+                .unwrap();
+        }
+        assert_eq!(
+            endorse_and_commit(&world, &[&a, &b]),
+            [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+        );
+        let read = sim(&world, "r", "Org1MSP");
+        assert_eq!(
+            read.get_private_data("cc", ORG1, "k").unwrap(),
+            Some(b"1".to_vec())
+        );
+        // A hash read conflicts the same way.
+        let h = sim(&world, "h", "Org2MSP");
+        h.get_private_data_hash("cc", ORG1, "k").unwrap();
+        h.put_state("cc", "pub", b"x".to_vec()).unwrap();
+        let w = sim(&world, "w", "Org1MSP");
+        w.write_private_data("cc", ORG1, "k", Some(b"3".to_vec()), false)
+            .unwrap();
+        assert_eq!(
+            endorse_and_commit(&world, &[&w, &h]),
+            [TxValidationCode::Valid, TxValidationCode::MvccReadConflict]
+        );
+    }
+
+    #[test]
+    fn a_hash_committed_without_its_private_data_does_not_serve_a_stale_value() {
+        let (_dir, world) = open();
+        let seed = sim(&world, "s", "Org1MSP");
+        seed.write_private_data("cc", ORG1, "k", Some(b"old".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&seed]);
+        // The private writes of this one are lost before commit (e.g. a restart).
+        let lost = sim(&world, "lost", "Org1MSP");
+        lost.write_private_data("cc", ORG1, "k", Some(b"new".to_vec()), false)
+            .unwrap();
+        let set = lost.results().unwrap();
+        let committed = world
+            .commit_block(
+                CH,
+                &[CommitTx {
+                    tx_id: "lost",
+                    timestamp: prost_types::Timestamp::default(),
+                    rwset: &set,
+                }],
+            )
+            .unwrap();
+        assert_eq!(committed.validation, [TxValidationCode::Valid]);
+        let read = sim(&world, "r", "Org1MSP");
+        assert_eq!(
+            read.get_private_data_hash("cc", ORG1, "k").unwrap(),
+            sha256(b"new")
+        );
+        let err = read.get_private_data("cc", ORG1, "k").unwrap_err();
+        assert!(err.to_string().contains("not available"), "{err}");
+        assert!(keys(&read.private_range_query("cc", ORG1, "", "").unwrap()).is_empty());
+    }
+
+    #[test]
+    fn without_private_access_or_in_init_private_data_is_refused() {
+        let (_dir, world) = open();
+        let plain = TxSimulator::new(world.clone(), CH, "t");
+        assert!(plain.get_private_data("cc", ORG1, "k").is_err());
+        let init = TxSimulator::with_private_access(
+            world,
+            CH,
+            "i",
+            PrivateAccess {
+                orgs: Arc::new(["Org1MSP".to_string()].into()),
+                creator_mspid: "Org1MSP".into(),
+                is_init: true,
+                explicit: None,
+            },
+        );
+        let err = init
+            .write_private_data("cc", ORG1, "k", Some(b"v".to_vec()), false)
+            .unwrap_err();
+        assert!(err.to_string().contains("Init"), "{err}");
+    }
+
+    struct ShortLived;
+
+    impl chaincode_operator::endorser::ledger::CollectionLookup for ShortLived {
+        fn collections(
+            &self,
+            _channel: &str,
+            _namespace: &str,
+        ) -> Result<Vec<chaincode_operator::endorser::ledger::CollectionDefinition>, String>
+        {
+            Ok(vec![
+                chaincode_operator::endorser::ledger::CollectionDefinition {
+                    name: "shortLived".into(),
+                    members: ["Org1MSP".to_string()].into(),
+                    member_only_read: true,
+                    member_only_write: true,
+                    block_to_live: 2,
+                    endorsement_policy: None,
+                },
+            ])
+        }
+    }
+
+    fn explicit_sim(world: &WorldState, tx: &str) -> TxSimulator {
+        TxSimulator::with_private_access(
+            world.clone(),
+            CH,
+            tx,
+            PrivateAccess {
+                orgs: Arc::new(["Org1MSP".to_string()].into()),
+                creator_mspid: "Org1MSP".into(),
+                is_init: false,
+                explicit: Some((CH.to_string(), Arc::new(ShortLived))),
+            },
+        )
+    }
+
+    #[test]
+    fn private_data_is_purged_after_its_block_to_live_unless_rewritten() {
+        let (_dir, world) = open();
+        world.set_collection_lookup(Arc::new(ShortLived));
+        let put = explicit_sim(&world, "p");
+        put.write_private_data("cc", "shortLived", "a", Some(b"1".to_vec()), false)
+            .unwrap();
+        put.write_private_data("cc", "shortLived", "b", Some(b"1".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&put]); // block 0
+        let rewrite = explicit_sim(&world, "r");
+        rewrite
+            .write_private_data("cc", "shortLived", "b", Some(b"2".to_vec()), false)
+            .unwrap();
+        endorse_and_commit(&world, &[&rewrite]); // block 1: b lives until block 3
+        endorse_and_commit(&world, &[]); // block 2: a (block 0 + 2) is still there
+        let read = explicit_sim(&world, "x");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "a").unwrap(),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(world.block_private_data(CH, 0).unwrap().len(), 1);
+        endorse_and_commit(&world, &[]); // block 3: a is gone, with its hash
+        assert!(
+            world.block_private_data(CH, 0).unwrap().is_empty(),
+            "block 0's write set is erased too"
+        );
+        assert_eq!(world.block_private_data(CH, 1).unwrap().len(), 1);
+        let read = explicit_sim(&world, "y");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "a").unwrap(),
+            None
+        );
+        assert!(
+            read.get_private_data_hash("cc", "shortLived", "a")
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "b").unwrap(),
+            Some(b"2".to_vec()),
+            "rewritten in block 1: its first expiry does not remove it"
+        );
+        endorse_and_commit(&world, &[]); // block 4: b is gone too
+        let read = explicit_sim(&world, "z");
+        assert_eq!(
+            read.get_private_data("cc", "shortLived", "b").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn the_transient_store_survives_a_restart_and_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let (endorsed, public) = {
+            let world = WorldState::open_with_transient_capacity(&path, 2).unwrap();
+            let mut sets = Vec::new();
+            for tx in ["t1", "t2", "t3"] {
+                let s = sim(&world, tx, "Org1MSP");
+                s.write_private_data("cc", ORG1, tx, Some(tx.as_bytes().to_vec()), false)
+                    .unwrap();
+                world
+                    .put_transient(tx, &s.private_results().unwrap().unwrap())
+                    .unwrap();
+                sets.push((tx, s.results().unwrap()));
+            }
+            assert_eq!(world.transient_len().unwrap(), 2, "the oldest went first");
+            (sets.pop().unwrap(), sets.remove(0))
+        };
+        // Endorsed before the restart, committed after it: the clear value is still there.
+        let world = WorldState::open_with_transient_capacity(&path, 2).unwrap();
+        let txs = [
+            CommitTx {
+                tx_id: endorsed.0,
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &endorsed.1,
+            },
+            CommitTx {
+                tx_id: public.0,
+                timestamp: prost_types::Timestamp::default(),
+                rwset: &public.1,
+            },
+        ];
+        world.commit_block(CH, &txs).unwrap();
+        let read = sim(&world, "r", "Org1MSP");
+        assert_eq!(
+            read.get_private_data("cc", ORG1, "t3").unwrap(),
+            Some(b"t3".to_vec())
+        );
+        // t1 was dropped from the bounded store: only its hash was committed.
+        assert!(read.get_private_data("cc", ORG1, "t1").is_err());
+        assert_eq!(world.transient_len().unwrap(), 1, "t2 still waits");
+    }
+}

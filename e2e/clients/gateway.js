@@ -19,6 +19,18 @@
 //   node gateway.js DEV_JSON submit KEY VALUE
 //     submit put(KEY, VALUE), then evaluate get(KEY). Prints {submitResult, status, blockNumber,
 //     evaluated}.
+//   node gateway.js DEV_JSON private COLLECTION KEY VALUE
+//     submit putPrivate(COLLECTION, KEY) with VALUE in the transient map, evaluate getPrivate,
+//     getPrivateHash and rangePrivate, read the put's block over Deliver (raw bytes, base64, and
+//     its private data as privateBlock prints it),
+//     submit delPrivate and evaluate getPrivate again, put again and purgePrivate. Prints what it
+//     saw.
+//   node gateway.js DEV_JSON privateBlock NUMBER
+//     the private data of block NUMBER from getBlockAndPrivateDataEvents: {number, entries:
+//     [{index, namespace, collection, rwset (base64 KVRWSet)}]}.
+//   node gateway.js DEV_JSON getPrivate COLLECTION KEY
+//     evaluate getPrivate and submit putPrivate (transient "x"); prints {evaluate, submit}, each
+//     a value or an error.
 const fs = require('fs');
 const crypto = require('crypto');
 
@@ -222,10 +234,96 @@ async function submit(info, key, value) {
     };
 }
 
+async function rawBlock(network, number) {
+    const events = await network.getBlockEvents({startBlock: BigInt(number)});
+    try {
+        for await (const block of events) {
+            return Buffer.from(block.serializeBinary()).toString('base64');
+        }
+    } finally {
+        events.close();
+    }
+    return null;
+}
+
+// The private data of block NUMBER as getBlockAndPrivateDataEvents delivers it: per transaction
+// index, namespace and collection, the private KVRWSet bytes in base64.
+async function privateBlock(info, number) {
+    const {network} = open(info);
+    const events = await network.getBlockAndPrivateDataEvents({startBlock: BigInt(number)});
+    try {
+        for await (const event of events) {
+            const entries = [];
+            event.getPrivateDataMapMap().forEach((set, index) => {
+                for (const ns of set.getNsPvtRwsetList()) {
+                    for (const coll of ns.getCollectionPvtRwsetList()) {
+                        entries.push({
+                            index: Number(index),
+                            namespace: ns.getNamespace(),
+                            collection: coll.getCollectionName(),
+                            rwset: Buffer.from(coll.getRwset_asU8()).toString('base64'),
+                        });
+                    }
+                }
+            });
+            return {number: Number(event.getBlock().getHeader().getNumber()), entries};
+        }
+    } finally {
+        events.close();
+    }
+    return null;
+}
+
+async function privateData(info, collection, key, value) {
+    const {contract, network} = open(info);
+    const out = {};
+    const put = await contract.submitAsync('putPrivate', {
+        arguments: [collection, key],
+        transientData: {value},
+    });
+    const putStatus = await put.getStatus();
+    out.put = {result: utf8.decode(put.getResult()), code: codeName(putStatus.code), blockNumber: Number(putStatus.blockNumber)};
+    out.get = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
+    out.hash = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
+    out.range = JSON.parse(utf8.decode(await contract.evaluateTransaction('rangePrivate', collection, '', '')));
+    out.block = await rawBlock(network, putStatus.blockNumber);
+    out.privateBlock = await privateBlock(info, putStatus.blockNumber);
+    const del = await contract.submitAsync('delPrivate', {arguments: [collection, key]});
+    out.delCode = codeName((await del.getStatus()).code);
+    out.afterDelete = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
+    out.hashAfterDelete = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
+    // Put again, then purge: the value and its hash are gone.
+    const again = await contract.submitAsync('putPrivate', {arguments: [collection, key], transientData: {value}});
+    out.putAgainCode = codeName((await again.getStatus()).code);
+    const purge = await contract.submitAsync('purgePrivate', {arguments: [collection, key]});
+    out.purgeCode = codeName((await purge.getStatus()).code);
+    out.afterPurge = utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key));
+    out.hashAfterPurge = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
+    return out;
+}
+
+async function getPrivate(info, collection, key) {
+    const {contract} = open(info);
+    const out = {};
+    try {
+        out.evaluate = {value: utf8.decode(await contract.evaluateTransaction('getPrivate', collection, key))};
+    } catch (err) {
+        out.evaluate = {error: describeError(err)};
+    }
+    try {
+        await contract.submit('putPrivate', {arguments: [collection, key], transientData: {value: 'x'}});
+        out.submit = {value: 'stored'};
+    } catch (err) {
+        out.submit = {error: describeError(err)};
+    }
+    out.hash = utf8.decode(await contract.evaluateTransaction('getPrivateHash', collection, key));
+    return out;
+}
+
 async function main() {
     const [devJson, command, ...args] = process.argv.slice(2);
     const info = JSON.parse(fs.readFileSync(devJson, 'utf8'));
-    const commands = {run, read, put, blocks, submit};
+    const commands = {run, read, put, blocks, submit, private: privateData, getPrivate, privateBlock};
     if (!commands[command]) {
         throw new Error(`unknown command ${command}`);
     }

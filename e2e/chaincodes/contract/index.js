@@ -111,6 +111,42 @@ class E2EContract extends Contract {
         return Buffer.from(value).toString();
     }
 
+    // Private data: the value comes from the transient map (key "value"), so it is never an
+    // argument of the transaction.
+    async putPrivate(ctx, collection, key) {
+        const value = ctx.stub.getTransient().get('value');
+        if (!value) {
+            throw new Error('transient field "value" is required');
+        }
+        await ctx.stub.putPrivateData(collection, key, value);
+        return 'stored';
+    }
+
+    async getPrivate(ctx, collection, key) {
+        return Buffer.from(await ctx.stub.getPrivateData(collection, key)).toString();
+    }
+
+    async getPrivateHash(ctx, collection, key) {
+        return Buffer.from(await ctx.stub.getPrivateDataHash(collection, key)).toString('hex');
+    }
+
+    async delPrivate(ctx, collection, key) {
+        await ctx.stub.deletePrivateData(collection, key);
+        return 'deleted';
+    }
+
+    async purgePrivate(ctx, collection, key) {
+        await ctx.stub.purgePrivateData(collection, key);
+        return 'purged';
+    }
+
+    async rangePrivate(ctx, collection, start, end) {
+        // fabric-shim resolves this one to {iterator}, unlike getStateByRange.
+        const res = await ctx.stub.getPrivateDataByRange(collection, start, end);
+        const keys = await collect(res.iterator ?? res);
+        return JSON.stringify(keys);
+    }
+
     // A value of `bytes` bytes: for the chaincode stream's message limit.
     async putSized(ctx, key, bytes) {
         await ctx.stub.putState(key, Buffer.alloc(Number(bytes), 'x'));

@@ -379,6 +379,33 @@ pub fn serve_state(
         StateRequest::PutStateMetadata { key, name, value } => sim
             .put_state_metadata(namespace, &key, &name, value)
             .map(|()| Vec::new()),
+        StateRequest::GetPrivateData { collection, key } => sim
+            .get_private_data(namespace, &collection, &key)
+            .map(|v| v.unwrap_or_default()),
+        StateRequest::PutPrivateData {
+            collection,
+            key,
+            value,
+        } => sim
+            .write_private_data(namespace, &collection, &key, Some(value), false)
+            .map(|()| Vec::new()),
+        StateRequest::DelPrivateData {
+            collection,
+            key,
+            purge,
+        } => sim
+            .write_private_data(namespace, &collection, &key, None, purge)
+            .map(|()| Vec::new()),
+        StateRequest::GetPrivateDataHash { collection, key } => {
+            sim.get_private_data_hash(namespace, &collection, &key)
+        }
+        StateRequest::GetPrivateDataByRange {
+            collection,
+            start,
+            end,
+        } => sim
+            .private_range_query(namespace, &collection, &start, &end)
+            .map(|r| r.encode_to_vec()),
         StateRequest::Invoke { .. } => {
             return reply_error(key, "INVOKE_CHAINCODE is served asynchronously");
         }

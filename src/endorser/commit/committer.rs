@@ -632,9 +632,16 @@ impl Inner {
     ) -> Result<oneshot::Receiver<Result<TxStatus, SubmitError>>, SubmitError> {
         let header = accept_envelope(&envelope, &self.trust, |c| self.is_served(c), now)?;
         let action = unpack_action(&header);
-        let endorsed = action
-            .as_ref()
-            .is_ok_and(|action| self.config.policy.is_satisfied(action, &self.trust, now));
+        let collections = self.world.collection_lookup();
+        let endorsed = action.as_ref().is_ok_and(|action| {
+            self.config.policy.is_satisfied_with_collections(
+                action,
+                &self.trust,
+                now,
+                header.channel_id(),
+                collections.as_deref(),
+            )
+        });
         let channel = self.open_channel(header.channel_id())?;
         let (reply, answer) = oneshot::channel();
         lock(&channel.pending).push(Pending {

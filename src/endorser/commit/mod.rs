@@ -6,6 +6,7 @@ pub mod blocklog;
 pub mod committer;
 pub mod genesis;
 pub mod replay;
+pub mod signature_policy;
 pub mod transaction;
 
 pub use blocklog::{BlockLogError, ChannelLog};

@@ -14,10 +14,15 @@ use std::time::SystemTime;
 use prost::Message;
 use sha2::{Digest, Sha256};
 
+use super::signature_policy::{self, Signer};
 use crate::endorser::identity::{CreatorError, SignatureError, TrustStore};
+use crate::endorser::ledger::CollectionLookup;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::endorser::proposal::validate::{TxIdError, check_tx_id};
-use crate::proto::common::{ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader};
+use crate::proto::common::{
+    ChannelHeader, Envelope, Header, HeaderType, Payload, SignatureHeader, SignaturePolicyEnvelope,
+};
+use crate::proto::kvrwset::{HashedRwSet, KvrwSet};
 use crate::proto::protos::{
     ChaincodeAction, ChaincodeActionPayload, ChaincodeEndorsedAction, ChaincodeEvent,
     ChaincodeProposalPayload, Endorsement, Proposal, ProposalResponse, ProposalResponsePayload,
@@ -378,7 +383,20 @@ impl EndorsementPolicy {
         trust: &TrustStore,
         now: SystemTime,
     ) -> HashSet<String> {
-        let mut orgs = HashSet::new();
+        self.endorsers(action, trust, now)
+            .into_iter()
+            .map(|s| s.mspid)
+            .collect()
+    }
+
+    /// The endorsers of `action` that count, with their roles.
+    pub fn endorsers(
+        &self,
+        action: &EndorsedAction,
+        trust: &TrustStore,
+        now: SystemTime,
+    ) -> Vec<Signer> {
+        let mut signers = Vec::new();
         for endorsement in &action.endorsements {
             let Ok(endorser) = trust.validate_creator(&endorsement.endorser, now) else {
                 continue;
@@ -399,12 +417,86 @@ impl EndorsementPolicy {
                 .verify_parts(&signed, &endorsement.signature)
                 .is_ok()
             {
-                orgs.insert(endorser.mspid().to_string());
+                signers.push(Signer {
+                    mspid: endorser.mspid().to_string(),
+                    organizational_units: endorser.organizational_units().to_vec(),
+                });
             }
         }
-        orgs
+        signers
     }
 
+    /// [`Self::is_satisfied`] with collection-level endorsement policies (Fabric's rule): writes
+    /// to a collection that has its own policy must satisfy that policy; the node's policy
+    /// applies when the transaction writes public state, writes a collection without its own
+    /// policy, or writes nothing.
+    pub fn is_satisfied_with_collections(
+        &self,
+        action: &EndorsedAction,
+        trust: &TrustStore,
+        now: SystemTime,
+        channel: &str,
+        collections: Option<&dyn CollectionLookup>,
+    ) -> bool {
+        let (needs_default, policies) =
+            written_collection_policies(&action.rwset, channel, collections);
+        if needs_default && !self.is_satisfied(action, trust, now) {
+            return false;
+        }
+        if policies.is_empty() {
+            return true;
+        }
+        let signers = self.endorsers(action, trust, now);
+        policies
+            .iter()
+            .all(|policy| signature_policy::is_satisfied(policy, &signers))
+    }
+}
+
+/// The collection endorsement policies `rwset`'s private writes must meet, and whether the
+/// node's own policy applies too (see [`EndorsementPolicy::is_satisfied_with_collections`]).
+fn written_collection_policies(
+    rwset: &TxReadWriteSet,
+    channel: &str,
+    collections: Option<&dyn CollectionLookup>,
+) -> (bool, Vec<SignaturePolicyEnvelope>) {
+    let mut needs_default = false;
+    let mut wrote = false;
+    let mut policies = Vec::new();
+    for ns in &rwset.ns_rwset {
+        // Undecodable sets are BAD_RWSET later; the node's policy still applies to them.
+        match KvrwSet::decode(ns.rwset.as_slice()) {
+            Ok(kv) if kv.writes.is_empty() && kv.metadata_writes.is_empty() => {}
+            _ => {
+                needs_default = true;
+                wrote = true;
+            }
+        }
+        let defined = collections
+            .and_then(|l| l.collections(channel, &ns.namespace).ok())
+            .unwrap_or_default();
+        for coll in &ns.collection_hashed_rwset {
+            let writes = HashedRwSet::decode(coll.hashed_rwset.as_slice())
+                .map(|h| !h.hashed_writes.is_empty() || !h.metadata_writes.is_empty())
+                .unwrap_or(true);
+            if !writes {
+                continue;
+            }
+            wrote = true;
+            match defined
+                .iter()
+                .find(|d| d.name == coll.collection_name)
+                .and_then(|d| d.endorsement_policy.clone())
+            {
+                Some(policy) => policies.push(policy),
+                None => needs_default = true,
+            }
+        }
+    }
+    (needs_default || !wrote, policies)
+}
+
+impl EndorsementPolicy {
     /// Whether the counted endorsements of `action` satisfy the policy.
     pub fn is_satisfied(
         &self,
@@ -441,6 +533,72 @@ pub fn validate_transaction(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod collection_policies {
+        use super::super::written_collection_policies;
+        use crate::endorser::ledger::rwset::{PrivateWrite, RwSetBuilder};
+        use crate::endorser::ledger::{CollectionDefinition, CollectionLookup};
+        use crate::endorser::lifecycle::collections::signature_policy_from_str;
+
+        struct Defined;
+
+        impl CollectionLookup for Defined {
+            fn collections(&self, _: &str, _: &str) -> Result<Vec<CollectionDefinition>, String> {
+                let def = |name: &str, policy: Option<&str>| CollectionDefinition {
+                    name: name.into(),
+                    members: Default::default(),
+                    member_only_read: false,
+                    member_only_write: false,
+                    block_to_live: 0,
+                    endorsement_policy: policy.map(|p| signature_policy_from_str(p).unwrap()),
+                };
+                Ok(vec![
+                    def("own", Some("OR('Org1MSP.peer')")),
+                    def("plain", None),
+                ])
+            }
+        }
+
+        fn write(b: &mut RwSetBuilder, collection: &str) {
+            b.collection("cc", collection).writes.insert(
+                "k".into(),
+                PrivateWrite {
+                    value: Some(vec![1]),
+                    purge: false,
+                },
+            );
+        }
+
+        #[test]
+        fn only_writes_to_collections_with_their_own_policy_skip_the_nodes_policy() {
+            let lookup = Some(&Defined as &dyn CollectionLookup);
+            let mut own = RwSetBuilder::default();
+            write(&mut own, "own");
+            let (default, policies) = written_collection_policies(&own.build(), "ch", lookup);
+            assert!(!default);
+            assert_eq!(policies.len(), 1);
+
+            let mut mixed = own.clone();
+            write(&mut mixed, "plain");
+            let (default, policies) = written_collection_policies(&mixed.build(), "ch", lookup);
+            assert!(default);
+            assert_eq!(policies.len(), 1);
+
+            let mut public = own.clone();
+            public.add_write("cc", "pub", Some(vec![1]));
+            assert!(written_collection_policies(&public.build(), "ch", lookup).0);
+
+            let mut reads = RwSetBuilder::default();
+            reads.add_read("cc", "k", None);
+            let (default, policies) = written_collection_policies(&reads.build(), "ch", lookup);
+            assert!(
+                default && policies.is_empty(),
+                "read-only: the node's policy"
+            );
+            // Without definitions, every collection write falls back to the node's policy.
+            assert!(written_collection_policies(&own.build(), "ch", None).0);
+        }
+    }
     use crate::proto::protos::Response;
 
     fn response(status: i32, payload: &[u8]) -> ProposalResponse {

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use prost::Message;
 
-use super::rwset::{RwSetBuilder, range_query_info};
+use super::private::{Access, CollectionError, PrivateAccess};
+use super::rwset::{PrivateWrite, RwSetBuilder, range_query_info, sha256};
 use super::store::{StoreError, WorldState};
 use crate::proto::kvrwset::Version;
 use crate::proto::protos::{QueryResponse, QueryResponseMetadata, QueryResultBytes};
 use crate::proto::queryresult::Kv;
-use crate::proto::rwset::TxReadWriteSet;
+use crate::proto::rwset::{TxPvtReadWriteSet, TxReadWriteSet};
 
 /// Results per QueryResponse before the chaincode must ask QUERY_STATE_NEXT (Fabric's default).
 pub const DEFAULT_QUERY_BATCH: usize = 100;
@@ -29,6 +30,12 @@ pub enum SimulationError {
     UnknownQuery(String),
     #[error("invalid page size {0}: must be positive")]
     InvalidPageSize(i32),
+    #[error(transparent)]
+    Collection(#[from] CollectionError),
+    #[error(
+        "transaction {0}: queries on private data are supported only in a read-only transaction"
+    )]
+    PrivateQueryWithWrites(String),
 }
 
 /// Paging of a range query (from the chaincode's QueryMetadata).
@@ -45,6 +52,9 @@ enum Cursor {
 
 struct RangeCursor {
     namespace: String,
+    /// A range over a private collection (its reads are not recorded: Fabric allows such queries
+    /// only in read-only transactions).
+    collection: Option<String>,
     start: String,
     next_start: String,
     end: String,
@@ -59,6 +69,7 @@ struct SimState {
     cursors: HashMap<String, Cursor>,
     next_cursor: u64,
     aborted: bool,
+    private_query_done: bool,
 }
 
 /// A transaction's simulation on one channel.
@@ -72,6 +83,7 @@ struct Inner {
     channel: String,
     tx_id: String,
     batch: usize,
+    private: Option<PrivateAccess>,
     state: Mutex<SimState>,
 }
 
@@ -89,12 +101,34 @@ impl TxSimulator {
 
     /// Like `new` with another number of results per QueryResponse (at least 1).
     pub fn with_batch_size(world: WorldState, channel: &str, tx_id: &str, batch: usize) -> Self {
+        Self::build(world, channel, tx_id, batch, None)
+    }
+
+    /// A simulation that may use private data collections as `access` allows (without it every
+    /// private-data request is refused).
+    pub fn with_private_access(
+        world: WorldState,
+        channel: &str,
+        tx_id: &str,
+        access: PrivateAccess,
+    ) -> Self {
+        Self::build(world, channel, tx_id, DEFAULT_QUERY_BATCH, Some(access))
+    }
+
+    fn build(
+        world: WorldState,
+        channel: &str,
+        tx_id: &str,
+        batch: usize,
+        private: Option<PrivateAccess>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 world,
                 channel: channel.to_string(),
                 tx_id: tx_id.to_string(),
                 batch: batch.max(1),
+                private,
                 state: Mutex::new(SimState::default()),
             }),
         }
@@ -103,12 +137,37 @@ impl TxSimulator {
     /// A separate simulation of the same transaction on another channel (cross-channel
     /// INVOKE_CHAINCODE: Fabric lets such calls read, and drops what they write).
     pub fn on_channel(&self, channel: &str) -> TxSimulator {
-        Self::with_batch_size(
+        Self::build(
             self.inner.world.clone(),
             channel,
             &self.inner.tx_id,
             self.inner.batch,
+            self.inner.private.clone(),
         )
+    }
+
+    fn check_private(
+        &self,
+        ns: &str,
+        collection: &str,
+        access: Option<Access>,
+    ) -> Result<(), SimulationError> {
+        let rules = self
+            .inner
+            .private
+            .as_ref()
+            .ok_or(CollectionError::Unavailable)?;
+        Ok(rules.check(ns, collection, access)?)
+    }
+
+    /// Fabric refuses writes after a private-data query and such queries after writes.
+    fn check_write_allowed(&self, s: &SimState) -> Result<(), SimulationError> {
+        if s.private_query_done {
+            return Err(SimulationError::PrivateQueryWithWrites(
+                self.inner.tx_id.clone(),
+            ));
+        }
+        Ok(())
     }
 
     pub fn channel(&self) -> &str {
@@ -157,14 +216,119 @@ impl TxSimulator {
 
     pub fn put_state(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<(), SimulationError> {
         check_key(key)?;
-        self.state()?.rwset.add_write(ns, key, Some(value));
+        let mut s = self.state()?;
+        self.check_write_allowed(&s)?;
+        s.rwset.add_write(ns, key, Some(value));
         Ok(())
     }
 
     pub fn del_state(&self, ns: &str, key: &str) -> Result<(), SimulationError> {
         check_key(key)?;
-        self.state()?.rwset.add_write(ns, key, None);
+        let mut s = self.state()?;
+        self.check_write_allowed(&s)?;
+        s.rwset.add_write(ns, key, None);
         Ok(())
+    }
+
+    /// GET_STATE on a collection: the committed private value; the read is recorded as a hashed
+    /// read (key hash + version) so MVCC applies at commit.
+    pub fn get_private_data(
+        &self,
+        ns: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, SimulationError> {
+        check_key(key)?;
+        self.check_private(ns, collection, Some(Access::Read))?;
+        let mut s = self.state()?;
+        let committed = self
+            .inner
+            .world
+            .get_private(&self.inner.channel, ns, collection, key)?;
+        s.rwset
+            .collection(ns, collection)
+            .hashed_reads
+            .entry(sha256(key.as_bytes()))
+            .or_insert(committed.as_ref().map(|(_, version)| *version));
+        Ok(committed.map(|(value, _)| value))
+    }
+
+    /// GET_PRIVATE_DATA_HASH: the committed SHA-256 of the value (empty if absent). Hashes are
+    /// public, so membership is not required; the read is recorded like a private read.
+    pub fn get_private_data_hash(
+        &self,
+        ns: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Vec<u8>, SimulationError> {
+        check_key(key)?;
+        self.check_private(ns, collection, None)?;
+        let mut s = self.state()?;
+        let committed =
+            self.inner
+                .world
+                .get_private_hash(&self.inner.channel, ns, collection, key)?;
+        s.rwset
+            .collection(ns, collection)
+            .hashed_reads
+            .entry(sha256(key.as_bytes()))
+            .or_insert(committed.as_ref().map(|h| h.version));
+        Ok(committed.map(|h| h.value_hash).unwrap_or_default())
+    }
+
+    /// PUT_STATE / DEL_STATE / PURGE_PRIVATE_DATA on a collection (`value` `None` = delete).
+    pub fn write_private_data(
+        &self,
+        ns: &str,
+        collection: &str,
+        key: &str,
+        value: Option<Vec<u8>>,
+        purge: bool,
+    ) -> Result<(), SimulationError> {
+        check_key(key)?;
+        self.check_private(ns, collection, Some(Access::Write))?;
+        let mut s = self.state()?;
+        self.check_write_allowed(&s)?;
+        s.rwset
+            .collection(ns, collection)
+            .writes
+            .insert(key.to_string(), PrivateWrite { value, purge });
+        Ok(())
+    }
+
+    /// GET_STATE_BY_RANGE on a collection: like [`Self::range_query`] over the committed private
+    /// values. As in Fabric, only a read-only transaction may query private data.
+    pub fn private_range_query(
+        &self,
+        ns: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<QueryResponse, SimulationError> {
+        self.check_private(ns, collection, Some(Access::Read))?;
+        let mut s = self.state()?;
+        if !s.rwset.is_read_only() {
+            return Err(SimulationError::PrivateQueryWithWrites(
+                self.inner.tx_id.clone(),
+            ));
+        }
+        s.private_query_done = true;
+        s.next_cursor += 1;
+        let id = format!("{}-{}", self.inner.tx_id, s.next_cursor);
+        s.cursors.insert(
+            id.clone(),
+            Cursor::Range(RangeCursor {
+                namespace: ns.to_string(),
+                collection: Some(collection.to_string()),
+                start: start.to_string(),
+                next_start: start.to_string(),
+                end: end.to_string(),
+                remaining_in_page: None,
+                fetched: 0,
+                reads: Vec::new(),
+            }),
+        );
+        self.next_batch(&mut s, &id)
     }
 
     /// GET_STATE_METADATA: pending metadata of this transaction, else the committed metadata.
@@ -197,8 +361,9 @@ impl TxSimulator {
     ) -> Result<(), SimulationError> {
         let mut entries = self.get_state_metadata(ns, key)?;
         entries.insert(name.to_string(), value);
-        self.state()?
-            .rwset
+        let mut s = self.state()?;
+        self.check_write_allowed(&s)?;
+        s.rwset
             .namespace(ns)
             .metadata_writes
             .insert(key.to_string(), entries);
@@ -226,6 +391,7 @@ impl TxSimulator {
             id.clone(),
             Cursor::Range(RangeCursor {
                 namespace: ns.to_string(),
+                collection: None,
                 // The key the scan really began at (the bookmark for later pages).
                 start: first.clone(),
                 next_start: first,
@@ -298,13 +464,23 @@ impl TxSimulator {
             }
             Cursor::Range(c) => {
                 let want = c.remaining_in_page.map_or(batch, |r| r.min(batch));
-                let mut rows = self.inner.world.range(
-                    &self.inner.channel,
-                    &c.namespace,
-                    &c.next_start,
-                    &c.end,
-                    want + 1,
-                )?;
+                let mut rows = match &c.collection {
+                    None => self.inner.world.range(
+                        &self.inner.channel,
+                        &c.namespace,
+                        &c.next_start,
+                        &c.end,
+                        want + 1,
+                    )?,
+                    Some(collection) => self.inner.world.private_range(
+                        &self.inner.channel,
+                        &c.namespace,
+                        collection,
+                        &c.next_start,
+                        &c.end,
+                        want + 1,
+                    )?,
+                };
                 let store_has_more = rows.len() > want;
                 let next_key = if store_has_more {
                     rows.pop().map(|(k, _)| k)
@@ -345,7 +521,9 @@ impl TxSimulator {
                         !store_has_more,
                         std::mem::take(&mut c.reads),
                     );
-                    finished_range = Some((c.namespace.clone(), info));
+                    if c.collection.is_none() {
+                        finished_range = Some((c.namespace.clone(), info));
+                    }
                 }
             }
         }
@@ -361,6 +539,12 @@ impl TxSimulator {
     /// The read/write set so far; refused once the transaction was aborted.
     pub fn results(&self) -> Result<TxReadWriteSet, SimulationError> {
         Ok(self.state()?.rwset.build())
+    }
+
+    /// The private write set (clear values), `None` when nothing private was written; refused
+    /// once the transaction was aborted.
+    pub fn private_results(&self) -> Result<Option<TxPvtReadWriteSet>, SimulationError> {
+        Ok(self.state()?.rwset.build_private())
     }
 
     /// Whether this simulation wrote anything.

@@ -1,6 +1,13 @@
 //! Persistent world state and key history in redb, keyed by (channel, namespace, key), with the
 //! MVCC version (block, tx) of the transaction that last wrote each key.
 //!
+//! Private data lives in the same database, so a block's private writes commit atomically with its
+//! public state: `private` (the clear values, keyed by channel, namespace, collection and key)
+//! and `hashed` (SHA-256 of each key → version and value hash, what every peer of a channel
+//! holds; MVCC of private reads and GET_PRIVATE_DATA_HASH use it). A private value counts only
+//! while its version equals the hashed one: a write whose clear value never reached this node
+//! leaves the old value behind, stale.
+//!
 //! Keys are length-prefixed (`u16 channel len, channel, u16 namespace len, namespace, key`) because
 //! Fabric keys may contain any byte, including the `\0` that starts composite keys.
 use std::collections::BTreeMap;
@@ -8,15 +15,31 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 
+use super::private::{CollectionLookup, DEFAULT_TRANSIENT_CAPACITY};
+use super::rwset::sha256;
 use crate::proto::kvrwset::range_query_info::ReadsInfo;
-use crate::proto::kvrwset::{KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
+use crate::proto::kvrwset::{HashedRwSet, KvMetadataEntry, KvrwSet, RangeQueryInfo, Version};
 use crate::proto::protos::TxValidationCode;
 use crate::proto::queryresult::KeyModification;
-use crate::proto::rwset::TxReadWriteSet;
+use crate::proto::rwset::{
+    CollectionPvtReadWriteSet, NsPvtReadWriteSet, TxPvtReadWriteSet, TxReadWriteSet,
+};
 
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const PRIVATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private");
+const HASHED: TableDefinition<&[u8], &[u8]> = TableDefinition::new("hashed");
+/// BlockToLive bookkeeping: (channel, block at which it expires, namespace, collection, key hash)
+/// → version written, clear key.
+const EXPIRY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_expiry");
+/// The private write sets committed with each transaction: (channel, block, tx) →
+/// TxPvtReadWriteSet, for Deliver with private data.
+const BY_TX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("private_by_tx");
+/// The transient store: tx id → insertion number, endorsed TxPvtReadWriteSet.
+const TRANSIENT: TableDefinition<&str, &[u8]> = TableDefinition::new("transient");
+/// Insertion number → tx id, to drop the oldest entries beyond the bound.
+const TRANSIENT_ORDER: TableDefinition<u64, &str> = TableDefinition::new("transient_order");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
 
@@ -31,6 +54,10 @@ pub enum StoreError {
     InvalidRwSet(String),
     #[error("channel, namespace or key too long for the store: {0} bytes")]
     NameTooLong(usize),
+    #[error(
+        "private data for key {0:?} is not available on this node (only its hash was committed)"
+    )]
+    MissingPrivateData(String),
 }
 
 macro_rules! from_redb {
@@ -70,10 +97,63 @@ pub struct CommitTx<'a> {
     pub rwset: &'a TxReadWriteSet,
 }
 
-/// The world-state database: cheap to clone, shared by all simulators and the committer.
+/// A private key's committed hash: the version and SHA-256 of the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedValue {
+    pub version: Version,
+    pub value_hash: Vec<u8>,
+}
+
+/// The world-state database: cheap to clone, shared by all simulators and the committer. It also
+/// holds the transient store through which endorsed private writes reach the commit.
 #[derive(Clone)]
 pub struct WorldState {
     db: Arc<Database>,
+    transient_capacity: usize,
+    /// Explicit collections' BlockToLive come from here (none set: private data never expires).
+    collections: Arc<std::sync::RwLock<Option<Arc<dyn CollectionLookup>>>>,
+}
+
+fn collection_prefix(
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = prefix(channel, namespace)?;
+    let len =
+        u16::try_from(collection.len()).map_err(|_| StoreError::NameTooLong(collection.len()))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(collection.as_bytes());
+    Ok(out)
+}
+
+fn collection_key(
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+    key: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let mut out = collection_prefix(channel, namespace, collection)?;
+    out.extend_from_slice(key);
+    Ok(out)
+}
+
+fn encode_hashed(h: &HashedValue) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + h.value_hash.len());
+    out.extend_from_slice(&h.version.block_num.to_be_bytes());
+    out.extend_from_slice(&h.version.tx_num.to_be_bytes());
+    out.extend_from_slice(&h.value_hash);
+    out
+}
+
+fn decode_hashed(bytes: &[u8]) -> Result<HashedValue, StoreError> {
+    Ok(HashedValue {
+        version: Version {
+            block_num: u64::from_be_bytes(take::<8>(bytes, 0)?),
+            tx_num: u64::from_be_bytes(take::<8>(bytes, 8)?),
+        },
+        value_hash: bytes[16..].to_vec(),
+    })
 }
 
 fn prefix(channel: &str, namespace: &str) -> Result<Vec<u8>, StoreError> {
@@ -157,8 +237,191 @@ impl WorldState {
         tx.open_table(STATE)?;
         tx.open_table(HISTORY)?;
         tx.open_table(HEIGHTS)?;
+        tx.open_table(PRIVATE)?;
+        tx.open_table(HASHED)?;
+        tx.open_table(EXPIRY)?;
+        tx.open_table(BY_TX)?;
+        tx.open_table(TRANSIENT)?;
+        tx.open_table(TRANSIENT_ORDER)?;
         tx.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            transient_capacity: DEFAULT_TRANSIENT_CAPACITY,
+            collections: Arc::default(),
+        })
+    }
+
+    /// Where commits find explicit collections' BlockToLive (the chaincode definitions).
+    pub fn set_collection_lookup(&self, lookup: Arc<dyn CollectionLookup>) {
+        if let Ok(mut slot) = self.collections.write() {
+            *slot = Some(lookup);
+        }
+    }
+
+    /// The explicit collections commits use, if set.
+    pub fn collection_lookup(&self) -> Option<Arc<dyn CollectionLookup>> {
+        self.collections.read().ok().and_then(|l| l.clone())
+    }
+
+    /// The private write sets committed in block `block_num` of `channel`, by transaction index.
+    pub fn block_private_data(
+        &self,
+        channel: &str,
+        block_num: u64,
+    ) -> Result<BTreeMap<u64, TxPvtReadWriteSet>, StoreError> {
+        let mut lower = expiry_prefix(channel)?;
+        lower.extend_from_slice(&block_num.to_be_bytes());
+        let read = self.db.begin_read()?;
+        let table = read.open_table(BY_TX)?;
+        let mut out = BTreeMap::new();
+        for entry in table.range(lower.as_slice()..)? {
+            let (k, v) = entry?;
+            let Some(tx) = k.value().strip_prefix(lower.as_slice()) else {
+                break;
+            };
+            let tx = u64::from_be_bytes(take::<8>(tx, 0)?);
+            let set = TxPvtReadWriteSet::decode(v.value())
+                .map_err(|_| StoreError::Corrupt("private write set"))?;
+            out.insert(tx, set);
+        }
+        Ok(out)
+    }
+
+    /// Like `open`, keeping at most `capacity` (at least 1) endorsed private write sets waiting
+    /// for their block.
+    pub fn open_with_transient_capacity(path: &Path, capacity: usize) -> Result<Self, StoreError> {
+        let mut world = Self::open(path)?;
+        world.transient_capacity = capacity.max(1);
+        Ok(world)
+    }
+
+    /// Keeps the private writes of an endorsed transaction until its block commits (Fabric's
+    /// transient store; a later endorsement of the same tx id replaces them). In the ledger
+    /// database, so a restart between endorsement and commit loses nothing; bounded by count,
+    /// the oldest going first.
+    pub fn put_transient(&self, tx_id: &str, set: &TxPvtReadWriteSet) -> Result<(), StoreError> {
+        let write = self.db.begin_write()?;
+        {
+            let mut sets = write.open_table(TRANSIENT)?;
+            let mut order = write.open_table(TRANSIENT_ORDER)?;
+            let next = order.last()?.map_or(0, |(k, _)| k.value() + 1);
+            let previous = match sets.get(tx_id)? {
+                Some(old) => Some(u64::from_be_bytes(take::<8>(old.value(), 0)?)),
+                None => None,
+            };
+            if let Some(previous) = previous {
+                order.remove(previous)?;
+            }
+            let mut value = next.to_be_bytes().to_vec();
+            value.extend_from_slice(&set.encode_to_vec());
+            sets.insert(tx_id, value.as_slice())?;
+            order.insert(next, tx_id)?;
+            while order.len()? > self.transient_capacity as u64 {
+                let oldest = match order.pop_first()? {
+                    Some((_, id)) => id.value().to_string(),
+                    None => break,
+                };
+                sets.remove(oldest.as_str())?;
+            }
+        }
+        write.commit()?;
+        Ok(())
+    }
+
+    /// Private write sets waiting in the transient store.
+    pub fn transient_len(&self) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        Ok(read.open_table(TRANSIENT)?.len()?)
+    }
+
+    /// The committed hash of a private key, if any.
+    pub fn get_private_hash(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<HashedValue>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(HASHED)?;
+        let hkey = collection_key(channel, namespace, collection, &sha256(key.as_bytes()))?;
+        match table.get(hkey.as_slice())? {
+            Some(v) => Ok(Some(decode_hashed(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The committed private value of a key: `Ok(None)` when the key does not exist,
+    /// `Err(MissingPrivateData)` when its hash is committed but its value is not on this node.
+    pub fn get_private(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, Version)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let hashed = read.open_table(HASHED)?;
+        let hkey = collection_key(channel, namespace, collection, &sha256(key.as_bytes()))?;
+        let Some(hash) = hashed.get(hkey.as_slice())? else {
+            return Ok(None);
+        };
+        let hash = decode_hashed(hash.value())?;
+        let private = read.open_table(PRIVATE)?;
+        let pkey = collection_key(channel, namespace, collection, key.as_bytes())?;
+        match private.get(pkey.as_slice())? {
+            Some(v) => {
+                let value = decode_value(v.value())?;
+                if value.version == hash.version {
+                    return Ok(Some((value.value, value.version)));
+                }
+                Err(StoreError::MissingPrivateData(key.to_string()))
+            }
+            None => Err(StoreError::MissingPrivateData(key.to_string())),
+        }
+    }
+
+    /// Up to `limit` committed private keys of a collection in `[start, end)` (empty `end` = to
+    /// the end), in key order, with their versions; stale values are skipped.
+    pub fn private_range(
+        &self,
+        channel: &str,
+        namespace: &str,
+        collection: &str,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, VersionedValue)>, StoreError> {
+        let coll_prefix = collection_prefix(channel, namespace, collection)?;
+        let lower = collection_key(channel, namespace, collection, start.as_bytes())?;
+        let read = self.db.begin_read()?;
+        let private = read.open_table(PRIVATE)?;
+        let hashed = read.open_table(HASHED)?;
+        let mut out = Vec::new();
+        for entry in private.range(lower.as_slice()..)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let Some(key) = k.value().strip_prefix(coll_prefix.as_slice()) else {
+                break;
+            };
+            if !end.is_empty() && key >= end.as_bytes() {
+                break;
+            }
+            let value = decode_value(v.value())?;
+            let hkey = collection_key(channel, namespace, collection, &sha256(key))?;
+            let current = match hashed.get(hkey.as_slice())? {
+                Some(h) => decode_hashed(h.value())?.version == value.version,
+                None => false,
+            };
+            if current {
+                let key =
+                    String::from_utf8(key.to_vec()).map_err(|_| StoreError::Corrupt("key"))?;
+                out.push((key, value));
+            }
+        }
+        Ok(out)
     }
 
     /// The committed value of a key, if any.
@@ -276,7 +539,7 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked)?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
         write.commit()?;
         Ok(block)
     }
@@ -291,7 +554,7 @@ impl WorldState {
         prechecked: &[TxValidationCode],
     ) -> Result<CommittedBlock, StoreError> {
         let write = self.db.begin_write()?;
-        let block = run_block(&write, channel, txs, prechecked)?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
         write.abort()?;
         Ok(block)
     }
@@ -303,6 +566,7 @@ fn run_block(
     channel: &str,
     txs: &[CommitTx<'_>],
     prechecked: &[TxValidationCode],
+    world: &WorldState,
 ) -> Result<CommittedBlock, StoreError> {
     if prechecked.len() != txs.len() {
         return Err(StoreError::InvalidRwSet(format!(
@@ -315,6 +579,17 @@ fn run_block(
     let block_num = heights.get(channel)?.map(|v| v.value()).unwrap_or(0);
     let mut state = write.open_table(STATE)?;
     let mut history = write.open_table(HISTORY)?;
+    let mut private = PrivateTables {
+        private: write.open_table(PRIVATE)?,
+        hashed: write.open_table(HASHED)?,
+        expiry: write.open_table(EXPIRY)?,
+        by_tx: write.open_table(BY_TX)?,
+    };
+    // Private data whose BlockToLive has passed goes before this block sees the state.
+    purge_expired(&mut private, channel, block_num)?;
+    let lookup = world.collection_lookup();
+    let mut transient = write.open_table(TRANSIENT)?;
+    let mut transient_order = write.open_table(TRANSIENT_ORDER)?;
     let mut validation = Vec::with_capacity(txs.len());
     for (tx_num, (tx, precheck)) in txs.iter().zip(prechecked).enumerate() {
         if *precheck != TxValidationCode::Valid {
@@ -332,13 +607,40 @@ fn run_block(
                 Err(_) => break,
             }
         }
-        let code = if sets.len() != tx.rwset.ns_rwset.len() {
-            TxValidationCode::BadRwset
-        } else {
-            // Earlier transactions of this block are already applied in `state`.
-            validate_reads(&state, channel, &sets)?
+        let hashed_sets = decode_hashed_sets(tx.rwset);
+        let code = match &hashed_sets {
+            Some(_) if sets.len() == tx.rwset.ns_rwset.len() => {
+                // Earlier transactions of this block are already applied in `state`.
+                match validate_reads(&state, channel, &sets)? {
+                    TxValidationCode::Valid => validate_hashed_reads(
+                        &private.hashed,
+                        channel,
+                        hashed_sets.as_deref().unwrap_or_default(),
+                    )?,
+                    other => other,
+                }
+            }
+            _ => TxValidationCode::BadRwset,
         };
         if code == TxValidationCode::Valid {
+            let hashed_sets = hashed_sets.unwrap_or_default();
+            if !hashed_sets.is_empty() {
+                let clear = match transient.get(tx.tx_id)? {
+                    Some(v) => Some(
+                        TxPvtReadWriteSet::decode(v.value().get(8..).unwrap_or_default())
+                            .map_err(|_| StoreError::Corrupt("transient private write set"))?,
+                    ),
+                    None => None,
+                };
+                apply_private(
+                    &mut private,
+                    channel,
+                    &hashed_sets,
+                    clear.as_ref(),
+                    &version,
+                    lookup.as_deref(),
+                )?;
+            }
             for (namespace, kv) in &sets {
                 apply_ns(
                     &mut state,
@@ -353,11 +655,381 @@ fn run_block(
         }
         validation.push(code);
     }
+    // Committed (valid or not): their private writes leave the transient store with the block.
+    for tx in txs {
+        let seq = match transient.remove(tx.tx_id)? {
+            Some(v) => Some(u64::from_be_bytes(take::<8>(v.value(), 0)?)),
+            None => None,
+        };
+        if let Some(seq) = seq {
+            transient_order.remove(seq)?;
+        }
+    }
     heights.insert(channel, block_num + 1)?;
     Ok(CommittedBlock {
         block_num,
         validation,
     })
+}
+
+/// The private-data tables of a block's write transaction.
+struct PrivateTables<'t> {
+    private: redb::Table<'t, &'static [u8], &'static [u8]>,
+    hashed: redb::Table<'t, &'static [u8], &'static [u8]>,
+    expiry: redb::Table<'t, &'static [u8], &'static [u8]>,
+    by_tx: redb::Table<'t, &'static [u8], &'static [u8]>,
+}
+
+fn expiry_prefix(channel: &str) -> Result<Vec<u8>, StoreError> {
+    let len = u16::try_from(channel.len()).map_err(|_| StoreError::NameTooLong(channel.len()))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(channel.as_bytes());
+    Ok(out)
+}
+
+/// Removes private values and hashes whose BlockToLive ends before `block_num`, unless the key
+/// was written again since (Fabric's purge manager does the same).
+fn purge_expired(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    block_num: u64,
+) -> Result<(), StoreError> {
+    let prefix = expiry_prefix(channel)?;
+    let mut upper = prefix.clone();
+    upper.extend_from_slice(&block_num.saturating_add(1).to_be_bytes());
+    let mut due = Vec::new();
+    for entry in tables.expiry.range(prefix.as_slice()..upper.as_slice())? {
+        let (k, v) = entry?;
+        due.push((k.value().to_vec(), v.value().to_vec()));
+    }
+    for (key, value) in due {
+        tables.expiry.remove(key.as_slice())?;
+        // key: channel prefix, expiry block (8), u16 namespace, namespace, u16 collection,
+        // collection, then EXPIRING_KEY + key hash or EXPIRING_WRITE_SET + tx number;
+        // value: version (16), clear key.
+        let rest = key
+            .get(prefix.len() + 8..)
+            .ok_or(StoreError::Corrupt("expiry key"))?;
+        let (namespace, rest) = split_name(rest)?;
+        let (collection, rest) = split_name(rest)?;
+        let written = decode_hashed(&value)?.version;
+        let key_hash = match rest.split_first() {
+            Some((&EXPIRING_KEY, key_hash)) => key_hash,
+            Some((&EXPIRING_WRITE_SET, _)) => {
+                erase_kept_write_set(tables, channel, namespace, collection, &written)?;
+                continue;
+            }
+            _ => return Err(StoreError::Corrupt("expiry key")),
+        };
+        let hkey = collection_key(channel, namespace, collection, key_hash)?;
+        let current = match tables.hashed.get(hkey.as_slice())? {
+            Some(h) => Some(decode_hashed(h.value())?.version),
+            None => None,
+        };
+        if current != Some(written) {
+            continue;
+        }
+        tables.hashed.remove(hkey.as_slice())?;
+        let clear_key = value.get(16..).unwrap_or_default();
+        if !clear_key.is_empty() {
+            let pkey = collection_key(channel, namespace, collection, clear_key)?;
+            tables.private.remove(pkey.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn split_name(bytes: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let len = u16::from_be_bytes(take::<2>(bytes, 0)?) as usize;
+    let name = bytes
+        .get(2..2 + len)
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .ok_or(StoreError::Corrupt("expiry entry"))?;
+    Ok((name, &bytes[2 + len..]))
+}
+
+/// What expires: one key's value and hash, or a transaction's whole write set of a collection
+/// kept for Deliver.
+enum Expiring<'a> {
+    Key {
+        key_hash: &'a [u8],
+        clear_key: &'a [u8],
+    },
+    WriteSet,
+}
+
+/// Expiry-key tags after the collection name.
+const EXPIRING_KEY: u8 = 0;
+const EXPIRING_WRITE_SET: u8 = 1;
+
+/// Records that a private write expires after `block_to_live` blocks.
+fn schedule_expiry(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    (namespace, collection): (&str, &str),
+    what: Expiring<'_>,
+    version: &Version,
+    block_to_live: u64,
+) -> Result<(), StoreError> {
+    // Fabric: written in block N with BlockToLive b, gone from block N + b + 1 on.
+    let expires = version
+        .block_num
+        .saturating_add(block_to_live)
+        .saturating_add(1);
+    let mut key = expiry_prefix(channel)?;
+    key.extend_from_slice(&expires.to_be_bytes());
+    key.extend_from_slice(&collection_prefix("", namespace, collection)?[2..]);
+    let mut value = encode_hashed(&HashedValue {
+        version: *version,
+        value_hash: Vec::new(),
+    });
+    match what {
+        Expiring::Key {
+            key_hash,
+            clear_key,
+        } => {
+            key.push(EXPIRING_KEY);
+            key.extend_from_slice(key_hash);
+            value.extend_from_slice(clear_key);
+        }
+        Expiring::WriteSet => {
+            key.push(EXPIRING_WRITE_SET);
+            key.extend_from_slice(&version.tx_num.to_be_bytes());
+        }
+    }
+    tables.expiry.insert(key.as_slice(), value.as_slice())?;
+    Ok(())
+}
+
+/// Erases a collection's write set from the write sets kept for Deliver of the transaction at
+/// `version`.
+fn erase_kept_write_set(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    namespace: &str,
+    collection: &str,
+    version: &Version,
+) -> Result<(), StoreError> {
+    let mut key = expiry_prefix(channel)?;
+    key.extend_from_slice(&version.block_num.to_be_bytes());
+    key.extend_from_slice(&version.tx_num.to_be_bytes());
+    let Some(bytes) = tables
+        .by_tx
+        .get(key.as_slice())?
+        .map(|v| v.value().to_vec())
+    else {
+        return Ok(());
+    };
+    let mut set = TxPvtReadWriteSet::decode(bytes.as_slice())
+        .map_err(|_| StoreError::Corrupt("private write set"))?;
+    for ns in set
+        .ns_pvt_rwset
+        .iter_mut()
+        .filter(|ns| ns.namespace == namespace)
+    {
+        ns.collection_pvt_rwset
+            .retain(|c| c.collection_name != collection);
+    }
+    set.ns_pvt_rwset
+        .retain(|ns| !ns.collection_pvt_rwset.is_empty());
+    if set.ns_pvt_rwset.is_empty() {
+        tables.by_tx.remove(key.as_slice())?;
+    } else {
+        tables
+            .by_tx
+            .insert(key.as_slice(), set.encode_to_vec().as_slice())?;
+    }
+    Ok(())
+}
+
+/// One collection's hashed reads and writes in a transaction: (namespace, collection, set, hash
+/// of its private write set).
+type HashedSet<'a> = (&'a str, &'a str, HashedRwSet, &'a [u8]);
+
+/// The collection hashed sets of a transaction, or `None` when one does not decode (BAD_RWSET).
+fn decode_hashed_sets(rwset: &TxReadWriteSet) -> Option<Vec<HashedSet<'_>>> {
+    let mut out = Vec::new();
+    for ns in &rwset.ns_rwset {
+        for coll in &ns.collection_hashed_rwset {
+            let set = HashedRwSet::decode(coll.hashed_rwset.as_slice()).ok()?;
+            out.push((
+                ns.namespace.as_str(),
+                coll.collection_name.as_str(),
+                set,
+                coll.pvt_rwset_hash.as_slice(),
+            ));
+        }
+    }
+    Some(out)
+}
+
+fn validate_hashed_reads(
+    hashed: &redb::Table<&[u8], &[u8]>,
+    channel: &str,
+    sets: &[HashedSet<'_>],
+) -> Result<TxValidationCode, StoreError> {
+    for (namespace, collection, set, _) in sets {
+        for read in &set.hashed_reads {
+            let hkey = collection_key(channel, namespace, collection, &read.key_hash)?;
+            let committed = match hashed.get(hkey.as_slice())? {
+                Some(v) => Some(decode_hashed(v.value())?.version),
+                None => None,
+            };
+            if committed != read.version {
+                return Ok(TxValidationCode::MvccReadConflict);
+            }
+        }
+    }
+    Ok(TxValidationCode::Valid)
+}
+
+/// The clear write set of one collection from the transaction's private data, if it is there and
+/// matches the hash the endorsers signed.
+fn clear_writes(
+    clear: Option<&TxPvtReadWriteSet>,
+    namespace: &str,
+    collection: &str,
+    expected_hash: &[u8],
+) -> Option<KvrwSet> {
+    let coll = clear?
+        .ns_pvt_rwset
+        .iter()
+        .filter(|ns| ns.namespace == namespace)
+        .flat_map(|ns| &ns.collection_pvt_rwset)
+        .find(|c| c.collection_name == collection)?;
+    if sha256(&coll.rwset) != expected_hash {
+        return None;
+    }
+    KvrwSet::decode(coll.rwset.as_slice()).ok()
+}
+
+/// Applies a valid transaction's hashed writes, and its clear private writes where this node has
+/// them (from the transient store; without them only the hashes change).
+fn apply_private(
+    tables: &mut PrivateTables<'_>,
+    channel: &str,
+    sets: &[HashedSet<'_>],
+    clear: Option<&TxPvtReadWriteSet>,
+    version: &Version,
+    lookup: Option<&dyn CollectionLookup>,
+) -> Result<(), StoreError> {
+    let mut committed = TxPvtReadWriteSet::default();
+    for (namespace, collection, set, pvt_hash) in sets {
+        // A definition that does not decode was refused at endorsement; treat it as no expiry.
+        let block_to_live = lookup
+            .and_then(|l| l.collections(channel, namespace).ok())
+            .and_then(|defs| defs.into_iter().find(|d| d.name == *collection))
+            .map_or(0, |d| d.block_to_live);
+        let clear_kv = if pvt_hash.is_empty() {
+            None
+        } else {
+            clear_writes(clear, namespace, collection, pvt_hash)
+        };
+        // Key hash → clear key, to purge the clear value when it expires.
+        let clear_keys: std::collections::HashMap<Vec<u8>, &[u8]> = match &clear_kv {
+            Some(kv) if block_to_live > 0 => kv
+                .writes
+                .iter()
+                .map(|cw| (sha256(cw.key.as_bytes()), cw.key.as_bytes()))
+                .collect(),
+            _ => std::collections::HashMap::new(),
+        };
+        for w in &set.hashed_writes {
+            let hkey = collection_key(channel, namespace, collection, &w.key_hash)?;
+            if w.is_delete || w.is_purge {
+                tables.hashed.remove(hkey.as_slice())?;
+            } else {
+                let record = HashedValue {
+                    version: *version,
+                    value_hash: w.value_hash.clone(),
+                };
+                tables
+                    .hashed
+                    .insert(hkey.as_slice(), encode_hashed(&record).as_slice())?;
+                if block_to_live > 0 {
+                    let clear_key = clear_keys
+                        .get(w.key_hash.as_slice())
+                        .copied()
+                        .unwrap_or_default();
+                    schedule_expiry(
+                        tables,
+                        channel,
+                        (namespace, collection),
+                        Expiring::Key {
+                            key_hash: &w.key_hash,
+                            clear_key,
+                        },
+                        version,
+                        block_to_live,
+                    )?;
+                }
+            }
+        }
+        if pvt_hash.is_empty() {
+            continue;
+        }
+        let Some(kv) = clear_kv else {
+            tracing::warn!(
+                channel,
+                namespace,
+                collection,
+                "private data of a committed transaction is not on this node; only its hashes were committed"
+            );
+            continue;
+        };
+        if block_to_live > 0 {
+            schedule_expiry(
+                tables,
+                channel,
+                (namespace, collection),
+                Expiring::WriteSet,
+                version,
+                block_to_live,
+            )?;
+        }
+        let rwset = kv.encode_to_vec();
+        match committed
+            .ns_pvt_rwset
+            .iter_mut()
+            .find(|ns| ns.namespace == *namespace)
+        {
+            Some(ns) => ns.collection_pvt_rwset.push(CollectionPvtReadWriteSet {
+                collection_name: collection.to_string(),
+                rwset,
+            }),
+            None => committed.ns_pvt_rwset.push(NsPvtReadWriteSet {
+                namespace: namespace.to_string(),
+                collection_pvt_rwset: vec![CollectionPvtReadWriteSet {
+                    collection_name: collection.to_string(),
+                    rwset,
+                }],
+            }),
+        }
+        for w in &kv.writes {
+            let pkey = collection_key(channel, namespace, collection, w.key.as_bytes())?;
+            if w.is_delete {
+                tables.private.remove(pkey.as_slice())?;
+            } else {
+                let record = VersionedValue {
+                    value: w.value.clone(),
+                    version: *version,
+                    metadata: BTreeMap::new(),
+                };
+                tables
+                    .private
+                    .insert(pkey.as_slice(), encode_value(&record).as_slice())?;
+            }
+        }
+    }
+    if !committed.ns_pvt_rwset.is_empty() {
+        let mut key = expiry_prefix(channel)?;
+        key.extend_from_slice(&version.block_num.to_be_bytes());
+        key.extend_from_slice(&version.tx_num.to_be_bytes());
+        tables
+            .by_tx
+            .insert(key.as_slice(), committed.encode_to_vec().as_slice())?;
+    }
+    Ok(())
 }
 
 fn committed_version(

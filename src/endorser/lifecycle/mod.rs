@@ -7,6 +7,7 @@
 //! proposals to `_lifecycle` reach it. The same in-process calls (`install`, `approve`, `commit`)
 //! serve the CLI. With one endorser there is no ordering service: an approval or a commit takes
 //! effect when its admin-signed proposal is endorsed.
+pub mod collections;
 pub mod definitions;
 pub mod init;
 pub mod installed;

@@ -17,6 +17,7 @@ use crate::builders::package::{self, package_source_dir};
 use crate::builders::{Limits, PackageId};
 use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
 use crate::endorser::lifecycle::LIFECYCLE_NAME;
+use crate::endorser::lifecycle::collections::parse_collections_json;
 use crate::endorser::node::devcrypto::{self, DevCryptoPaths, DevCryptoSpec};
 use crate::endorser::node::{self, RunningNode, ServerTls};
 use crate::endorser::proposal::build::{ProposalSpec, signed_proposal};
@@ -25,6 +26,7 @@ use crate::proto::lifecycle::{
     ApproveChaincodeDefinitionForMyOrgArgs, ChaincodeSource, CommitChaincodeDefinitionArgs,
     InstallChaincodeArgs, InstallChaincodeResult, chaincode_source,
 };
+use crate::proto::protos::CollectionConfigPackage;
 
 #[derive(Debug, clap::Args)]
 pub struct DevArgs {
@@ -61,6 +63,15 @@ pub struct DevArgs {
     /// MSP id of the generated organisation.
     #[arg(long, default_value = "Org1MSP")]
     pub mspid: String,
+    /// Another organisation whose members may use this node (e.g. to try private data as a
+    /// member of another org), as MSPID=MSP_DIR; repeatable.
+    #[arg(long = "trust", value_name = "MSPID=DIR", value_parser = super::cli::parse_trusted_org)]
+    pub trusted: Vec<super::cli::TrustedOrg>,
+    /// Private data collections of the chaincode: Fabric's collections-config JSON (as for
+    /// `peer lifecycle chaincode approveformyorg --collections-config`). Implicit org
+    /// collections need none.
+    #[arg(long = "collections", value_name = "FILE")]
+    pub collections: Option<PathBuf>,
     #[command(flatten)]
     pub chaincode: ChaincodeArgs,
 }
@@ -252,6 +263,16 @@ pub fn ccaas_package(name: &str, address: &str) -> anyhow::Result<Vec<u8>> {
 
 pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     validate_args(&args)?;
+    let collections = match &args.collections {
+        Some(file) => {
+            let json = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            parse_collections_json(&json)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("collections config {}", file.display()))?
+        }
+        None => Vec::new(),
+    };
     let (name, bytes) = dev_package(&args)?;
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("creating {}", args.dir.display()))?;
@@ -290,8 +311,16 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
         .context("loading the endorser identity")?;
     let admin = load_signing_identity(&args.mspid, &paths.admin.dir)
         .context("loading the admin identity")?;
-    let org = load_organization(&args.mspid, &paths.endorser.dir)
-        .context("loading the development organisation")?;
+    let mut organizations = vec![
+        load_organization(&args.mspid, &paths.endorser.dir)
+            .context("loading the development organisation")?,
+    ];
+    for org in &args.trusted {
+        organizations.push(
+            load_organization(&org.mspid, &org.dir)
+                .with_context(|| format!("loading organisation {}", org.mspid))?,
+        );
+    }
     let tls = if args.no_tls {
         None
     } else {
@@ -305,7 +334,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let config = node_config(
         &dir.join("data"),
         signing,
-        vec![org],
+        organizations,
         vec![args.channel.clone()],
         args.listen,
         tls,
@@ -314,7 +343,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let node = node::start(config).await?;
 
     let package_id = PackageId::new(&name, &bytes).to_string();
-    let sequence = install_and_define(&node, &admin, &args.channel, &name, bytes, &package_id)
+    let definition = DevDefinition {
+        channel: &args.channel,
+        name: &name,
+        package_id: &package_id,
+        collections,
+    };
+    let sequence = install_and_define(&node, &admin, &definition, bytes)
         .await
         .context("installing and defining the chaincode")?;
     // A chaincode server is started by the user once the package id is known: it is dialled at
@@ -414,17 +449,35 @@ async fn lifecycle_call(
     }
 }
 
-/// Installs the package (already installed is fine) and defines it as `name` on `channel` with
-/// the next sequence, unless the current definition already runs this package. Returns the
+/// What dev defines: the package as `name` on `channel`, with these collections.
+struct DevDefinition<'a> {
+    channel: &'a str,
+    name: &'a str,
+    package_id: &'a str,
+    /// Encoded `CollectionConfig`s.
+    collections: Vec<Vec<u8>>,
+}
+
+/// Installs the package (already installed is fine) and defines it with the next sequence,
+/// unless the current definition already runs this package with these collections. Returns the
 /// definition's sequence.
 async fn install_and_define(
     node: &RunningNode,
     admin: &SigningIdentity,
-    channel: &str,
-    name: &str,
+    definition: &DevDefinition<'_>,
     package: Vec<u8>,
-    package_id: &str,
 ) -> anyhow::Result<i64> {
+    let DevDefinition {
+        channel,
+        name,
+        package_id,
+        ..
+    } = *definition;
+    let collections = || {
+        (!definition.collections.is_empty()).then(|| CollectionConfigPackage {
+            config: definition.collections.clone(),
+        })
+    };
     let install = InstallChaincodeArgs {
         chaincode_install_package: package,
     }
@@ -449,7 +502,9 @@ async fn install_and_define(
     // The node's own definitions say what runs now: no proposal needed to read them.
     let current = node.lifecycle.definitions().get(channel, name);
     let current_sequence = current.as_ref().map_or(0, |def| def.sequence);
-    if current.is_some_and(|def| def.package_id == package_id) {
+    if current.is_some_and(|def| {
+        def.package_id == package_id && def.collections == definition.collections
+    }) {
         tracing::info!(%name, sequence = current_sequence, "definition unchanged");
         return Ok(current_sequence);
     }
@@ -466,6 +521,7 @@ async fn install_and_define(
                 },
             )),
         }),
+        collections: collections(),
         ..ApproveChaincodeDefinitionForMyOrgArgs::default()
     }
     .encode_to_vec();
@@ -482,6 +538,7 @@ async fn install_and_define(
         sequence,
         name: name.to_string(),
         version,
+        collections: collections(),
         ..CommitChaincodeDefinitionArgs::default()
     }
     .encode_to_vec();

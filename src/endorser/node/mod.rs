@@ -366,6 +366,8 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         )
         .context("opening the chaincode lifecycle")?,
     );
+    // Commits take explicit collections' BlockToLive from the definitions.
+    world.set_collection_lookup(lifecycle.definitions());
     let ca = if config.chaincode_plaintext {
         None
     } else {
@@ -461,8 +463,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
             ),
     );
 
-    let deliver =
-        DeliverService::new(committer.clone(), trust.clone()).with_shutdown(shutdown_rx.clone());
+    let deliver = DeliverService::new(committer.clone(), trust.clone())
+        .with_private_data(context.world.clone())
+        .with_shutdown(shutdown_rx.clone());
     let gateway = GatewayService::new(
         context.clone(),
         committer.clone(),

@@ -16,6 +16,7 @@
 //!
 //! [`parse_request`], [`resolve_seek`] and [`filtered_block`] are the pure core; the statuses
 //! become `DeliverResponse`s only in the service.
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,6 +30,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::endorser::commit::Committer;
 use crate::endorser::commit::blocklog::transactions_filter;
 use crate::endorser::identity::TrustStore;
+use crate::endorser::ledger::WorldState;
+use crate::endorser::ledger::private::readable_private_data;
 use crate::proto::common::{
     Block, ChannelHeader, Envelope, HeaderType, Payload, SignatureHeader, Status as FabricStatus,
 };
@@ -41,6 +44,7 @@ use crate::proto::protos::{
     FilteredBlock, FilteredChaincodeAction, FilteredTransaction, FilteredTransactionActions,
     ProposalResponsePayload, Transaction, TxValidationCode, deliver_response, filtered_transaction,
 };
+use crate::proto::rwset::TxPvtReadWriteSet;
 
 /// How far a request's timestamp may be from the node's clock (Fabric's default `TimeWindow`).
 pub const TIME_WINDOW: Duration = Duration::from_secs(15 * 60);
@@ -74,6 +78,8 @@ impl Refusal {
 pub struct DeliverRequest {
     pub channel: String,
     pub seek: SeekInfo,
+    /// The requester's organisation (which private data it may receive).
+    pub mspid: String,
 }
 
 fn bad(what: &str, err: impl std::fmt::Display) -> Refusal {
@@ -136,7 +142,11 @@ pub fn parse_request(
         .map_err(|e| Refusal::Forbidden(format!("the envelope signature is not valid: {e}")))?;
     let seek =
         SeekInfo::decode(payload.data.as_slice()).map_err(|e| bad("malformed SeekInfo", e))?;
-    Ok(DeliverRequest { channel, seek })
+    Ok(DeliverRequest {
+        channel,
+        seek,
+        mspid: creator.mspid().to_string(),
+    })
 }
 
 /// The blocks a `SeekInfo` asks for, resolved against the channel's height.
@@ -296,12 +306,14 @@ pub enum Content {
     WithPrivateData,
 }
 
-/// The response carrying `block` for `content`.
+/// The response carrying `block` for `content` (`private`: the block's private data the
+/// requester may see, by transaction index; only sent with `WithPrivateData`).
 pub fn block_response(
     content: Content,
     channel: &str,
     mut block: Block,
     plan: &SeekPlan,
+    private: HashMap<u64, TxPvtReadWriteSet>,
 ) -> DeliverResponse {
     use deliver_response::Type;
     let r#type = match content {
@@ -313,10 +325,9 @@ pub fn block_response(
             if content == Content::Blocks {
                 Type::Block(block)
             } else {
-                // No private data is kept yet, so the map is always empty.
                 Type::BlockAndPrivateData(BlockAndPrivateData {
                     block: Some(block),
-                    private_data_map: Default::default(),
+                    private_data_map: private,
                 })
             }
         }
@@ -340,6 +351,8 @@ type Sender = mpsc::Sender<Result<DeliverResponse, Status>>;
 pub struct DeliverService {
     committer: Committer,
     trust: Arc<TrustStore>,
+    /// Where DeliverWithPrivateData finds committed private data; none: an empty map.
+    private: Option<WorldState>,
     shutdown: watch::Receiver<bool>,
     buffer: usize,
 }
@@ -357,9 +370,53 @@ impl DeliverService {
         Self {
             committer,
             trust,
+            private: None,
             shutdown: watch::channel(false).1,
             buffer: 16,
         }
+    }
+
+    /// DeliverWithPrivateData sends the private data committed in `world`.
+    pub fn with_private_data(mut self, world: WorldState) -> Self {
+        self.private = Some(world);
+        self
+    }
+
+    /// The private data of `block_num` that `mspid` may receive (read off the async threads).
+    async fn private_data(
+        &self,
+        channel: &str,
+        block_num: u64,
+        mspid: &str,
+    ) -> Result<HashMap<u64, TxPvtReadWriteSet>, String> {
+        let Some(world) = self.private.clone() else {
+            return Ok(HashMap::new());
+        };
+        let height = self.committer.height(channel);
+        let (channel, mspid) = (channel.to_string(), mspid.to_string());
+        tokio::task::spawn_blocking(move || {
+            let lookup = world.collection_lookup();
+            let sets = world
+                .block_private_data(&channel, block_num)
+                .map_err(|e| e.to_string())?;
+            Ok(sets
+                .into_iter()
+                .map(|(tx, set)| {
+                    let readable = readable_private_data(
+                        &set,
+                        &mspid,
+                        &channel,
+                        lookup.as_deref(),
+                        block_num,
+                        height,
+                    );
+                    (tx, readable)
+                })
+                .filter(|(_, set)| !set.ns_pvt_rwset.is_empty())
+                .collect())
+        })
+        .await
+        .map_err(|e| e.to_string())?
     }
 
     /// Streams end when `shutdown` becomes true.
@@ -467,7 +524,18 @@ impl DeliverService {
                         tracing::error!(%channel, next, ?number, "the block log is out of sequence");
                         return Outcome::Status(FabricStatus::InternalServerError);
                     }
-                    let response = block_response(content, &channel, block, &plan);
+                    let private = if content == Content::WithPrivateData && !plan.headers_only {
+                        match self.private_data(&channel, next, &request.mspid).await {
+                            Ok(private) => private,
+                            Err(error) => {
+                                tracing::error!(%channel, %error, "reading private data for Deliver");
+                                return Outcome::Status(FabricStatus::InternalServerError);
+                            }
+                        }
+                    } else {
+                        HashMap::new()
+                    };
+                    let response = block_response(content, &channel, block, &plan, private);
                     if !send(tx, response, shutdown).await {
                         return Outcome::End;
                     }
@@ -843,13 +911,25 @@ mod tests {
         );
         let mut plan = plan(specified(0), specified(0), 1).unwrap();
         plan.headers_only = true;
-        let response = block_response(Content::Blocks, "mychannel", block.clone(), &plan);
+        let response = block_response(
+            Content::Blocks,
+            "mychannel",
+            block.clone(),
+            &plan,
+            HashMap::new(),
+        );
         let Some(deliver_response::Type::Block(sent)) = response.r#type else {
             panic!("not a block");
         };
         assert_eq!(sent.header, block.header);
         assert!(sent.data.is_none());
-        let response = block_response(Content::WithPrivateData, "mychannel", block, &plan);
+        let response = block_response(
+            Content::WithPrivateData,
+            "mychannel",
+            block,
+            &plan,
+            HashMap::new(),
+        );
         let Some(deliver_response::Type::BlockAndPrivateData(sent)) = response.r#type else {
             panic!("not a block and private data");
         };

@@ -5,6 +5,7 @@
 //! without a chaincode process; [`EndorserService`] is the thin tonic adapter. Every failure
 //! becomes a `ProposalResponse` (status 500 and a message), never a gRPC error or a panic, so a
 //! bad proposal does not stop the next one from being served.
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -15,7 +16,7 @@ use crate::endorser::chaincode::gate::LaunchingResolver;
 use crate::endorser::chaincode::handle::{ExecuteError, ExecuteOutcome, ExecuteRequest};
 use crate::endorser::chaincode::handler::TxKind;
 use crate::endorser::identity::SigningIdentity;
-use crate::endorser::ledger::{TxSimulator, WorldState};
+use crate::endorser::ledger::{CollectionLookup, PrivateAccess, TxSimulator, WorldState};
 use crate::endorser::lifecycle::{
     Caller, InvocationError, LIFECYCLE_NAME, Lifecycle, SYSCC_VERSION, check_invocation,
 };
@@ -107,8 +108,20 @@ pub async fn simulate(
     proposal: &ValidatedProposal,
     world: &WorldState,
     runner: &dyn ChaincodeRunner,
+    collection_orgs: &Arc<BTreeSet<String>>,
+    explicit_collections: Option<Arc<dyn CollectionLookup>>,
 ) -> Result<SimulationOutcome, String> {
-    let simulator = TxSimulator::new(world.clone(), proposal.channel_id(), proposal.tx_id());
+    let simulator = TxSimulator::with_private_access(
+        world.clone(),
+        proposal.channel_id(),
+        proposal.tx_id(),
+        PrivateAccess {
+            orgs: collection_orgs.clone(),
+            creator_mspid: proposal.creator.mspid().to_string(),
+            is_init: proposal.is_init(),
+            explicit: explicit_collections.map(|l| (proposal.channel_id().to_string(), l)),
+        },
+    );
     let mut input = proposal.input.clone();
     // Fabric hands the chaincode the transient map through the stream's proposal; the shim reads
     // it from the SignedProposal, so nothing is merged into the input here.
@@ -134,10 +147,19 @@ pub async fn simulate(
     let results = if outcome.response.status >= ERROR_THRESHOLD || simulator.is_aborted() {
         Vec::new()
     } else {
-        simulator
-            .results()
-            .map_err(|err| format!("error collecting the simulation results: {err}"))?
-            .encode_to_vec()
+        let collect = |err| format!("error collecting the simulation results: {err}");
+        // Private writes wait in the transient store for the transaction's block (Fabric's
+        // endorser does the same); only their hashes are in the endorsed results.
+        if let Some(private) = simulator.private_results().map_err(collect)? {
+            // A database write that may wait for a block commit: off the async threads.
+            let (world, tx_id) = (world.clone(), proposal.tx_id().to_string());
+            tokio::task::spawn_blocking(move || world.put_transient(&tx_id, &private))
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|stored| stored.map_err(|err| err.to_string()))
+                .map_err(|err| format!("error keeping the private data: {err}"))?;
+        }
+        simulator.results().map_err(collect)?.encode_to_vec()
     };
     Ok(SimulationOutcome {
         chaincode_id,
@@ -210,7 +232,27 @@ pub async fn endorse_with_replay(
     let outcome = if proposal.chaincode_name() == LIFECYCLE_NAME {
         invoke_lifecycle(&proposal, context.lifecycle.as_ref()).await
     } else {
-        simulate(&proposal, &context.world, context.runner.as_ref()).await
+        let orgs = Arc::new(
+            context
+                .validator
+                .trust()
+                .organizations()
+                .iter()
+                .map(|org| org.mspid().to_string())
+                .collect(),
+        );
+        let explicit = context
+            .lifecycle
+            .as_ref()
+            .map(|l| l.definitions() as Arc<dyn CollectionLookup>);
+        simulate(
+            &proposal,
+            &context.world,
+            context.runner.as_ref(),
+            &orgs,
+            explicit,
+        )
+        .await
     };
     match outcome {
         Ok(outcome) => {

@@ -89,6 +89,33 @@ pub enum StateRequest {
         name: String,
         value: Vec<u8>,
     },
+    /// GET_STATE on a private data collection.
+    GetPrivateData {
+        collection: String,
+        key: String,
+    },
+    /// PUT_STATE on a collection.
+    PutPrivateData {
+        collection: String,
+        key: String,
+        value: Vec<u8>,
+    },
+    /// DEL_STATE on a collection, or PURGE_PRIVATE_DATA (`purge`).
+    DelPrivateData {
+        collection: String,
+        key: String,
+        purge: bool,
+    },
+    GetPrivateDataHash {
+        collection: String,
+        key: String,
+    },
+    /// GET_STATE_BY_RANGE on a collection.
+    GetPrivateDataByRange {
+        collection: String,
+        start: String,
+        end: String,
+    },
     /// INVOKE_CHAINCODE: `target` is the chaincode name, `channel` its channel if given ("cc/ch").
     Invoke {
         target: String,
@@ -511,7 +538,7 @@ impl<C: Clone> Handler<C> {
     }
 }
 
-const PRIVATE_DATA: &str = "private data collections are not supported by this peer";
+const PRIVATE_DATA: &str = "not supported on private data collections by this peer";
 /// Answer to GET_QUERY_RESULT: the world state is a key/value store, not CouchDB.
 pub const RICH_QUERY_UNSUPPORTED: &str = "rich queries are not supported by this state database";
 
@@ -519,11 +546,13 @@ fn decode<M: Message + Default>(payload: &[u8], what: &str) -> Result<M, String>
     M::decode(payload).map_err(|e| format!("malformed {what} payload: {e}"))
 }
 
-fn no_collection(collection: &str) -> Result<(), String> {
+fn no_collection(what: &str, collection: &str) -> Result<(), String> {
     if collection.is_empty() {
         Ok(())
     } else {
-        Err(format!("{PRIVATE_DATA} (collection {collection:?})"))
+        Err(format!(
+            "{what} is {PRIVATE_DATA} (collection {collection:?})"
+        ))
     }
 }
 
@@ -532,25 +561,79 @@ pub fn decode_state_request(kind: Option<Type>, payload: &[u8]) -> Result<StateR
     match kind {
         Some(Type::GetState) => {
             let m: GetState = decode(payload, "GET_STATE")?;
-            no_collection(&m.collection)?;
-            Ok(StateRequest::GetState { key: m.key })
+            if m.collection.is_empty() {
+                Ok(StateRequest::GetState { key: m.key })
+            } else {
+                Ok(StateRequest::GetPrivateData {
+                    collection: m.collection,
+                    key: m.key,
+                })
+            }
         }
         Some(Type::PutState) => {
             let m: PutState = decode(payload, "PUT_STATE")?;
-            no_collection(&m.collection)?;
-            Ok(StateRequest::PutState {
-                key: m.key,
-                value: m.value,
-            })
+            if m.collection.is_empty() {
+                Ok(StateRequest::PutState {
+                    key: m.key,
+                    value: m.value,
+                })
+            } else {
+                Ok(StateRequest::PutPrivateData {
+                    collection: m.collection,
+                    key: m.key,
+                    value: m.value,
+                })
+            }
         }
         Some(Type::DelState) => {
             let m: DelState = decode(payload, "DEL_STATE")?;
-            no_collection(&m.collection)?;
-            Ok(StateRequest::DelState { key: m.key })
+            if m.collection.is_empty() {
+                Ok(StateRequest::DelState { key: m.key })
+            } else {
+                Ok(StateRequest::DelPrivateData {
+                    collection: m.collection,
+                    key: m.key,
+                    purge: false,
+                })
+            }
+        }
+        Some(Type::PurgePrivateData) => {
+            let m: DelState = decode(payload, "PURGE_PRIVATE_DATA")?;
+            if m.collection.is_empty() {
+                return Err("PURGE_PRIVATE_DATA without a collection".into());
+            }
+            Ok(StateRequest::DelPrivateData {
+                collection: m.collection,
+                key: m.key,
+                purge: true,
+            })
+        }
+        Some(Type::GetPrivateDataHash) => {
+            let m: GetState = decode(payload, "GET_PRIVATE_DATA_HASH")?;
+            if m.collection.is_empty() {
+                return Err("GET_PRIVATE_DATA_HASH without a collection".into());
+            }
+            Ok(StateRequest::GetPrivateDataHash {
+                collection: m.collection,
+                key: m.key,
+            })
         }
         Some(Type::GetStateByRange) => {
             let m: GetStateByRange = decode(payload, "GET_STATE_BY_RANGE")?;
-            no_collection(&m.collection)?;
+            if !m.collection.is_empty() {
+                if !m.metadata.is_empty() {
+                    // Fabric has no paginated queries on private data either.
+                    return Err(format!(
+                        "paginated range queries are {PRIVATE_DATA} (collection {:?})",
+                        m.collection
+                    ));
+                }
+                return Ok(StateRequest::GetPrivateDataByRange {
+                    collection: m.collection,
+                    start: m.start_key,
+                    end: m.end_key,
+                });
+            }
             let page = if m.metadata.is_empty() {
                 None
             } else {
@@ -576,12 +659,12 @@ pub fn decode_state_request(kind: Option<Type>, payload: &[u8]) -> Result<StateR
         }
         Some(Type::GetStateMetadata) => {
             let m: GetStateMetadata = decode(payload, "GET_STATE_METADATA")?;
-            no_collection(&m.collection)?;
+            no_collection("state metadata", &m.collection)?;
             Ok(StateRequest::GetStateMetadata { key: m.key })
         }
         Some(Type::PutStateMetadata) => {
             let m: PutStateMetadata = decode(payload, "PUT_STATE_METADATA")?;
-            no_collection(&m.collection)?;
+            no_collection("state metadata", &m.collection)?;
             let meta = m
                 .metadata
                 .ok_or_else(|| "PUT_STATE_METADATA without metadata".to_string())?;
@@ -592,12 +675,8 @@ pub fn decode_state_request(kind: Option<Type>, payload: &[u8]) -> Result<StateR
             })
         }
         Some(Type::GetQueryResult) => {
-            let m: GetQueryResult = decode(payload, "GET_QUERY_RESULT")?;
-            no_collection(&m.collection)?;
+            let _: GetQueryResult = decode(payload, "GET_QUERY_RESULT")?;
             Err(RICH_QUERY_UNSUPPORTED.to_string())
-        }
-        Some(Type::GetPrivateDataHash) | Some(Type::PurgePrivateData) => {
-            Err(PRIVATE_DATA.to_string())
         }
         Some(Type::InvokeChaincode) => {
             let spec: ChaincodeSpec = decode(payload, "INVOKE_CHAINCODE")?;

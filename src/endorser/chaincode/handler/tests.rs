@@ -395,16 +395,16 @@ fn unsupported_requests_get_clear_errors_and_keep_the_stream() {
         sent(&out),
         [(Type::Error, RICH_QUERY_UNSUPPORTED.to_string())]
     );
-    let private = GetState {
+    let private_metadata = GetStateMetadata {
         key: "k".into(),
         collection: "secret".into(),
     };
     let out = h.handle(Input::FromChaincode(msg(
-        Type::GetState,
+        Type::GetStateMetadata,
         "t1",
-        private.encode_to_vec(),
+        private_metadata.encode_to_vec(),
     )));
-    assert!(sent(&out)[0].1.contains("private data"));
+    assert!(sent(&out)[0].1.contains("private data collections"));
     for kind in [
         Type::WriteBatchState,
         Type::GetStateMultiple,
@@ -600,4 +600,86 @@ fn an_oversized_message_fails_only_its_transaction() {
         .encode_to_vec(),
     )));
     assert!(matches!(&out[..], [Output::State { .. }]), "{out:?}");
+}
+
+#[test]
+fn private_data_requests_decode_with_their_collection() {
+    let get = GetState {
+        key: "k".into(),
+        collection: "c".into(),
+    }
+    .encode_to_vec();
+    assert_eq!(
+        decode_state_request(Some(Type::GetState), &get),
+        Ok(StateRequest::GetPrivateData {
+            collection: "c".into(),
+            key: "k".into()
+        })
+    );
+    assert_eq!(
+        decode_state_request(Some(Type::GetPrivateDataHash), &get),
+        Ok(StateRequest::GetPrivateDataHash {
+            collection: "c".into(),
+            key: "k".into()
+        })
+    );
+    let put = PutState {
+        key: "k".into(),
+        value: b"v".to_vec(),
+        collection: "c".into(),
+    }
+    .encode_to_vec();
+    assert_eq!(
+        decode_state_request(Some(Type::PutState), &put),
+        Ok(StateRequest::PutPrivateData {
+            collection: "c".into(),
+            key: "k".into(),
+            value: b"v".to_vec()
+        })
+    );
+    let del = DelState {
+        key: "k".into(),
+        collection: "c".into(),
+    }
+    .encode_to_vec();
+    assert_eq!(
+        decode_state_request(Some(Type::DelState), &del),
+        Ok(StateRequest::DelPrivateData {
+            collection: "c".into(),
+            key: "k".into(),
+            purge: false
+        })
+    );
+    assert_eq!(
+        decode_state_request(Some(Type::PurgePrivateData), &del),
+        Ok(StateRequest::DelPrivateData {
+            collection: "c".into(),
+            key: "k".into(),
+            purge: true
+        })
+    );
+    let range = GetStateByRange {
+        start_key: "a".into(),
+        end_key: "z".into(),
+        collection: "c".into(),
+        metadata: Vec::new(),
+    }
+    .encode_to_vec();
+    assert_eq!(
+        decode_state_request(Some(Type::GetStateByRange), &range),
+        Ok(StateRequest::GetPrivateDataByRange {
+            collection: "c".into(),
+            start: "a".into(),
+            end: "z".into()
+        })
+    );
+    // Without a collection the hash and purge requests make no sense; garbage is an error too.
+    let public = GetState {
+        key: "k".into(),
+        collection: String::new(),
+    }
+    .encode_to_vec();
+    assert!(decode_state_request(Some(Type::GetPrivateDataHash), &public).is_err());
+    assert!(decode_state_request(Some(Type::PurgePrivateData), &public).is_err());
+    assert!(decode_state_request(Some(Type::PutState), &[0xff, 0xff, 0xff]).is_err());
 }
