@@ -483,6 +483,30 @@ mod tests {
         frame.expect("test bodies do not fail").into_data().ok()
     }
 
+    async fn until_trims(trimmer: &MemoryTrimmer, trims: usize) {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while trimmer.trims() < trims {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the trim runs");
+    }
+
+    #[tokio::test]
+    async fn large_requests_in_quick_succession_get_one_trim_now_and_one_after_the_interval() {
+        let trimmer = MemoryTrimmer::default();
+        trimmer.after_large_request();
+        until_trims(&trimmer, 1).await;
+        trimmer.after_large_request();
+        trimmer.after_large_request();
+        tokio::time::sleep(MIN_TRIM_INTERVAL / 5).await;
+        assert_eq!(trimmer.trims(), 1, "not again within the interval");
+        until_trims(&trimmer, 2).await;
+        tokio::time::sleep(MIN_TRIM_INTERVAL * 3 / 2).await;
+        assert_eq!(trimmer.trims(), 2, "one trailing trim covers both requests");
+    }
+
     #[tokio::test]
     async fn a_streams_budget_comes_back_after_each_message_not_at_its_end() {
         let budget = RequestBudget::new(100);
