@@ -12,7 +12,8 @@
 //!   not defined (received, decoded, signature checked over every byte, refused).
 //!
 //! Before each phase the child resets its peak (`/proc/self/clear_refs` 5); after it, the parent
-//! reads VmHWM (peak) and, after 3 s (the trim runs at most once a second), VmRSS.
+//! reads VmHWM (peak) and, after 3 s (the trim runs at most once a second), VmRSS; and VmRSS once
+//! more after the child calls `malloc_trim(0)` itself (`trimmed`: what is live, not merely free).
 //!
 //! Run: `cargo bench --bench endorser_memory`.
 #[path = "../tests/proposal_support/mod.rs"]
@@ -84,7 +85,7 @@ fn main() -> anyhow::Result<()> {
         DEFAULT_MAX_MESSAGE_BYTES >> 20
     );
     println!(
-        "{:<20} {:>6} | {:>13} {:>13} {:>6} | {:>14} {:>14} {:>6}",
+        "{:<20} {:>6} | {:>13} {:>13} {:>6} | {:>14} {:>15} {:>8} {:>6}",
         "variant",
         "idle",
         "garbage peak",
@@ -92,13 +93,14 @@ fn main() -> anyhow::Result<()> {
         "secs",
         "proposals peak",
         "proposals after",
+        "trimmed",
         "secs"
     );
     let mut results = Vec::new();
     for variant in VARIANTS {
         let figures = runtime.block_on(measure(variant))?;
         println!(
-            "{:<20} {:>6.0} | {:>13.0} {:>13.0} {:>6.1} | {:>14.0} {:>15.0} {:>6.1}",
+            "{:<20} {:>6.0} | {:>13.0} {:>13.0} {:>6.1} | {:>14.0} {:>15.0} {:>8.0} {:>6.1}",
             variant.name,
             figures.idle,
             figures.garbage_peak,
@@ -106,6 +108,7 @@ fn main() -> anyhow::Result<()> {
             figures.garbage_secs,
             figures.proposals_peak,
             figures.proposals_after,
+            figures.proposals_trimmed,
             figures.proposals_secs
         );
         results.push((variant, figures));
@@ -133,6 +136,8 @@ struct Figures {
     garbage_secs: f64,
     proposals_peak: f64,
     proposals_after: f64,
+    /// After a `malloc_trim(0)` of its own: what is live, not merely free in the heap.
+    proposals_trimmed: f64,
     proposals_secs: f64,
 }
 
@@ -276,6 +281,8 @@ async fn measure(variant: Variant) -> anyhow::Result<Figures> {
     let (_, proposals_peak) = node.rss()?;
     tokio::time::sleep(SETTLE).await;
     let (proposals_after, _) = node.rss()?;
+    node.ask("trim")?;
+    let (proposals_trimmed, _) = node.rss()?;
     Ok(Figures {
         idle,
         garbage_peak,
@@ -283,6 +290,7 @@ async fn measure(variant: Variant) -> anyhow::Result<Figures> {
         garbage_secs,
         proposals_peak,
         proposals_after,
+        proposals_trimmed,
         proposals_secs,
     })
 }
@@ -309,6 +317,14 @@ fn serve_node(mode: &str) -> anyhow::Result<()> {
             match line.trim() {
                 "reset" => {
                     std::fs::write("/proc/self/clear_refs", "5")?;
+                    println!("ok");
+                }
+                "trim" => {
+                    // SAFETY: malloc_trim takes no pointers and is thread-safe.
+                    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
                     println!("ok");
                 }
                 "rss" => {
