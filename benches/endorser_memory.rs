@@ -1,5 +1,6 @@
 //! The endorser's memory under large messages on the client port (#12 item 6): peak RSS and RSS
-//! afterwards, with and without the client byte budget and `malloc_trim`, in the same run.
+//! afterwards, with and without the client byte budget and returning memory (fixed glibc thresholds
+//! and `malloc_trim`), in the same run.
 //!
 //! Each variant runs a node (`node::start`, default 100 MiB message limit) in a child process of
 //! its own (this executable again, with `MEMORY_BENCH_NODE` set), so one variant's heap cannot
@@ -59,12 +60,12 @@ const VARIANTS: [Variant; 4] = [
         trim: false,
     },
     Variant {
-        name: "trim",
+        name: "return memory",
         budget: false,
         trim: true,
     },
     Variant {
-        name: "budget + trim",
+        name: "both (default)",
         budget: true,
         trim: true,
     },

@@ -99,7 +99,8 @@ pub struct NodeConfig {
     /// Bytes of undecoded request messages the client port buffers at once (see
     /// [`memory`]); None: unbounded.
     pub max_inflight_bytes: Option<usize>,
-    /// Return freed memory to the OS after requests of 8 MiB or more.
+    /// Return freed memory to the OS: fixed allocator thresholds for the process (see
+    /// [`memory::return_large_blocks_when_freed`]) and a trim after requests of 8 MiB or more.
     pub trim_after_large_requests: bool,
 }
 
@@ -502,6 +503,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
     let limit = config.max_message_bytes;
     let request_budget = config.max_inflight_bytes.map(RequestBudget::new);
+    if config.trim_after_large_requests {
+        memory::return_large_blocks_when_freed();
+    }
     let memory_limits = RequestBudgetLayer::new(
         request_budget.clone(),
         config
