@@ -99,6 +99,11 @@ pub struct ChaincodeArgs {
     /// 4096, or what the open-file limit leaves room for).
     #[arg(long = "max-connections", value_name = "N")]
     pub max_connections: Option<usize>,
+    /// Bytes of undecoded request messages the client port buffers at once, across all
+    /// connections (default: the 100 MiB message limit); a request waits for its share instead
+    /// of failing. 0 removes the bound.
+    #[arg(long = "max-inflight-bytes", value_name = "BYTES")]
+    pub max_inflight_bytes: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,6 +219,9 @@ pub(crate) fn node_config(
         .unwrap_or_else(|| listener::default_max_connections(open_files));
     config.client_limits = ConnectionLimits::clients(max_connections);
     config.chaincode_limits = ConnectionLimits::chaincode(max_connections);
+    if let Some(bytes) = chaincode.max_inflight_bytes {
+        config.max_inflight_bytes = Some(bytes).filter(|&bytes| bytes > 0);
+    }
     if chaincode.runtime == RuntimeKind::Kubernetes {
         config.kubernetes = Some(chaincode.kubernetes.config(
             chaincode.process.node_registry.clone(),

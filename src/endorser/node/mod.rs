@@ -14,6 +14,7 @@ pub mod cli;
 pub mod dev;
 pub mod devcrypto;
 pub mod listener;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ use listener::{
     ConnectionLimits, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_STREAMS_PER_CONNECTION,
     TLS_HANDSHAKE_TIMEOUT, limited_incoming,
 };
+use memory::{MemoryTrimmer, RequestBudget, RequestBudgetLayer};
 
 /// The client-facing listener's certificate and key (PEM).
 #[derive(Debug, Clone)]
@@ -94,6 +96,12 @@ pub struct NodeConfig {
     pub client_limits: ConnectionLimits,
     /// The same for the chaincode port (no idle deadline).
     pub chaincode_limits: ConnectionLimits,
+    /// Bytes of undecoded request messages the client port buffers at once (see
+    /// [`memory`]); None: unbounded.
+    pub max_inflight_bytes: Option<usize>,
+    /// Return freed memory to the OS: fixed allocator thresholds for the process (see
+    /// [`memory::return_large_blocks_when_freed`]) and a trim after requests of 8 MiB or more.
+    pub trim_after_large_requests: bool,
 }
 
 impl NodeConfig {
@@ -118,6 +126,8 @@ impl NodeConfig {
             execute_timeout: SupportConfig::default().execute_timeout,
             client_limits: ConnectionLimits::clients(listener::default_max_connections(None)),
             chaincode_limits: ConnectionLimits::chaincode(listener::default_max_connections(None)),
+            max_inflight_bytes: Some(DEFAULT_MAX_MESSAGE_BYTES),
+            trim_after_large_requests: true,
         }
     }
 }
@@ -150,6 +160,8 @@ pub struct RunningNode {
     pub kubernetes: Option<Arc<KubernetesRuntime>>,
     /// Where /metrics is served, when it is.
     pub metrics_address: Option<SocketAddr>,
+    /// The client port's budget for undecoded request bytes, when bounded.
+    pub request_budget: Option<RequestBudget>,
     launcher: Launcher<ChaincodeHandle>,
     shutdown: watch::Sender<bool>,
     servers: JoinSet<Result<(), tonic::transport::Error>>,
@@ -493,8 +505,19 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     }
     // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
     let limit = config.max_message_bytes;
+    let request_budget = config.max_inflight_bytes.map(RequestBudget::new);
+    if config.trim_after_large_requests {
+        memory::return_large_blocks_when_freed();
+    }
+    let memory_limits = RequestBudgetLayer::new(
+        request_budget.clone(),
+        config
+            .trim_after_large_requests
+            .then(MemoryTrimmer::default),
+    );
     servers.spawn(
         client_server
+            .layer(memory_limits)
             .add_service(EndorserService::shared(context.clone()).into_server())
             .add_service(gateway.into_server().max_decoding_message_size(limit))
             .add_service(deliver.into_server())
@@ -531,6 +554,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         runtime: process,
         kubernetes,
         metrics_address,
+        request_budget,
         launcher,
         shutdown,
         servers,
