@@ -340,11 +340,17 @@ impl KubernetesRuntime {
         client: Client,
         config: KubernetesRuntimeConfig,
     ) -> anyhow::Result<Self> {
+        let runtime = Self::new(client, config);
+        runtime.clean_up_earlier_run().await?;
+        Ok(runtime)
+    }
+
+    fn new(client: Client, config: KubernetesRuntimeConfig) -> Self {
         let namespace = config
             .namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        let runtime = Self {
+        Self {
             template: ChaincodeTemplate {
                 endorser_id: config.endorser_id,
                 namespace,
@@ -359,9 +365,7 @@ impl KubernetesRuntime {
             packages: Mutex::default(),
             launches: Mutex::default(),
             metrics: Arc::new(LaunchMetrics::new()),
-        };
-        runtime.clean_up_earlier_run().await?;
-        Ok(runtime)
+        }
     }
 
     pub fn metrics(&self) -> Arc<LaunchMetrics> {
@@ -377,26 +381,7 @@ impl KubernetesRuntime {
         package_id: &str,
         image: PackageImage,
     ) -> Self {
-        let namespace = config
-            .namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        let runtime = Self {
-            template: ChaincodeTemplate {
-                endorser_id: config.endorser_id,
-                namespace,
-                build: config.build,
-                pod: config.pod,
-                startup_timeout_seconds: u32::try_from(config.startup_timeout.as_secs()).ok(),
-            },
-            client,
-            build_options: config.build_options,
-            images: config.images,
-            attach_logs: config.attach_logs,
-            packages: Mutex::default(),
-            launches: Mutex::default(),
-            metrics: Arc::new(LaunchMetrics::new()),
-        };
+        let runtime = Self::new(client, config);
         lock(&runtime.packages).insert(package_id.to_string(), image);
         runtime
     }
