@@ -285,21 +285,47 @@ async fn serve_endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
         }
         tracing::info!(name = %chaincode.name, %package_id, dir = %chaincode.dir.display(), "chaincode source defined");
     }
+    let interrupts = Interrupts::install()?;
     println!("Endorser and Gateway listening on {}", node.address);
     println!("ChaincodeSupport listening on {}", node.chaincode_address);
     if let Some(metrics) = node.metrics_address {
         println!("Metrics on http://{metrics}/metrics");
     }
-    serve_until_interrupted(node).await
+    serve_until_interrupted(node, interrupts).await
+}
+
+/// SIGINT and SIGTERM, caught from the moment this is made: install it before saying "ready" or
+/// printing addresses, so a signal sent right after that stops the node gracefully instead of
+/// killing the process with the default action.
+pub(crate) struct Interrupts {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Interrupts {
+    pub(crate) fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
 
 /// Serves until SIGINT/SIGTERM (then stops chaincode and exits 0) or a listener fails.
-pub(crate) async fn serve_until_interrupted(mut node: RunningNode) -> anyhow::Result<ExitCode> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
+pub(crate) async fn serve_until_interrupted(
+    mut node: RunningNode,
+    mut interrupts: Interrupts,
+) -> anyhow::Result<ExitCode> {
     let outcome = tokio::select! {
-        _ = tokio::signal::ctrl_c() => Ok(()),
-        _ = terminate.recv() => Ok(()),
+        _ = interrupts.recv() => Ok(()),
         served = node.wait() => served,
     };
     tracing::info!("shutting down");

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use prost::Message;
 use serde::Serialize;
 
-use super::cli::{ChaincodeArgs, node_config, serve_until_interrupted};
+use super::cli::{ChaincodeArgs, Interrupts, node_config, serve_until_interrupted};
 use crate::builders::package::{self, package_source_dir};
 use crate::builders::{Limits, PackageId};
 use crate::endorser::identity::{SigningIdentity, load_organization, load_signing_identity};
@@ -385,8 +385,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<ExitCode> {
     let dev_json = dir.join("dev.json");
     crate::durable::write_atomically(&dev_json, format!("{json}\n").as_bytes(), None)
         .with_context(|| format!("writing {}", dev_json.display()))?;
+    let interrupts = Interrupts::install()?;
     print_info(&info, &dev_json, not_running.as_deref());
-    serve_until_interrupted(node).await
+    serve_until_interrupted(node, interrupts).await
 }
 
 /// Prints what a client needs, then `ready` — or, when the chaincode failed to start, `ready —
