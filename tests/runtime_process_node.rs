@@ -441,15 +441,21 @@ fn process_is_gone(pid: u32) -> bool {
     }
 }
 
-/// The two pids (parent, child) of the stubborn fixture, once both are up.
-async fn stubborn_pids(id: &str) -> Vec<u32> {
+/// The two pids (parent, child) the stubborn fixture's parent reports.
+async fn parent_reported_pids(id: &str) -> Vec<u32> {
     let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
-    wait_for_line(id, "CHILD PID ").await;
     let pids: Vec<u32> = parent_line
         .split_whitespace()
         .filter_map(|word| word.parse().ok())
         .collect();
     assert_eq!(pids.len(), 2, "{parent_line}");
+    pids
+}
+
+/// The two pids (parent, child) of the stubborn fixture, once both are up.
+async fn stubborn_pids(id: &str) -> Vec<u32> {
+    let pids = parent_reported_pids(id).await;
+    wait_for_line(id, "CHILD PID ").await;
     pids
 }
 
@@ -474,13 +480,7 @@ async fn sigkill_after_the_grace_period_takes_the_whole_process_group() {
     runtime.add_source(id, fixture_source(work.path(), "stubborn"));
     let spec = spec(id, 1);
     runtime.launch(spec.clone()).await.unwrap();
-    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
-    wait_for_line(id, "CHILD PID ").await;
-    let pids: Vec<u32> = parent_line
-        .split_whitespace()
-        .filter_map(|word| word.parse().ok())
-        .collect();
-    assert_eq!(pids.len(), 2, "{parent_line}");
+    let pids = stubborn_pids(id).await;
     assert!(pids.iter().all(|pid| !process_is_gone(*pid)));
 
     let started = Instant::now();
@@ -493,15 +493,7 @@ async fn sigkill_after_the_grace_period_takes_the_whole_process_group() {
     assert!(elapsed < grace * 4, "but promptly after it ({elapsed:?})");
     wait_for_line(id, "IGNORING SIGTERM").await;
     wait_for_line(id, "CHILD IGNORING SIGTERM").await;
-    for _ in 0..100 {
-        if pids.iter().all(|pid| process_is_gone(*pid)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    for pid in pids {
-        assert!(process_is_gone(pid), "process {pid} of the group survived");
-    }
+    all_gone(&pids, Duration::from_secs(2), "of the group survived").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -762,24 +754,8 @@ async fn startup_timeout_stops_a_chaincode_that_never_registers() {
             timeout: Duration::from_secs(8)
         }
     );
-    let (_, parent_line) = wait_for_line(id, "PARENT PID ").await;
-    let pids: Vec<u32> = parent_line
-        .split_whitespace()
-        .filter_map(|word| word.parse().ok())
-        .collect();
-    assert_eq!(pids.len(), 2, "{parent_line}");
-    for _ in 0..200 {
-        if pids.iter().all(|pid| process_is_gone(*pid)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    for pid in pids {
-        assert!(
-            process_is_gone(pid),
-            "process {pid} outlived the failed launch"
-        );
-    }
+    let pids = parent_reported_pids(id).await;
+    all_gone(&pids, Duration::from_secs(5), "outlived the failed launch").await;
     assert!(!launcher.is_running(id));
 }
 

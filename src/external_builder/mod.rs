@@ -195,10 +195,14 @@ pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read_metadata(metadata_dir: &Path) -> anyhow::Result<PackageMetadata> {
-    let path = metadata_dir.join("metadata.json");
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+/// A JSON file the peer or an earlier step wrote; errors name the file.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not valid", path.display()))
+}
+
+fn read_metadata(metadata_dir: &Path) -> anyhow::Result<PackageMetadata> {
+    read_json(&metadata_dir.join("metadata.json"))
 }
 
 /// The type this builder claims the package as, or why not.
@@ -369,18 +373,8 @@ async fn run_launch(
     config: KubernetesRuntimeConfig,
 ) -> anyhow::Result<ExitCode> {
     crate::endorser::node::cli::init_tracing();
-    let output: BuildOutput = {
-        let path = build.join(BUILD_OUTPUT_FILE);
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not valid", path.display()))?
-    };
-    let meta: RunMetadata = {
-        let path = run_metadata.join("chaincode.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        serde_json::from_slice(&bytes)
-            .with_context(|| format!("{} is not valid", path.display()))?
-    };
+    let output: BuildOutput = read_json(&build.join(BUILD_OUTPUT_FILE))?;
+    let meta: RunMetadata = read_json(&run_metadata.join("chaincode.json"))?;
     let image = package_image(build, &output)?;
     let client = kube::Client::try_default()
         .await
