@@ -394,6 +394,36 @@ async fn kubernetes_runtime_dials_ccaas_packages_instead_of_running_pods() {
     interrupt(dev).await;
 }
 
+/// Waits until the Chaincode of the package whose id starts with `package_prefix` says
+/// `Registered=True` and is Ready; returns it.
+async fn eventually_registered(
+    cluster: &Cluster,
+    namespace: &str,
+    package_prefix: &str,
+) -> serde_json::Value {
+    let found = || {
+        chaincodes(cluster, namespace, "peer0")
+            .into_iter()
+            .find(|cc| {
+                cc["spec"]["packageId"]
+                    .as_str()
+                    .is_some_and(|id| id.starts_with(package_prefix))
+                    && condition(cc, "Registered").is_some_and(|c| c["status"] == "True")
+                    && cc["status"]["phase"] == "Ready"
+            })
+    };
+    eventually(
+        &format!("the {package_prefix} Chaincode registered and Ready"),
+        Duration::from_secs(60),
+        || found().is_some(),
+    )
+    .await;
+    let cc = found().expect("still registered");
+    let registered = condition(&cc, "Registered").expect("Registered condition");
+    assert_eq!(registered["reason"], "Registered", "{cc}");
+    cc
+}
+
 /// The stock Fabric v2.5.10 peer and orderer of `../shared/fabric`, started with chaincode-operator
 /// as the peer's first external builder; `network.sh down --wipe` when dropped.
 struct FabricNetwork {
@@ -457,8 +487,9 @@ impl Drop for FabricNetwork {
 /// A stock Fabric peer hands its chaincode to the operator through `chaincode-operator builder`:
 /// the peer installs a Node chaincode from source (our detect and build), the operator builds it
 /// in-cluster and runs it as a Pod that registers with the stock peer over the TLS material the
-/// peer issued; `peer chaincode invoke` and `query` work through it; the Chaincode says its
-/// registration is not observed (`Registered=Unknown, StockPeer`); stopping the peer deletes it.
+/// peer issued; `peer chaincode invoke` and `query` work through it; the Chaincode says it
+/// registered (run's relay saw the peer's READY); a new definition replaces the launch; stopping
+/// the peer deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stock_fabric_peer_runs_chaincode_through_the_operator() {
     let test = "a_stock_fabric_peer_runs_chaincode_through_the_operator";
@@ -572,19 +603,44 @@ async fn a_stock_fabric_peer_runs_chaincode_through_the_operator() {
     let value = cli("query -C mychannel -n basic -c '{\"Args\":[\"get\",\"k1\"]}'");
     assert_eq!(value.trim(), "v1");
 
-    let items = chaincodes(&cluster, &ns.name, "peer0");
-    assert_eq!(items.len(), 1, "{items:?}");
-    let cc = &items[0];
+    // The chaincode registered through run's relay: the peer's READY seen, so Registered=True
+    // (not StockPeer), and the Pod dials the relay, not the peer's own chaincode port.
+    let version_one = eventually_registered(&cluster, &ns.name, "basic_1:").await;
+    let address = version_one["spec"]["peer"]["address"]
+        .as_str()
+        .unwrap_or_default();
     assert!(
-        cc["spec"]["packageId"]
-            .as_str()
-            .is_some_and(|id| id.starts_with("basic_1:")),
-        "{cc}"
+        address.starts_with(&format!("{}:", kit.node_ip)) && !address.ends_with(":9052"),
+        "the chaincode dials the relay beside the peer: {version_one}"
     );
-    let registered = condition(cc, "Registered").expect("Registered condition");
-    assert_eq!(registered["status"], "Unknown", "{cc}");
-    assert_eq!(registered["reason"], "StockPeer", "{cc}");
-    assert_eq!(cc["status"]["phase"], "Running", "{cc}");
+
+    // A new definition with another package: the peer stops the old one (no definition refers
+    // to it any more), its run deletes the launch, and the new one registers.
+    network.run(&[
+        "deploy",
+        &source.display().to_string(),
+        "basic",
+        "--probe",
+        "get",
+        "k1",
+    ]);
+    let version_two = eventually_registered(&cluster, &ns.name, "basic_2:").await;
+    eventually(
+        "the Chaincode of the replaced definition deleted",
+        Duration::from_secs(60),
+        || {
+            chaincodes(&cluster, &ns.name, "peer0")
+                .iter()
+                .all(|cc| cc["metadata"]["name"] == version_two["metadata"]["name"])
+        },
+    )
+    .await;
+    let value = cli("query -C mychannel -n basic -c '{\"Args\":[\"get\",\"k1\"]}'");
+    assert_eq!(
+        value.trim(),
+        "v1",
+        "the new package reads the state the old one wrote"
+    );
 
     // Stopping the peer stops its run, which deletes the launch.
     network.run(&["down"]);

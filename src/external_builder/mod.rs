@@ -13,8 +13,13 @@
 //! - run turns the peer's `chaincode.json` into the launch's TLS Secret and a `Chaincode` (through
 //!   the endorser's kubernetes runtime, so the objects are the same), waits for its Pod, streams
 //!   the chaincode's log to the peer, lives as long as the chaincode, and deletes the launch on
-//!   SIGTERM. Registration is not observed (the chaincode dials the peer directly): the status
-//!   says `Registered=Unknown, StockPeer`, never True.
+//!   SIGTERM. The chaincode dials run's registration relay ([`relay`]), which forwards its stream
+//!   to the peer and sees the peer's READY: the status says `Registered=True` only then. With
+//!   `CHAINCODE_RELAY=off` the chaincode dials the peer directly and the status says
+//!   `Registered=Unknown, StockPeer`, never True.
+pub mod relay;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -33,6 +38,7 @@ use crate::endorser::chaincode::runtime::kubernetes::{
 use crate::endorser::chaincode::runtime::{
     ChaincodeLogging, LaunchKey, LaunchSpec, LaunchTls, Runtime, StopReason,
 };
+use crate::endorser::chaincode::tls::listener_names;
 
 /// `chaincode-operator builder …`: the external builder's steps, as the peer runs them.
 #[derive(Debug, clap::Args)]
@@ -80,6 +86,8 @@ pub enum Step {
         startup_timeout: u64,
         #[arg(long = "node-registry", env = "NODE_REGISTRY", value_name = "URL")]
         node_registry: Option<String>,
+        #[command(flatten)]
+        relay: RelayArgs,
     },
     /// Writes DIR/bin/{detect,build,release,run}: what a peer's core.yaml externalBuilders `path`
     /// names. With --copy the binary goes to DIR/bin too (for a peer image).
@@ -88,6 +96,34 @@ pub enum Step {
         #[arg(long)]
         copy: bool,
     },
+}
+
+/// How run's registration relay is reached by the chaincode.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RelayArgs {
+    /// `on`: the chaincode dials this process, which forwards its stream to the peer and reports
+    /// `Registered=True` when the peer sends READY. `off`: the chaincode dials the peer directly
+    /// (with the peer-issued certificate) and registration is not observed.
+    #[arg(long = "relay", env = "CHAINCODE_RELAY", value_enum, default_value_t = RelayMode::On)]
+    pub mode: RelayMode,
+    /// Host the chaincode dials for the relay (default: the host of the peer's chaincode address,
+    /// since run runs beside the peer; in a peer Pod whose chaincode address is a Service name,
+    /// set it to the Pod IP).
+    #[arg(long = "relay-host", env = "CHAINCODE_RELAY_HOST")]
+    pub host: Option<String>,
+    /// Address the relay listens on; port 0 picks a free port (one relay per chaincode).
+    #[arg(
+        long = "relay-listen",
+        env = "CHAINCODE_RELAY_LISTEN",
+        default_value = "0.0.0.0:0"
+    )]
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RelayMode {
+    On,
+    Off,
 }
 
 /// The build output's description of what to deploy, `BUILD_OUTPUT_DIR/chaincode-operator.json`.
@@ -173,6 +209,7 @@ pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
             kubernetes,
             startup_timeout,
             node_registry,
+            relay,
         } => {
             let config = kubernetes.config(
                 node_registry,
@@ -180,7 +217,7 @@ pub fn run(args: BuilderArgs) -> anyhow::Result<ExitCode> {
             )?;
             tokio::runtime::Runtime::new()
                 .context("starting the async runtime")?
-                .block_on(run_launch(&build, &run_metadata, config))
+                .block_on(run_launch(&build, &run_metadata, config, relay))
         }
         Step::Install { dir, copy } => {
             install(&dir, copy)?;
@@ -371,6 +408,7 @@ async fn run_launch(
     build: &Path,
     run_metadata: &Path,
     config: KubernetesRuntimeConfig,
+    relay_args: RelayArgs,
 ) -> anyhow::Result<ExitCode> {
     crate::endorser::node::cli::init_tracing();
     let output: BuildOutput = read_json(&build.join(BUILD_OUTPUT_FILE))?;
@@ -387,17 +425,45 @@ async fn run_launch(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(1);
-    let tls = (!meta.client_cert.is_empty()).then(|| LaunchTls {
+    let peer_tls = (!meta.client_cert.is_empty()).then(|| LaunchTls {
         client_cert_pem: meta.client_cert.clone(),
         client_key_pem: meta.client_key.clone(),
         root_cert_pem: meta.root_cert.clone(),
     });
+    let relay = match relay_args.mode {
+        RelayMode::Off => None,
+        RelayMode::On => {
+            let host = relay_args.host.clone().unwrap_or_else(|| {
+                listener_names(&meta.peer_address)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| "127.0.0.1".into())
+            });
+            let upstream = relay::Upstream {
+                address: meta.peer_address.clone(),
+                tls: peer_tls.clone(),
+            };
+            let relay = relay::Relay::start(upstream, relay_args.listen, &host, &meta.chaincode_id)
+                .await
+                .context("starting the registration relay (CHAINCODE_RELAY=off skips it)")?;
+            eprintln!(
+                "chaincode-operator: {} dials the registration relay at {}, which forwards to \
+                 the peer at {}",
+                meta.chaincode_id, relay.address, meta.peer_address
+            );
+            Some(relay)
+        }
+    };
+    let (peer_address, tls) = match &relay {
+        Some(relay) => (relay.address.clone(), relay.chaincode_tls.clone()),
+        None => (meta.peer_address.clone(), peer_tls),
+    };
     let spec = LaunchSpec {
         key: LaunchKey {
             package_id: meta.chaincode_id.clone(),
             launch_id,
         },
-        peer_address: meta.peer_address.clone(),
+        peer_address,
         mspid: meta.mspid.clone(),
         tls,
         logging: ChaincodeLogging::default(),
@@ -417,7 +483,9 @@ async fn run_launch(
         running = runtime.until_running(&key) => match running {
             Ok(pod) => {
                 stopped(&format!("is running in Pod {pod}"));
-                runtime.report_stock_peer(&key).await;
+                if relay.is_none() {
+                    runtime.report_stock_peer(&key).await;
+                }
             }
             Err(failure) => {
                 stopped(&format!("did not start: {failure}"));
@@ -431,24 +499,56 @@ async fn run_launch(
             return Ok(ExitCode::SUCCESS);
         }
     }
-    tokio::select! {
-        ended = runtime.wait(&key) => {
-            let why = match ended {
-                Ok(status) => format!("ended ({status})"),
-                Err(error) => format!("ended: {error}"),
-            };
-            stopped(&why);
-            let _ = runtime.stop(&key, StopReason::LaunchFailed(why)).await;
-            Ok(ExitCode::FAILURE)
-        }
-        _ = term.recv() => {
-            // The peer stops chaincode with SIGTERM and SIGKILL after 5 s: delete at once.
-            stopped("stopped by the peer");
-            runtime
-                .stop(&key, StopReason::Retired)
-                .await
-                .context("deleting the launch")?;
-            Ok(ExitCode::SUCCESS)
+    let mut registration = relay.as_ref().map(relay::Relay::registration);
+    loop {
+        tokio::select! {
+            ended = runtime.wait(&key) => {
+                let why = match ended {
+                    Ok(status) => format!("ended ({status})"),
+                    Err(error) => format!("ended: {error}"),
+                };
+                stopped(&why);
+                let _ = runtime.stop(&key, StopReason::LaunchFailed(why)).await;
+                return Ok(ExitCode::FAILURE);
+            }
+            _ = term.recv() => {
+                // The peer stops chaincode with SIGTERM and SIGKILL after 5 s: delete at once.
+                stopped("stopped by the peer");
+                runtime
+                    .stop(&key, StopReason::Retired)
+                    .await
+                    .context("deleting the launch")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            Some(state) = next_registration(&mut registration) => match state {
+                relay::Registration::Ready { .. } => {
+                    stopped("registered: the peer sent READY");
+                    runtime.registered(&key).await;
+                }
+                relay::Registration::Closed { why, .. } => {
+                    stopped(&format!("is no longer registered: {why}"));
+                    runtime
+                        .report_unregistered(
+                            &key,
+                            "StreamClosed",
+                            &format!("the chaincode's stream to the peer closed: {why}"),
+                        )
+                        .await;
+                }
+                relay::Registration::Waiting => {}
+            },
         }
     }
+}
+
+/// The relay's next registration change; never resolves without a relay (or once it is gone).
+async fn next_registration(
+    registration: &mut Option<tokio::sync::watch::Receiver<relay::Registration>>,
+) -> Option<relay::Registration> {
+    if let Some(receiver) = registration
+        && receiver.changed().await.is_ok()
+    {
+        return Some(receiver.borrow_and_update().clone());
+    }
+    std::future::pending().await
 }

@@ -216,7 +216,7 @@ impl CcaasRuntime {
 
 /// Connects to the chaincode server, retrying refused connections until `deadline` (a server
 /// that is still starting is normal), and fails naming the address and the last error.
-async fn dial(conn: &Connection, deadline: Instant) -> Result<Channel, String> {
+pub(crate) async fn dial(conn: &Connection, deadline: Instant) -> Result<Channel, String> {
     let address = &conn.address;
     let scheme = if conn.tls_required { "https" } else { "http" };
     let mut endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
@@ -261,7 +261,7 @@ async fn dial(conn: &Connection, deadline: Instant) -> Result<Channel, String> {
 }
 
 /// An error and its sources, `a: b: c` (tonic's transport errors say little on their own).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

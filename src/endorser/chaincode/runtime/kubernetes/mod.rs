@@ -415,10 +415,19 @@ impl KubernetesRuntime {
                 &state,
                 None,
                 "StockPeer",
-                "launched by a stock Fabric peer's external builder: the chaincode dials the peer \
-                 directly, so whether it registered is not observed",
+                "launched by a stock Fabric peer's external builder without its registration relay \
+                 (CHAINCODE_RELAY=off): the chaincode dials the peer directly, so whether it \
+                 registered is not observed",
             )
             .await;
+        }
+    }
+
+    /// Says in the Chaincode's status that the chaincode is no longer registered (a stock peer's
+    /// builder relay saw its stream end); the Pod and the launch stay.
+    pub async fn report_unregistered(&self, key: &LaunchKey, reason: &str, message: &str) {
+        if let Some(state) = self.launch_state(key) {
+            self.apply_registered(&state, false, reason, message).await;
         }
     }
 
