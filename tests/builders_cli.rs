@@ -1,4 +1,8 @@
-//! `chaincode-operator package` and `inspect`, run as the binary a user runs.
+//! `chaincode-operator package` and `inspect`, run as the binary a user runs, and the external
+//! builder's steps run as a stock peer runs them (`run` against a fake Kubernetes API server).
+#[path = "support/fake_apiserver.rs"]
+mod fake_apiserver;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -434,4 +438,745 @@ fn the_external_builder_detects_builds_and_releases_as_a_peer_runs_it() {
         String::from_utf8_lossy(&built.stderr).contains("metadata.json is not valid"),
         "{built:?}"
     );
+}
+
+// ---- bin/run, as a stock peer runs it, against a fake API server ----
+
+use std::io::BufRead as _;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use fake_apiserver::{Cluster, FakeApiServer};
+use serde_json::{Value, json};
+
+/// Only a guard against hangs: every wait ends as soon as what it waits for happens.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+const NAMESPACE: &str = "fabric-peers";
+const ENDORSER: &str = "peer0.org1";
+const PEER_ADDRESS: &str = "peer0.org1.example.com:7052";
+const CLIENT_CERT: &str =
+    "-----BEGIN CERTIFICATE-----\nY2xpZW50IGNlcnQ=\n-----END CERTIFICATE-----\n";
+const CLIENT_KEY: &str =
+    "-----BEGIN PRIVATE KEY-----\nY2xpZW50IGtleQ==\n-----END PRIVATE KEY-----\n";
+const ROOT_CERT: &str = "-----BEGIN CERTIFICATE-----\ncGVlciByb290\n-----END CERTIFICATE-----\n";
+
+/// A node package through the peer's install: the builder's scripts (`builder install`), the
+/// package laid out as the peer does, and its BUILD_OUTPUT_DIR from the real bin/build.
+struct Installed {
+    builder: PathBuf,
+    output: PathBuf,
+    package_id: String,
+}
+
+fn installed_node_package(dir: &Path) -> Installed {
+    let builder = dir.join("builder");
+    let output = run(bin().args(["builder", "install"]).arg(&builder));
+    assert!(output.status.success(), "{output:?}");
+    let pkg = dir.join("nodecc.tar.gz");
+    let made = package(&fixture("node-contract"), "node", "nodecc_1.0", &pkg);
+    assert!(made.status.success(), "{made:?}");
+    let package_id = format!(
+        "nodecc_1.0:{}",
+        hex::encode(Sha256::digest(fs::read(&pkg).unwrap()))
+    );
+    let (source, metadata) = as_the_peer_lays_it_out(&pkg, dir);
+    let out = dir.join("build-output");
+    fs::create_dir_all(&out).unwrap();
+    let built = run(Command::new(builder.join("bin/build"))
+        .arg(&source)
+        .arg(&metadata)
+        .arg(&out));
+    assert!(built.status.success(), "{built:?}");
+    Installed {
+        builder,
+        output: out,
+        package_id,
+    }
+}
+
+/// RUN_METADATA_DIR with the chaincode.json a peer writes for one launch.
+fn run_metadata(dir: &Path, package_id: &str) -> PathBuf {
+    let meta = dir.join("run-metadata");
+    fs::create_dir_all(&meta).unwrap();
+    let chaincode = json!({
+        "chaincode_id": package_id,
+        "peer_address": PEER_ADDRESS,
+        "client_cert": CLIENT_CERT,
+        "client_key": CLIENT_KEY,
+        "root_cert": ROOT_CERT,
+        "mspid": "Org1MSP",
+    });
+    fs::write(meta.join("chaincode.json"), chaincode.to_string()).unwrap();
+    meta
+}
+
+/// bin/run BUILD_OUTPUT_DIR RUN_METADATA_DIR started as a peer starts it: only the propagated
+/// environment (the registration relay off: the chaincode dials the peer itself).
+struct PeerRun {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn peer_runs(
+    builder: &Path,
+    output: &Path,
+    metadata: &Path,
+    home: &Path,
+    env: &[(&str, &str)],
+) -> PeerRun {
+    let mut command = Command::new(builder.join("bin/run"));
+    command
+        .arg(output)
+        .arg(metadata)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("CHAINCODE_NAMESPACE", NAMESPACE)
+        .env("CHAINCODE_ENDORSER_ID", ENDORSER)
+        .env("CHAINCODE_RELAY", "off")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("bin/run starts");
+    let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+    let mut readers = Vec::new();
+    let streams: [Box<dyn std::io::Read + Send>; 2] = [
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for stream in streams {
+        let lines = lines.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                lines.0.lock().unwrap().push(line);
+                lines.1.notify_all();
+            }
+        }));
+    }
+    PeerRun {
+        child,
+        lines,
+        readers,
+    }
+}
+
+impl PeerRun {
+    fn output(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// Waits for an output line containing `text`.
+    fn wait_for_line(&self, text: &str) -> String {
+        let deadline = Instant::now() + HANG_GUARD;
+        let mut lines = self.lines.0.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no line with {text:?} from bin/run:\n{}",
+                lines.join("\n")
+            );
+            lines = self.lines.1.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    fn still_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// The peer stops chaincode with SIGTERM.
+    fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// The exit status, with all the output read.
+    fn exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + HANG_GUARD;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bin/run did not exit:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        status
+    }
+}
+
+impl Drop for PeerRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one launch applied, once all of it is there: the Chaincode, and the TLS Secret and build
+/// context ConfigMap owned by it.
+struct Launch {
+    name: String,
+    chaincode: Value,
+    secret: Value,
+    config_map: Value,
+}
+
+fn owned(object: Option<&Value>) -> Option<Value> {
+    object
+        .filter(|o| o["metadata"]["ownerReferences"].is_array())
+        .cloned()
+}
+
+fn applied_launch(fake: &FakeApiServer) -> Launch {
+    fake.wait_for(
+        "a Chaincode with its Secret and ConfigMap",
+        HANG_GUARD,
+        |c| {
+            let chaincode = c.all("chaincodes").first().copied()?.clone();
+            let name = chaincode["metadata"]["name"].as_str()?.to_string();
+            Some(Launch {
+                secret: owned(c.get("secrets", &format!("{name}-endorser-tls")))?,
+                config_map: owned(c.get("configmaps", &format!("{name}-context")))?,
+                name,
+                chaincode,
+            })
+        },
+    )
+}
+
+/// Writes the Chaincode's status as the operator does for the launch's current attempt.
+fn operator_reports(fake: &FakeApiServer, name: &str, phase: &str, conditions: Value) {
+    let cc = fake
+        .with(|c| c.get("chaincodes", name).cloned())
+        .expect("the Chaincode");
+    fake.write_status(
+        "chaincodes",
+        name,
+        json!({
+            "phase": phase,
+            "podName": format!("{name}-pod"),
+            "launchAttempt": cc["spec"]["launchAttempt"],
+            "observedGeneration": cc["metadata"]["generation"],
+            "conditions": conditions,
+        }),
+    );
+}
+
+fn condition(status: &str, kind: &str, reason: &str, message: &str) -> Value {
+    json!({"type": kind, "status": status, "reason": reason, "message": message})
+}
+
+fn running_conditions(pod: &str) -> Value {
+    json!([
+        condition("True", "Built", "Built", "image built"),
+        condition(
+            "True",
+            "Launched",
+            "PodRunning",
+            &format!("pod {pod} is running")
+        ),
+        condition(
+            "Unknown",
+            "Ready",
+            "RegistrationUnobserved",
+            "launched by a stock peer"
+        ),
+    ])
+}
+
+/// The Registered condition the endorser side wrote, once it is there.
+fn registered(fake: &FakeApiServer, name: &str, reason: &str) -> Value {
+    fake.wait_for(
+        &format!("Registered {reason}"),
+        HANG_GUARD,
+        |c: &Cluster| {
+            c.get("chaincodes", name)?["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|cond| cond["type"] == "Registered" && cond["reason"] == reason)
+                .cloned()
+        },
+    )
+}
+
+fn decoded(object: &Value, field: &str, key: &str) -> Vec<u8> {
+    let text = object[field][key].as_str().unwrap_or_else(|| {
+        panic!("no {field}.{key} in {object:#}");
+    });
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// bin/run of a node package, as the peer runs it: it applies the TLS Secret with the peer's
+/// certificates in the files the chaincode reads, the build context ConfigMap from the build
+/// output, and the Chaincode with the package id, the peer, the MSP id, a new launch attempt and
+/// the propagated settings (namespace, endorser id, build registry, node registry, pod settings,
+/// startup timeout), all server-side applied and labelled; once the operator says the Pod runs it
+/// marks registration as not observed (`Registered=Unknown, StockPeer`), prints the Pod's log for
+/// the peer and keeps running; the peer's SIGTERM deletes the Chaincode, Secret and ConfigMap and
+/// exits 0.
+#[test]
+fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+    let fake = FakeApiServer::start();
+    let kubeconfig = fake.kubeconfig(tmp.path(), "default");
+    let pod_settings = tmp.path().join("pod.yaml");
+    fs::write(
+        &pod_settings,
+        "serviceAccountName: chaincode-runner\nimagePullSecrets:\n- name: regcred\n\
+         nodeSelector:\n  kubernetes.io/os: linux\nenv:\n- name: EXTRA_SETTING\n  value: \"1\"\n",
+    )
+    .unwrap();
+    let before = epoch_seconds();
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("CHAINCODE_BUILD_REGISTRY", "registry.example/chaincode"),
+            ("NODE_REGISTRY", "https://npm.example/"),
+            ("CHAINCODE_POD_SETTINGS", pod_settings.to_str().unwrap()),
+            ("CHAINCODE_STARTUP_TIMEOUT", "120"),
+        ],
+    );
+
+    let launch = applied_launch(&fake);
+    let after = epoch_seconds();
+    let name = &launch.name;
+    let cc = &launch.chaincode;
+    assert!(name.starts_with("peer0-org1-nodecc-1-0-"), "{name}");
+    assert_eq!(cc["metadata"]["namespace"], NAMESPACE);
+    let spec = &cc["spec"];
+    assert_eq!(spec["packageId"], installed.package_id.as_str());
+    assert_eq!(spec["platform"], "node");
+    assert_eq!(
+        spec["peer"],
+        json!({"address": PEER_ADDRESS, "mspId": "Org1MSP"})
+    );
+    assert_eq!(spec["tls"]["secretName"], format!("{name}-endorser-tls"));
+    let attempt = spec["launchAttempt"].as_u64().unwrap();
+    assert!(
+        (before..=after).contains(&attempt),
+        "launchAttempt {attempt}"
+    );
+    let description: Value = serde_json::from_slice(
+        &fs::read(installed.output.join("chaincode-operator.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spec["source"],
+        json!({
+            "contentDigest": description["contentDigest"],
+            "configMap": {"name": format!("{name}-context"), "key": "context.tar.gz"},
+        })
+    );
+    assert_eq!(spec["build"]["registry"], "registry.example/chaincode");
+    assert_eq!(spec["build"]["npmRegistry"], "https://npm.example/");
+    assert_eq!(spec["startupTimeoutSeconds"], 120);
+    let pod = &spec["pod"];
+    assert_eq!(pod["serviceAccountName"], "chaincode-runner");
+    assert_eq!(pod["imagePullSecrets"], json!([{"name": "regcred"}]));
+    assert_eq!(pod["nodeSelector"], json!({"kubernetes.io/os": "linux"}));
+    let env = pod["env"].as_array().unwrap();
+    assert!(
+        env.contains(&json!({"name": "EXTRA_SETTING", "value": "1"})),
+        "{env:?}"
+    );
+    assert!(
+        env.iter()
+            .any(|e| e["name"] == "CORE_CHAINCODE_LOGGING_LEVEL"),
+        "{env:?}"
+    );
+
+    // Everything the launch wrote carries the same labels and package annotation, and the
+    // Secret and ConfigMap are owned by the Chaincode (deleting it deletes them).
+    let hash = installed.package_id.split_once(':').unwrap().1;
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "chaincode-endorser",
+        "fabric.chaincode.dev/endorser": ENDORSER,
+        "fabric.chaincode.dev/package-label": "nodecc_1.0",
+        "fabric.chaincode.dev/package-hash": &hash[..40],
+    });
+    for object in [cc, &launch.secret, &launch.config_map] {
+        assert_eq!(object["metadata"]["labels"], labels, "{object:#}");
+        assert_eq!(
+            object["metadata"]["annotations"]["fabric.chaincode.dev/package-id"],
+            installed.package_id.as_str()
+        );
+        assert_eq!(object["metadata"]["namespace"], NAMESPACE);
+    }
+    for object in [&launch.secret, &launch.config_map] {
+        let owner = &object["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "Chaincode");
+        assert_eq!(owner["name"], name.as_str());
+        assert_eq!(owner["uid"], cc["metadata"]["uid"]);
+    }
+    // The peer's certificates, in the files the operator mounts for the chaincode.
+    assert_eq!(
+        decoded(&launch.secret, "data", "client.crt"),
+        CLIENT_CERT.as_bytes()
+    );
+    assert_eq!(
+        decoded(&launch.secret, "data", "client.key"),
+        CLIENT_KEY.as_bytes()
+    );
+    assert_eq!(
+        decoded(&launch.secret, "data", "peer.crt"),
+        ROOT_CERT.as_bytes()
+    );
+    assert_eq!(launch.secret["data"].as_object().unwrap().len(), 3);
+    assert_eq!(
+        decoded(&launch.config_map, "binaryData", "context.tar.gz"),
+        fs::read(installed.output.join("context.tar.gz")).unwrap()
+    );
+    // Server-side applies by the endorser's field manager, with the kubeconfig's token.
+    fake.with(|c| {
+        let applies: Vec<_> = c.requests.iter().filter(|r| r.method == "PATCH").collect();
+        assert_eq!(
+            applies.len(),
+            5,
+            "Secret, ConfigMap, Chaincode, Secret, ConfigMap"
+        );
+        for request in &c.requests {
+            assert_eq!(request.authorization.as_deref(), Some("Bearer fake-token"));
+        }
+        for request in applies {
+            assert_eq!(
+                request.content_type.as_deref(),
+                Some("application/apply-patch+yaml"),
+                "{request:?}"
+            );
+            assert_eq!(request.query["fieldManager"], "chaincode-endorser");
+            assert_eq!(request.query["force"], "true");
+            assert!(
+                request.path.contains(&format!("/namespaces/{NAMESPACE}/")),
+                "{request:?}"
+            );
+        }
+    });
+
+    // The operator's Pod runs: its log reaches the peer, registration is marked unobservable.
+    let pod_name = format!("{name}-pod");
+    fake.pod_log(
+        &pod_name,
+        &["chaincode log line one", "chaincode log line two"],
+    );
+    operator_reports(&fake, name, "Running", running_conditions(&pod_name));
+    peer_run.wait_for_line(&format!("is running in Pod {pod_name}"));
+    let stock = registered(&fake, name, "StockPeer");
+    assert_eq!(stock["status"], "Unknown");
+    assert_eq!(stock["observedGeneration"], cc["metadata"]["generation"]);
+    let line = peer_run.wait_for_line("chaincode log line one");
+    assert!(line.contains(&installed.package_id), "{line}");
+    peer_run.wait_for_line("chaincode log line two");
+    fake.pod_log(&pod_name, &["chaincode log line three"]);
+    peer_run.wait_for_line("chaincode log line three");
+    fake.with(|c| {
+        let status_patches = c.requests_to("PATCH", &format!("chaincodes/{name}/status"));
+        assert_eq!(status_patches.len(), 1, "{status_patches:?}");
+        let condition = &status_patches[0].body.as_ref().unwrap()["status"]["conditions"][0];
+        assert_eq!(condition["type"], "Registered");
+        assert_eq!(condition["status"], "Unknown");
+        // Only its own condition: the operator's stay as they are.
+        assert_eq!(
+            c.get("chaincodes", name).unwrap()["status"]["conditions"]
+                .as_array()
+                .unwrap()
+                .len(),
+            4
+        );
+    });
+    assert!(peer_run.still_running(), "{}", peer_run.output());
+
+    // The peer stops the chaincode: everything the launch wrote is deleted, exit 0.
+    peer_run.terminate();
+    let status = peer_run.exit();
+    assert_eq!(status.code(), Some(0), "{}", peer_run.output());
+    assert!(peer_run.output().contains("stopped by the peer"));
+    fake.with(|c| {
+        for path in [
+            format!("chaincodes/{name}"),
+            format!("secrets/{name}-endorser-tls"),
+            format!("configmaps/{name}-context"),
+        ] {
+            assert_eq!(c.requests_to("DELETE", &path).len(), 1, "DELETE {path}");
+        }
+        assert!(c.objects.is_empty(), "{:?}", c.objects.keys());
+    });
+}
+
+/// A launch the operator reports as failed for good ends bin/run non-zero with the reason, and
+/// marks the Chaincode `Registered=False, LaunchFailed`; the failed launch is kept for `kubectl
+/// describe` (the runtime deletes a failed launch only while its Pod runs).
+#[test]
+fn builder_run_exits_non_zero_with_the_reason_when_the_launch_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+    let cases = [
+        (
+            "Launching",
+            json!([
+                condition("True", "Built", "Built", "image built"),
+                condition(
+                    "False",
+                    "Launched",
+                    "ImagePullFailed",
+                    "ErrImagePull: manifest unknown"
+                ),
+            ]),
+            "ImagePullFailed: ErrImagePull: manifest unknown",
+        ),
+        (
+            "Failed",
+            json!([
+                condition(
+                    "False",
+                    "Built",
+                    "BuildFailed",
+                    "npm ERR! missing script: start"
+                ),
+                condition("False", "Launched", "BuildFailed", "no image to run"),
+            ]),
+            "BuildFailed: npm ERR! missing script: start",
+        ),
+    ];
+    for (phase, conditions, reason) in cases {
+        let fake = FakeApiServer::start();
+        let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+        let mut peer_run = peer_runs(
+            &installed.builder,
+            &installed.output,
+            &meta,
+            tmp.path(),
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+        let launch = applied_launch(&fake);
+        operator_reports(&fake, &launch.name, phase, conditions);
+        let status = peer_run.exit();
+        let output = peer_run.output();
+        assert!(!status.success(), "{output}");
+        assert!(output.contains("did not start"), "{output}");
+        assert!(output.contains(reason), "{reason}: {output}");
+        let failed = registered(&fake, &launch.name, "LaunchFailed");
+        assert_eq!(failed["status"], "False");
+        assert!(
+            failed["message"].as_str().unwrap().contains(reason),
+            "{failed}"
+        );
+        fake.with(|c| {
+            assert!(c.requests_to("DELETE", "").is_empty());
+            assert!(c.get("chaincodes", &launch.name).is_some());
+        });
+    }
+}
+
+/// A chaincode whose Pod ends after it ran ends bin/run non-zero (the peer then sees its
+/// chaincode gone), saying why.
+#[test]
+fn builder_run_exits_non_zero_when_the_pod_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+    let fake = FakeApiServer::start();
+    let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let launch = applied_launch(&fake);
+    let pod = format!("{}-pod", launch.name);
+    fake.pod_log(&pod, &["starting chaincode"]);
+    operator_reports(&fake, &launch.name, "Running", running_conditions(&pod));
+    peer_run.wait_for_line("starting chaincode");
+    registered(&fake, &launch.name, "StockPeer");
+    assert!(peer_run.still_running(), "{}", peer_run.output());
+
+    let ended = format!("pod {pod} failed (exit code 1, Error): TypeError: boom");
+    fake.pod_log(&pod, &["TypeError: boom"]);
+    fake.end_pod_log(&pod);
+    operator_reports(
+        &fake,
+        &launch.name,
+        "Failed",
+        json!([
+            condition("False", "Launched", "PodFailed", &ended),
+            condition("False", "Ready", "PodFailed", &ended),
+        ]),
+    );
+    let status = peer_run.exit();
+    let output = peer_run.output();
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("ended"), "{output}");
+    assert!(output.contains(&ended), "{output}");
+    assert!(output.contains("TypeError: boom"), "{output}");
+    let failed = registered(&fake, &launch.name, "LaunchFailed");
+    assert_eq!(failed["status"], "False");
+}
+
+/// Input a peer should never hand over, or that an earlier step did not write: bin/run fails
+/// at once naming the file, before it writes anything to the cluster.
+#[test]
+fn builder_run_refuses_missing_or_broken_input_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let fake = FakeApiServer::start();
+    let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+    let good = run_metadata(tmp.path(), &installed.package_id);
+    let bad_metadata = |dir: &str, content: Option<&str>| {
+        let meta = tmp.path().join(dir);
+        fs::create_dir_all(&meta).unwrap();
+        if let Some(content) = content {
+            fs::write(meta.join("chaincode.json"), content).unwrap();
+        }
+        meta
+    };
+    let no_output = tmp.path().join("empty-build-output");
+    fs::create_dir_all(&no_output).unwrap();
+    let cases = [
+        (
+            no_output.clone(),
+            good.clone(),
+            "empty-build-output/chaincode-operator.json",
+        ),
+        (
+            installed.output.clone(),
+            bad_metadata("no-chaincode-json", None),
+            "no-chaincode-json/chaincode.json",
+        ),
+        (
+            installed.output.clone(),
+            bad_metadata("garbled", Some("{\"chaincode_id\": ")),
+            "garbled/chaincode.json is not valid",
+        ),
+        (
+            installed.output.clone(),
+            bad_metadata(
+                "no-mspid",
+                Some(
+                    &json!({"chaincode_id": installed.package_id,
+                             "peer_address": PEER_ADDRESS})
+                    .to_string(),
+                ),
+            ),
+            "no-mspid/chaincode.json is not valid",
+        ),
+    ];
+    for (output, meta, expected) in cases {
+        let mut peer_run = peer_runs(
+            &installed.builder,
+            &output,
+            &meta,
+            tmp.path(),
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+        let status = peer_run.exit();
+        let text = peer_run.output();
+        assert!(!status.success(), "{expected}: {text}");
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    // The build context missing beside its description.
+    fs::remove_file(installed.output.join("context.tar.gz")).unwrap();
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &good,
+        tmp.path(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    assert!(!peer_run.exit().success());
+    assert!(
+        peer_run.output().contains("build-output/context.tar.gz"),
+        "{}",
+        peer_run.output()
+    );
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+}
+
+/// No cluster to talk to: bin/run fails promptly with a message saying so, not a hang.
+#[test]
+fn builder_run_fails_clearly_without_a_reachable_api_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+
+    // A kubeconfig naming a port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let kubeconfig = tmp.path().join("unreachable");
+    fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: \
+             http://127.0.0.1:{port}\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    \
+             user: gone\ncurrent-context: gone\nusers:\n- name: gone\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    assert!(!peer_run.exit().success());
+    let text = peer_run.output();
+    assert!(
+        text.contains(&format!("launching {}", installed.package_id)),
+        "{text}"
+    );
+    assert!(text.contains("applying the launch's TLS Secret"), "{text}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) || text.contains("onnect"),
+        "{text}"
+    );
+
+    // No kubeconfig at all (HOME has none) and not in a cluster.
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[],
+    );
+    assert!(!peer_run.exit().success());
+    let text = peer_run.output();
+    assert!(text.contains("connecting to Kubernetes"), "{text}");
+    assert!(text.contains("KUBECONFIG"), "{text}");
 }
