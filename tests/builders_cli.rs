@@ -1180,3 +1180,58 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
     assert!(text.contains("connecting to Kubernetes"), "{text}");
     assert!(text.contains("KUBECONFIG"), "{text}");
 }
+/// The API server refusing a write part-way (a 409 conflict, a 500): bin/run fails with an error
+/// naming the object and the server's answer, and leaves nothing of the launch behind.
+#[test]
+fn builder_run_leaves_nothing_half_created_when_an_apply_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+    let cases = [
+        // (method, path suffix, which matching request, code, reason, expected message)
+        (
+            "PATCH",
+            "-context",
+            0,
+            409,
+            "Conflict",
+            "applying the build context ConfigMap",
+        ),
+        ("PATCH", "", 2, 500, "InternalError", "applying Chaincode"),
+        (
+            "PATCH",
+            "-endorser-tls",
+            1,
+            409,
+            "Conflict",
+            "applying the launch's TLS Secret",
+        ),
+    ];
+    for (method, suffix, nth, code, reason, expected) in cases {
+        let fake = FakeApiServer::start();
+        let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+        fake.fail(method, suffix, nth, code, reason);
+        let mut peer_run = peer_runs(
+            &installed.builder,
+            &installed.output,
+            &meta,
+            tmp.path(),
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+        let status = peer_run.exit();
+        let text = peer_run.output();
+        assert!(!status.success(), "{text}");
+        assert!(text.contains(expected), "{expected}: {text}");
+        assert!(
+            text.contains(&format!("{reason} injected by the test")),
+            "{text}"
+        );
+        fake.with(|c| {
+            assert!(
+                c.objects.is_empty(),
+                "{expected}: left behind {:?}",
+                c.objects.keys()
+            )
+        });
+    }
+}
