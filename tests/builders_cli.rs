@@ -471,14 +471,18 @@ struct Installed {
 }
 
 fn installed_node_package(dir: &Path) -> Installed {
+    installed_package(dir, "node-contract", "node", "nodecc_1.0")
+}
+
+fn installed_package(dir: &Path, fixture_name: &str, kind: &str, label: &str) -> Installed {
     let builder = dir.join("builder");
     let output = run(bin().args(["builder", "install"]).arg(&builder));
     assert!(output.status.success(), "{output:?}");
-    let pkg = dir.join("nodecc.tar.gz");
-    let made = package(&fixture("node-contract"), "node", "nodecc_1.0", &pkg);
+    let pkg = dir.join("package.tar.gz");
+    let made = package(&fixture(fixture_name), kind, label, &pkg);
     assert!(made.status.success(), "{made:?}");
     let package_id = format!(
-        "nodecc_1.0:{}",
+        "{label}:{}",
         hex::encode(Sha256::digest(fs::read(&pkg).unwrap()))
     );
     let (source, metadata) = as_the_peer_lays_it_out(&pkg, dir);
@@ -496,16 +500,20 @@ fn installed_node_package(dir: &Path) -> Installed {
     }
 }
 
-/// RUN_METADATA_DIR with the chaincode.json a peer writes for one launch.
+/// RUN_METADATA_DIR with the chaincode.json a peer writes for one launch (with TLS).
 fn run_metadata(dir: &Path, package_id: &str) -> PathBuf {
+    run_metadata_with(dir, package_id, CLIENT_CERT, CLIENT_KEY, ROOT_CERT)
+}
+
+fn run_metadata_with(dir: &Path, package_id: &str, cert: &str, key: &str, root: &str) -> PathBuf {
     let meta = dir.join("run-metadata");
     fs::create_dir_all(&meta).unwrap();
     let chaincode = json!({
         "chaincode_id": package_id,
         "peer_address": PEER_ADDRESS,
-        "client_cert": CLIENT_CERT,
-        "client_key": CLIENT_KEY,
-        "root_cert": ROOT_CERT,
+        "client_cert": cert,
+        "client_key": key,
+        "root_cert": root,
         "mspid": "Org1MSP",
     });
     fs::write(meta.join("chaincode.json"), chaincode.to_string()).unwrap();
@@ -631,36 +639,32 @@ impl Drop for PeerRun {
     }
 }
 
-/// What one launch applied, once all of it is there: the Chaincode, and the TLS Secret and build
-/// context ConfigMap owned by it.
+/// What one launch applied: the Chaincode, its TLS Secret (None in plaintext) and build context
+/// ConfigMap (None for a prebuilt image), as the fake holds them.
 struct Launch {
     name: String,
     chaincode: Value,
-    secret: Value,
-    config_map: Value,
+    secret: Option<Value>,
+    config_map: Option<Value>,
 }
 
-fn owned(object: Option<&Value>) -> Option<Value> {
-    object
-        .filter(|o| o["metadata"]["ownerReferences"].is_array())
-        .cloned()
-}
-
+/// The launch once bin/run has written all of it: it watches the Chaincode (a list by
+/// `metadata.name`, then a watch) only after its last write.
 fn applied_launch(fake: &FakeApiServer) -> Launch {
-    fake.wait_for(
-        "a Chaincode with its Secret and ConfigMap",
-        HANG_GUARD,
-        |c| {
-            let chaincode = c.all("chaincodes").first().copied()?.clone();
-            let name = chaincode["metadata"]["name"].as_str()?.to_string();
-            Some(Launch {
-                secret: owned(c.get("secrets", &format!("{name}-endorser-tls")))?,
-                config_map: owned(c.get("configmaps", &format!("{name}-context")))?,
-                name,
-                chaincode,
-            })
-        },
-    )
+    fake.wait_for("a Chaincode that bin/run watches", HANG_GUARD, |c| {
+        let chaincode = c.all("chaincodes").first().copied()?.clone();
+        let name = chaincode["metadata"]["name"].as_str()?.to_string();
+        let selector = format!("metadata.name={name}");
+        c.requests_to("GET", "/chaincodes")
+            .iter()
+            .find(|r| r.query.get("fieldSelector") == Some(&selector))?;
+        Some(Launch {
+            secret: c.get("secrets", &format!("{name}-endorser-tls")).cloned(),
+            config_map: c.get("configmaps", &format!("{name}-context")).cloned(),
+            name,
+            chaincode,
+        })
+    })
 }
 
 /// Writes the Chaincode's status as the operator does for the launch's current attempt.
@@ -773,6 +777,11 @@ fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
 
     let launch = applied_launch(&fake);
     let after = epoch_seconds();
+    let secret = launch.secret.clone().expect("a TLS Secret");
+    let config_map = launch
+        .config_map
+        .clone()
+        .expect("a build context ConfigMap");
     let name = &launch.name;
     let cc = &launch.chaincode;
     assert!(name.starts_with("peer0-org1-nodecc-1-0-"), "{name}");
@@ -828,7 +837,7 @@ fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
         "fabric.chaincode.dev/package-label": "nodecc_1.0",
         "fabric.chaincode.dev/package-hash": &hash[..40],
     });
-    for object in [cc, &launch.secret, &launch.config_map] {
+    for object in [cc, &secret, &config_map] {
         assert_eq!(object["metadata"]["labels"], labels, "{object:#}");
         assert_eq!(
             object["metadata"]["annotations"]["fabric.chaincode.dev/package-id"],
@@ -836,7 +845,7 @@ fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
         );
         assert_eq!(object["metadata"]["namespace"], NAMESPACE);
     }
-    for object in [&launch.secret, &launch.config_map] {
+    for object in [&secret, &config_map] {
         let owner = &object["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "Chaincode");
         assert_eq!(owner["name"], name.as_str());
@@ -844,20 +853,17 @@ fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
     }
     // The peer's certificates, in the files the operator mounts for the chaincode.
     assert_eq!(
-        decoded(&launch.secret, "data", "client.crt"),
+        decoded(&secret, "data", "client.crt"),
         CLIENT_CERT.as_bytes()
     );
     assert_eq!(
-        decoded(&launch.secret, "data", "client.key"),
+        decoded(&secret, "data", "client.key"),
         CLIENT_KEY.as_bytes()
     );
+    assert_eq!(decoded(&secret, "data", "peer.crt"), ROOT_CERT.as_bytes());
+    assert_eq!(secret["data"].as_object().unwrap().len(), 3);
     assert_eq!(
-        decoded(&launch.secret, "data", "peer.crt"),
-        ROOT_CERT.as_bytes()
-    );
-    assert_eq!(launch.secret["data"].as_object().unwrap().len(), 3);
-    assert_eq!(
-        decoded(&launch.config_map, "binaryData", "context.tar.gz"),
+        decoded(&config_map, "binaryData", "context.tar.gz"),
         fs::read(installed.output.join("context.tar.gz")).unwrap()
     );
     // Server-side applies by the endorser's field manager, with the kubeconfig's token.
@@ -903,6 +909,17 @@ fn builder_run_launches_reports_logs_and_cleans_up_on_sigterm() {
     fake.pod_log(&pod_name, &["chaincode log line three"]);
     peer_run.wait_for_line("chaincode log line three");
     fake.with(|c| {
+        // kube's watcher: a list by name, then a watch from the list's resourceVersion.
+        let selector = format!("metadata.name={name}");
+        let reads = c.requests_to("GET", "/chaincodes");
+        let list = reads.iter().position(|r| !r.is_watch()).expect("a list");
+        let watch = reads.iter().position(|r| r.is_watch()).expect("a watch");
+        assert!(list < watch);
+        assert_eq!(reads[watch].query["fieldSelector"], selector);
+        assert!(reads[watch].query.contains_key("resourceVersion"));
+        let logs = c.requests_to("GET", &format!("pods/{pod_name}/log"));
+        assert_eq!(logs.len(), 1, "{logs:?}");
+        assert_eq!(logs[0].query["follow"], "true");
         let status_patches = c.requests_to("PATCH", &format!("chaincodes/{name}/status"));
         assert_eq!(status_patches.len(), 1, "{status_patches:?}");
         let condition = &status_patches[0].body.as_ref().unwrap()["status"]["conditions"][0];
@@ -1234,4 +1251,71 @@ fn builder_run_leaves_nothing_half_created_when_an_apply_fails() {
             )
         });
     }
+}
+
+/// A prebuilt-image package (fabric-builder-k8s's `k8s` type) in plaintext (the peer's
+/// chaincode.json without certificates): bin/run applies only the Chaincode, naming the pinned
+/// image, with no TLS Secret and no build context; the peer's SIGTERM before the Pod runs deletes
+/// it and exits 0.
+#[test]
+fn builder_run_of_a_prebuilt_image_in_plaintext_stopped_before_it_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_package(tmp.path(), "prebuilt-image", "k8s", "k8scc_1.0");
+    let meta = run_metadata_with(tmp.path(), &installed.package_id, "", "", "");
+    let fake = FakeApiServer::start();
+    let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+    );
+    let launch = applied_launch(&fake);
+    assert!(launch.secret.is_none() && launch.config_map.is_none());
+    let description: Value = serde_json::from_slice(
+        &fs::read(installed.output.join("chaincode-operator.json")).unwrap(),
+    )
+    .unwrap();
+    let (image, digest) = description["image"]
+        .as_str()
+        .unwrap()
+        .split_once('@')
+        .unwrap();
+    let spec = &launch.chaincode["spec"];
+    assert_eq!(spec["platform"], "image");
+    assert_eq!(spec["image"], json!({"name": image, "digest": digest}));
+    assert_eq!(spec["packageId"], installed.package_id.as_str());
+    assert_eq!(
+        spec["peer"],
+        json!({"address": PEER_ADDRESS, "mspId": "Org1MSP"})
+    );
+    assert!(
+        spec.get("source").is_none() && spec.get("tls").is_none(),
+        "{spec:#}"
+    );
+    fake.with(|c| {
+        let applies: Vec<_> = c.requests.iter().filter(|r| r.method == "PATCH").collect();
+        assert_eq!(applies.len(), 1, "only the Chaincode: {applies:?}");
+    });
+    assert!(peer_run.still_running(), "{}", peer_run.output());
+
+    peer_run.terminate();
+    let status = peer_run.exit();
+    assert_eq!(status.code(), Some(0), "{}", peer_run.output());
+    assert!(
+        peer_run
+            .output()
+            .contains("stopped by the peer before it ran"),
+        "{}",
+        peer_run.output()
+    );
+    fake.with(|c| {
+        assert_eq!(
+            c.requests_to("DELETE", &format!("chaincodes/{}", launch.name))
+                .len(),
+            1
+        );
+        assert!(c.objects.is_empty(), "{:?}", c.objects.keys());
+    });
 }

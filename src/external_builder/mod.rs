@@ -403,13 +403,14 @@ async fn run_launch(
         logging: ChaincodeLogging::default(),
     };
     let key = spec.key.clone();
+    // Caught from the first write on: a SIGTERM while the launch is applied is handled once it
+    // is, by deleting it, instead of killing the process and leaving the launch behind.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
     runtime
         .launch(spec)
         .await
         .with_context(|| format!("launching {}", meta.chaincode_id))?;
-
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("listening for SIGTERM")?;
     let stopped = |why: &str| {
         eprintln!("chaincode-operator: {} {why}", meta.chaincode_id);
     };
