@@ -440,6 +440,175 @@ fn the_external_builder_detects_builds_and_releases_as_a_peer_runs_it() {
     );
 }
 
+/// What the install-time steps take from the peer and tell it: detect says what it claims and
+/// exits 1 (with the reason) for what it leaves to others; build takes the propagated image and
+/// npm settings into the build context, exactly as the operator's `context` would, and carries the
+/// CouchDB indexes to release; release hands them over unchanged and nothing for a package
+/// without any; a package that cannot be built fails build with the reason and no build output.
+#[test]
+fn the_external_builder_steps_take_the_peers_settings_and_say_why_they_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let builder = tmp.path().join("builder");
+    let output = run(bin().args(["builder", "install"]).arg(&builder));
+    assert!(output.status.success(), "{output:?}");
+    let step = |name: &str| {
+        let mut command = Command::new(builder.join("bin").join(name));
+        for var in [
+            "NODE_REGISTRY",
+            "CHAINCODE_BUILDER_IMAGE",
+            "CHAINCODE_RUNTIME_IMAGE",
+            "GOPROXY",
+            "MAVEN_MIRROR",
+        ] {
+            command.env_remove(var);
+        }
+        command
+    };
+    let stderr = |output: &Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    let laid_out = |fixture_dir: &Path, kind: &str, name: &str| {
+        let dir = tmp.path().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        let pkg = dir.join("package.tar.gz");
+        let made = package(fixture_dir, kind, &format!("{name}_1"), &pkg);
+        assert!(made.status.success(), "{made:?}");
+        let (source, metadata) = as_the_peer_lays_it_out(&pkg, &dir);
+        (dir, pkg, source, metadata)
+    };
+
+    let (dir, pkg, source, metadata) = laid_out(&fixture("node-contract"), "node", "node");
+    let detected = run(step("detect").arg(&source).arg(&metadata));
+    assert_eq!(detected.status.code(), Some(0), "{detected:?}");
+    assert!(stderr(&detected).contains("chaincode-operator builds node packages"));
+
+    let plain = dir.join("plain-output");
+    let built = run(step("build").arg(&source).arg(&metadata).arg(&plain));
+    assert!(built.status.success(), "{built:?}");
+    let settings = [
+        ("NODE_REGISTRY", "https://npm.example/"),
+        ("CHAINCODE_BUILDER_IMAGE", "registry.example/nodeenv:2.5"),
+        ("CHAINCODE_RUNTIME_IMAGE", "registry.example/noderun:2.5"),
+    ];
+    let out = dir.join("build-output");
+    let built = run(step("build")
+        .arg(&source)
+        .arg(&metadata)
+        .arg(&out)
+        .envs(settings));
+    assert!(built.status.success(), "{built:?}");
+    let digest_of = |out: &Path| {
+        let description: serde_json::Value =
+            serde_json::from_slice(&fs::read(out.join("chaincode-operator.json")).unwrap())
+                .unwrap();
+        let context = fs::read(out.join("context.tar.gz")).unwrap();
+        let digest = format!("sha256:{}", hex::encode(Sha256::digest(&context)));
+        assert_eq!(description["contentDigest"], digest.as_str());
+        (digest, context)
+    };
+    let (digest, context) = digest_of(&out);
+    assert_ne!(digest, digest_of(&plain).0, "the settings change the build");
+    let via_context = run(bin()
+        .arg("context")
+        .arg(&pkg)
+        .arg("-o")
+        .arg(dir.join("ctx.tar.gz"))
+        .args(["--npm-registry", "https://npm.example/"])
+        .args(["--builder-image", "registry.example/nodeenv:2.5"])
+        .args(["--runtime-image", "registry.example/noderun:2.5"]));
+    assert!(via_context.status.success(), "{via_context:?}");
+    assert!(
+        stdout(&via_context).contains(&format!("contentDigest: {digest}")),
+        "{}",
+        stdout(&via_context)
+    );
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(context.as_slice()));
+    let mut dockerfile = String::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().to_string_lossy() == "Dockerfile" {
+            std::io::Read::read_to_string(&mut entry, &mut dockerfile).unwrap();
+        }
+    }
+    for image in [
+        "registry.example/nodeenv:2.5",
+        "registry.example/noderun:2.5",
+    ] {
+        assert!(dockerfile.contains(image), "{image} in\n{dockerfile}");
+    }
+
+    // The indexes travel through the build output to release, unchanged.
+    let index = "statedb/couchdb/indexes/indexOwner.json";
+    let original = fs::read(fixture("node-contract").join("META-INF").join(index)).unwrap();
+    assert_eq!(
+        fs::read(out.join("META-INF").join(index)).unwrap(),
+        original
+    );
+    let release = dir.join("release");
+    fs::create_dir_all(&release).unwrap();
+    let released = run(step("release").arg(&out).arg(&release));
+    assert_eq!(released.status.code(), Some(0), "{released:?}");
+    assert_eq!(fs::read(release.join(index)).unwrap(), original);
+
+    // A prebuilt image has no indexes: release succeeds and hands over nothing.
+    let (dir, _, source, metadata) = laid_out(&fixture("prebuilt-image"), "k8s", "image");
+    let out = dir.join("build-output");
+    assert!(
+        run(step("build").arg(&source).arg(&metadata).arg(&out))
+            .status
+            .success()
+    );
+    let release = dir.join("release");
+    fs::create_dir_all(&release).unwrap();
+    let released = run(step("release").arg(&out).arg(&release));
+    assert_eq!(released.status.code(), Some(0), "{released:?}");
+    assert_eq!(fs::read_dir(&release).unwrap().count(), 0);
+
+    // Left to Fabric's ccaas builder: detect exits 1 saying so, and build refuses it too.
+    let (dir, _, source, metadata) = laid_out(&fixture("ccaas"), "ccaas", "svc");
+    let detected = run(step("detect").arg(&source).arg(&metadata));
+    assert_eq!(detected.status.code(), Some(1), "{detected:?}");
+    assert!(
+        stderr(&detected).contains("Fabric's ccaas builder"),
+        "{detected:?}"
+    );
+    let built = run(step("build")
+        .arg(&source)
+        .arg(&metadata)
+        .arg(dir.join("out")));
+    assert!(!built.status.success());
+    assert!(
+        stderr(&built).contains("Fabric's ccaas builder"),
+        "{built:?}"
+    );
+
+    // No metadata.json: detect exits 1 naming it.
+    let empty = tmp.path().join("empty-metadata");
+    fs::create_dir_all(&empty).unwrap();
+    let detected = run(step("detect").arg(&source).arg(&empty));
+    assert_eq!(detected.status.code(), Some(1), "{detected:?}");
+    assert!(
+        stderr(&detected).contains("empty-metadata/metadata.json"),
+        "{detected:?}"
+    );
+
+    // Claimed, but not buildable: build fails with the platform's reason, writing nothing.
+    let nostart = tmp.path().join("nostart-src");
+    fs::create_dir_all(&nostart).unwrap();
+    fs::write(
+        nostart.join("package.json"),
+        r#"{"name":"x","version":"1.0.0"}"#,
+    )
+    .unwrap();
+    let (dir, _, source, metadata) = laid_out(&nostart, "node", "nostart");
+    let out = dir.join("build-output");
+    let built = run(step("build").arg(&source).arg(&metadata).arg(&out));
+    assert!(!built.status.success());
+    assert!(
+        stderr(&built).contains("package.json has no start script"),
+        "{built:?}"
+    );
+    assert!(!out.join("chaincode-operator.json").exists());
+}
+
 // ---- bin/run, as a stock peer runs it, against a fake API server ----
 
 use std::io::BufRead as _;
