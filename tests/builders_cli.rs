@@ -1353,6 +1353,37 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
         "{text}"
     );
 
+    // A server that takes the connection and never answers: bounded by the startup timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let kubeconfig = tmp.path().join("silent");
+    fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: silent\n  cluster:\n    server: \
+             http://127.0.0.1:{port}\ncontexts:\n- name: silent\n  context:\n    cluster: silent\n    \
+             user: silent\ncurrent-context: silent\nusers:\n- name: silent\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("CHAINCODE_STARTUP_TIMEOUT", "1"),
+        ],
+    );
+    assert!(!peer_run.exit().success());
+    let text = peer_run.output();
+    assert!(
+        text.contains("the Kubernetes API server did not answer within 1 s"),
+        "{text}"
+    );
+    drop(silent);
+
     // No kubeconfig at all (HOME has none) and not in a cluster.
     let mut peer_run = peer_runs(
         &installed.builder,

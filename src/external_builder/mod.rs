@@ -376,6 +376,7 @@ async fn run_launch(
     let output: BuildOutput = read_json(&build.join(BUILD_OUTPUT_FILE))?;
     let meta: RunMetadata = read_json(&run_metadata.join("chaincode.json"))?;
     let image = package_image(build, &output)?;
+    let startup_timeout = config.startup_timeout;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (KUBECONFIG in propagateEnvironment, or in-cluster)")?;
@@ -407,10 +408,17 @@ async fn run_launch(
     // is, by deleting it, instead of killing the process and leaving the launch behind.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
-    runtime
-        .launch(spec)
-        .await
-        .with_context(|| format!("launching {}", meta.chaincode_id))?;
+    // kube's client has no read timeout (watches and log follows idle for long): an API server
+    // that takes the connection but never answers would hold run silently until the peer kills it.
+    match tokio::time::timeout(startup_timeout, runtime.launch(spec)).await {
+        Ok(launched) => launched.with_context(|| format!("launching {}", meta.chaincode_id))?,
+        Err(_) => anyhow::bail!(
+            "launching {}: the Kubernetes API server did not answer within {} s \
+             (CHAINCODE_STARTUP_TIMEOUT)",
+            meta.chaincode_id,
+            startup_timeout.as_secs()
+        ),
+    }
     let stopped = |why: &str| {
         eprintln!("chaincode-operator: {} {why}", meta.chaincode_id);
     };
