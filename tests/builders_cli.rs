@@ -1172,7 +1172,7 @@ fn builder_run_exits_non_zero_with_the_reason_when_the_launch_fails() {
         operator_reports(&fake, &launch.name, phase, conditions);
         let status = peer_run.exit();
         let output = peer_run.output();
-        assert!(!status.success(), "{output}");
+        assert_eq!(status.code(), Some(1), "{output}");
         assert!(output.contains("did not start"), "{output}");
         assert!(output.contains(reason), "{reason}: {output}");
         let failed = registered(&fake, &launch.name, "LaunchFailed");
@@ -1226,7 +1226,7 @@ fn builder_run_exits_non_zero_when_the_pod_ends() {
     );
     let status = peer_run.exit();
     let output = peer_run.output();
-    assert!(!status.success(), "{output}");
+    assert_eq!(status.code(), Some(1), "{output}");
     assert!(output.contains("ended"), "{output}");
     assert!(output.contains(&ended), "{output}");
     assert!(output.contains("TypeError: boom"), "{output}");
@@ -1292,7 +1292,7 @@ fn builder_run_refuses_missing_or_broken_input_naming_the_file() {
         );
         let status = peer_run.exit();
         let text = peer_run.output();
-        assert!(!status.success(), "{expected}: {text}");
+        assert_eq!(status.code(), Some(1), "{expected}: {text}");
         assert!(text.contains(expected), "{expected}: {text}");
     }
     // The build context missing beside its description.
@@ -1304,7 +1304,7 @@ fn builder_run_refuses_missing_or_broken_input_naming_the_file() {
         tmp.path(),
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
-    assert!(!peer_run.exit().success());
+    assert_eq!(peer_run.exit().code(), Some(1), "{}", peer_run.output());
     assert!(
         peer_run.output().contains("build-output/context.tar.gz"),
         "{}",
@@ -1341,7 +1341,7 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
         tmp.path(),
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
     );
-    assert!(!peer_run.exit().success());
+    assert_eq!(peer_run.exit().code(), Some(1), "{}", peer_run.output());
     let text = peer_run.output();
     assert!(
         text.contains(&format!("launching {}", installed.package_id)),
@@ -1376,7 +1376,7 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
             ("CHAINCODE_STARTUP_TIMEOUT", "1"),
         ],
     );
-    assert!(!peer_run.exit().success());
+    assert_eq!(peer_run.exit().code(), Some(1), "{}", peer_run.output());
     let text = peer_run.output();
     assert!(
         text.contains("the Kubernetes API server did not answer within 1 s"),
@@ -1392,7 +1392,7 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
         tmp.path(),
         &[],
     );
-    assert!(!peer_run.exit().success());
+    assert_eq!(peer_run.exit().code(), Some(1), "{}", peer_run.output());
     let text = peer_run.output();
     assert!(text.contains("connecting to Kubernetes"), "{text}");
     assert!(text.contains("KUBECONFIG"), "{text}");
@@ -1437,7 +1437,7 @@ fn builder_run_leaves_nothing_half_created_when_an_apply_fails() {
         );
         let status = peer_run.exit();
         let text = peer_run.output();
-        assert!(!status.success(), "{text}");
+        assert_eq!(status.code(), Some(1), "{text}");
         assert!(text.contains(expected), "{expected}: {text}");
         assert!(
             text.contains(&format!("{reason} injected by the test")),
