@@ -1519,3 +1519,45 @@ fn builder_run_of_a_prebuilt_image_in_plaintext_stopped_before_it_runs() {
         assert!(c.objects.is_empty(), "{:?}", c.objects.keys());
     });
 }
+
+/// The peer's SIGTERM when the launch cannot be deleted (the API server answers 500), before and
+/// after the Pod runs: bin/run exits 1 saying so, instead of claiming a clean stop.
+#[test]
+fn builder_run_says_so_when_the_launch_cannot_be_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let meta = run_metadata(tmp.path(), &installed.package_id);
+    for running in [false, true] {
+        let fake = FakeApiServer::start();
+        let kubeconfig = fake.kubeconfig(tmp.path(), NAMESPACE);
+        let mut peer_run = peer_runs(
+            &installed.builder,
+            &installed.output,
+            &meta,
+            tmp.path(),
+            &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        );
+        let launch = applied_launch(&fake);
+        fake.fail(
+            "DELETE",
+            &format!("chaincodes/{}", launch.name),
+            0,
+            500,
+            "InternalError",
+        );
+        if running {
+            let pod = format!("{}-pod", launch.name);
+            operator_reports(&fake, &launch.name, "Running", running_conditions(&pod));
+            peer_run.wait_for_line("is running in Pod");
+        }
+        peer_run.terminate();
+        let status = peer_run.exit();
+        let text = peer_run.output();
+        assert_eq!(status.code(), Some(1), "running {running}: {text}");
+        assert!(text.contains("deleting the launch"), "{text}");
+        assert!(
+            text.contains("InternalError injected by the test"),
+            "{text}"
+        );
+    }
+}

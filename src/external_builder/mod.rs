@@ -436,7 +436,10 @@ async fn run_launch(
         },
         _ = term.recv() => {
             stopped("stopped by the peer before it ran");
-            let _ = runtime.stop(&key, StopReason::Retired).await;
+            runtime
+                .stop(&key, StopReason::Retired)
+                .await
+                .context("deleting the launch")?;
             return Ok(ExitCode::SUCCESS);
         }
     }
