@@ -3,12 +3,18 @@
 #[path = "support/fake_apiserver.rs"]
 mod fake_apiserver;
 
+use std::io::BufRead as _;
 use std::{
     fs,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Child, Command, ExitStatus, Output, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
 };
 
+use base64::Engine as _;
+use fake_apiserver::{Cluster, FakeApiServer};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 fn bin() -> Command {
@@ -610,15 +616,6 @@ fn the_external_builder_steps_take_the_peers_settings_and_say_why_they_refuse() 
 }
 
 // ---- bin/run, as a stock peer runs it, against a fake API server ----
-
-use std::io::BufRead as _;
-use std::process::{Child, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
-
-use base64::Engine as _;
-use fake_apiserver::{Cluster, FakeApiServer};
-use serde_json::{Value, json};
 
 /// Only a guard against hangs: every wait ends as soon as what it waits for happens.
 const HANG_GUARD: Duration = Duration::from_secs(60);
