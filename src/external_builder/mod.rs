@@ -414,6 +414,7 @@ async fn run_launch(
     let output: BuildOutput = read_json(&build.join(BUILD_OUTPUT_FILE))?;
     let meta: RunMetadata = read_json(&run_metadata.join("chaincode.json"))?;
     let image = package_image(build, &output)?;
+    let startup_timeout = config.startup_timeout;
     let client = kube::Client::try_default()
         .await
         .context("connecting to Kubernetes (KUBECONFIG in propagateEnvironment, or in-cluster)")?;
@@ -469,13 +470,21 @@ async fn run_launch(
         logging: ChaincodeLogging::default(),
     };
     let key = spec.key.clone();
-    runtime
-        .launch(spec)
-        .await
-        .with_context(|| format!("launching {}", meta.chaincode_id))?;
-
+    // Caught from the first write on: a SIGTERM while the launch is applied is handled once it
+    // is, by deleting it, instead of killing the process and leaving the launch behind.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("listening for SIGTERM")?;
+    // kube's client has no read timeout (watches and log follows idle for long): an API server
+    // that takes the connection but never answers would hold run silently until the peer kills it.
+    match tokio::time::timeout(startup_timeout, runtime.launch(spec)).await {
+        Ok(launched) => launched.with_context(|| format!("launching {}", meta.chaincode_id))?,
+        Err(_) => anyhow::bail!(
+            "launching {}: the Kubernetes API server did not answer within {} s \
+             (CHAINCODE_STARTUP_TIMEOUT)",
+            meta.chaincode_id,
+            startup_timeout.as_secs()
+        ),
+    }
     let stopped = |why: &str| {
         eprintln!("chaincode-operator: {} {why}", meta.chaincode_id);
     };
@@ -495,7 +504,10 @@ async fn run_launch(
         },
         _ = term.recv() => {
             stopped("stopped by the peer before it ran");
-            let _ = runtime.stop(&key, StopReason::Retired).await;
+            runtime
+                .stop(&key, StopReason::Retired)
+                .await
+                .context("deleting the launch")?;
             return Ok(ExitCode::SUCCESS);
         }
     }

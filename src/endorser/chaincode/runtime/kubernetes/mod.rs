@@ -4,10 +4,11 @@
 //! A launch is a server-side apply (field manager `chaincode-endorser`) of the launch's TLS Secret
 //! (client certificate from this endorser's chaincode CA), the build context ConfigMap of a source
 //! package, and the Chaincode itself, named `<endorser>-<label>-<hash>` ([`objects::chaincode_name`])
-//! with `launchAttempt` = the launch id. A per-launch task watches the Chaincode: a terminal failure
-//! (build failed, image pull failed, Pod failed, StartupTimeout) ends the launch at once with the
-//! condition's reason and message; the Pod's log is streamed into the endorser's log with the
-//! chaincode id. When the chaincode registers, the endorser applies `Registered=True` for the
+//! with `launchAttempt` = the launch id; when a write fails part-way, the launch deletes what it
+//! wrote (an orphaned Secret would keep the launch's private key). A per-launch task watches the
+//! Chaincode: a terminal failure (build failed, image pull failed, Pod failed, StartupTimeout) ends
+//! the launch at once with the condition's reason and message; the Pod's log is streamed into the
+//! endorser's log with the chaincode id. When the chaincode registers, the endorser applies `Registered=True` for the
 //! Chaincode's generation.
 //!
 //! Stopping: a closed stream leaves the Chaincode with `Registered=False` (reason `StreamClosed`) and
@@ -635,24 +636,41 @@ impl KubernetesRuntime {
                 Ok::<(), RuntimeError>(())
             }
         };
-        write_owned(secret.clone(), map.clone()).await?;
         let desired = objects::chaincode(&self.template, &spec, &image);
         let name = desired.metadata.name.clone().unwrap_or_default();
-        let applied = chaincodes
-            .patch(&name, &params, &Patch::Apply(&desired))
-            .await
-            .map_err(|err| RuntimeError::Start {
-                key: key.clone(),
-                message: format!("applying Chaincode {name}: {err}"),
-            })?;
-        // Owned by the Chaincode from now on: `kubectl delete cc` removes them too.
-        if let Some(secret) = &mut secret {
-            objects::owned_by(&mut secret.metadata, &applied);
+        let written = async {
+            write_owned(secret.clone(), map.clone()).await?;
+            let applied = chaincodes
+                .patch(&name, &params, &Patch::Apply(&desired))
+                .await
+                .map_err(|err| RuntimeError::Start {
+                    key: key.clone(),
+                    message: format!("applying Chaincode {name}: {err}"),
+                })?;
+            // Owned by the Chaincode from now on: `kubectl delete cc` removes them too.
+            if let Some(secret) = &mut secret {
+                objects::owned_by(&mut secret.metadata, &applied);
+            }
+            if let Some(map) = &mut map {
+                objects::owned_by(&mut map.metadata, &applied);
+            }
+            write_owned(secret, map).await?;
+            Ok::<Chaincode, RuntimeError>(applied)
         }
-        if let Some(map) = &mut map {
-            objects::owned_by(&mut map.metadata, &applied);
-        }
-        write_owned(secret, map).await?;
+        .await;
+        let applied = match written {
+            Ok(applied) => applied,
+            Err(error) => {
+                // Nothing half-written stays: a Secret (the launch's private key) or ConfigMap
+                // without its Chaincode has no owner to be deleted with, and a Chaincode whose
+                // launch failed here has no launch watching it.
+                if let Err(cleanup) = self.delete_launch(&name).await {
+                    tracing::warn!(%key, chaincode = %name, error = %cleanup,
+                        "deleting what a failed launch wrote failed");
+                }
+                return Err(error);
+            }
+        };
 
         let state = Arc::new(LaunchState {
             name: name.clone(),
