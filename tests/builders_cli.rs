@@ -1558,3 +1558,241 @@ fn builder_run_says_so_when_the_launch_cannot_be_deleted() {
         );
     }
 }
+
+/// A stand-in for a stock peer's chaincode listener: mutual TLS from its own CA, a stream only
+/// with the client certificate it issued (Fabric binds the certificate to the chaincode), and
+/// REGISTER answered with REGISTERED and READY.
+mod fake_peer {
+    use std::pin::Pin;
+
+    use chaincode_operator::endorser::chaincode::tls::{CertHash, ChaincodeCa, cert_hash};
+    use chaincode_operator::proto::protos::ChaincodeMessage;
+    use chaincode_operator::proto::protos::chaincode_message::Type;
+    use chaincode_operator::proto::protos::chaincode_support_server::{
+        ChaincodeSupport, ChaincodeSupportServer,
+    };
+    use futures::{Stream, StreamExt as _};
+    use tonic::{Request, Response, Status, Streaming};
+
+    pub struct Peer {
+        pub address: String,
+        /// chaincode.json's `client_cert`, `client_key` (PKCS#8 under an `EC PRIVATE KEY` label,
+        /// as Fabric's peer writes it) and `root_cert`.
+        pub client_cert: String,
+        pub client_key: String,
+        pub root_cert: String,
+        _runtime: tokio::runtime::Runtime,
+    }
+
+    struct Listener {
+        issued: CertHash,
+    }
+
+    type Messages = Pin<Box<dyn Stream<Item = Result<ChaincodeMessage, Status>> + Send>>;
+
+    #[tonic::async_trait]
+    impl ChaincodeSupport for Listener {
+        type RegisterStream = Messages;
+
+        async fn register(
+            &self,
+            request: Request<Streaming<ChaincodeMessage>>,
+        ) -> Result<Response<Messages>, Status> {
+            let presented = request
+                .peer_certs()
+                .and_then(|certs| certs.first().map(|c| cert_hash(c)));
+            if presented != Some(self.issued) {
+                return Err(Status::unauthenticated(
+                    "not the certificate this peer issued",
+                ));
+            }
+            let replies = request.into_inner().flat_map(|message| {
+                let kinds = match message {
+                    Ok(m) if m.r#type == Type::Register as i32 => {
+                        vec![Type::Registered, Type::Ready]
+                    }
+                    _ => Vec::new(),
+                };
+                futures::stream::iter(kinds.into_iter().map(|kind| {
+                    Ok(ChaincodeMessage {
+                        r#type: kind as i32,
+                        ..Default::default()
+                    })
+                }))
+            });
+            Ok(Response::new(Box::pin(replies)))
+        }
+    }
+
+    pub fn start() -> Peer {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let ca = ChaincodeCa::generate("fake peer").unwrap();
+        let server = ca.issue_listener("127.0.0.1:0").unwrap();
+        let client = ca.issue_client("chaincode").unwrap();
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let router = tonic::transport::Server::builder()
+            .tls_config(ca.tonic_server_tls(&server))
+            .unwrap()
+            .add_service(ChaincodeSupportServer::new(Listener {
+                issued: client.hash,
+            }));
+        runtime.spawn(
+            router.serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        Peer {
+            address,
+            client_cert: client.cert_pem,
+            client_key: client
+                .key_pem
+                .replace("BEGIN PRIVATE KEY", "BEGIN EC PRIVATE KEY")
+                .replace("END PRIVATE KEY", "END EC PRIVATE KEY"),
+            root_cert: ca.root_pem().to_string(),
+            _runtime: runtime,
+        }
+    }
+}
+
+/// The chaincode's side of a stream to `address` with the launch Secret's files: sends REGISTER
+/// and returns the message types it got back; its side of the stream ends when `hold` fires.
+async fn chaincode_registers(
+    address: &str,
+    secret: &Value,
+    hold: tokio::sync::oneshot::Receiver<()>,
+) -> Vec<i32> {
+    use chaincode_operator::proto::protos::ChaincodeMessage;
+    use chaincode_operator::proto::protos::chaincode_message::Type;
+    use chaincode_operator::proto::protos::chaincode_support_client::ChaincodeSupportClient;
+    use futures::StreamExt as _;
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+    let text = |key: &str| String::from_utf8(decoded(secret, "data", key)).unwrap();
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(text("peer.crt")))
+        .identity(Identity::from_pem(text("client.crt"), text("client.key")))
+        .domain_name("127.0.0.1");
+    let channel = Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await
+        .expect("the chaincode reaches the relay with the Secret's certificates");
+    let register = ChaincodeMessage {
+        r#type: Type::Register as i32,
+        ..Default::default()
+    };
+    let outbound = futures::stream::iter([register]).chain(
+        futures::stream::once(async move {
+            let _ = hold.await;
+            ChaincodeMessage::default()
+        })
+        .filter(|_| futures::future::ready(false)),
+    );
+    let mut inbound = ChaincodeSupportClient::new(channel)
+        .register(outbound)
+        .await
+        .expect("the relay forwards the stream to the peer")
+        .into_inner();
+    // Everything the peer sends until the stream ends (after `hold`, when the chaincode's side
+    // ends and the relay ends the peer's).
+    let mut kinds = Vec::new();
+    while let Some(Ok(message)) = inbound.next().await {
+        kinds.push(message.r#type);
+    }
+    kinds
+}
+
+/// bin/run with its registration relay (the default): the Chaincode tells the chaincode to dial
+/// the relay, with certificates from the relay's CA instead of the peer's (the peer's chaincode
+/// key stays on the peer's host); a chaincode that dials it reaches the peer, which accepts the
+/// certificate it issued (relabelled as Fabric writes its keys); `Registered=True` once the peer
+/// sent READY, `Registered=False, StreamClosed` when the stream ends; SIGTERM cleans up.
+#[test]
+fn builder_run_relays_the_chaincode_to_the_peer_and_reports_its_registration() {
+    let tmp = tempfile::tempdir().unwrap();
+    let installed = installed_node_package(tmp.path());
+    let peer = fake_peer::start();
+    let meta = tmp.path().join("run-metadata");
+    fs::create_dir_all(&meta).unwrap();
+    let chaincode_json = json!({
+        "chaincode_id": installed.package_id,
+        "peer_address": peer.address,
+        "client_cert": peer.client_cert,
+        "client_key": peer.client_key,
+        "root_cert": peer.root_cert,
+        "mspid": "Org1MSP",
+    });
+    fs::write(meta.join("chaincode.json"), chaincode_json.to_string()).unwrap();
+    let fake = FakeApiServer::start();
+    let kubeconfig = fake.kubeconfig(tmp.path(), "default");
+    let mut peer_run = peer_runs(
+        &installed.builder,
+        &installed.output,
+        &meta,
+        tmp.path(),
+        &[
+            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+            ("CHAINCODE_BUILD_REGISTRY", "registry.example/chaincode"),
+            ("CHAINCODE_RELAY", "on"),
+            ("CHAINCODE_RELAY_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let launch = applied_launch(&fake);
+    let name = &launch.name;
+    let relay = launch.chaincode["spec"]["peer"]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        relay.starts_with("127.0.0.1:") && relay != peer.address,
+        "the chaincode dials the relay on the peer's host: {relay}"
+    );
+    let secret = launch.secret.clone().expect("a TLS Secret");
+    for (file, peers) in [
+        ("client.crt", &peer.client_cert),
+        ("client.key", &peer.client_key),
+        ("peer.crt", &peer.root_cert),
+    ] {
+        assert_ne!(
+            decoded(&secret, "data", file),
+            peers.as_bytes(),
+            "{file} comes from the relay's CA, not the peer's"
+        );
+    }
+
+    let pod_name = format!("{name}-pod");
+    operator_reports(&fake, name, "Running", running_conditions(&pod_name));
+    peer_run.wait_for_line(&format!("is running in Pod {pod_name}"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (release, hold) = tokio::sync::oneshot::channel();
+    let stream = runtime.spawn({
+        let secret = secret.clone();
+        let relay = relay.clone();
+        async move { chaincode_registers(&relay, &secret, hold).await }
+    });
+    let ready = registered(&fake, name, "Registered");
+    assert_eq!(ready["status"], "True", "{ready}");
+    let kinds = runtime.block_on(async {
+        let _ = release.send(());
+        stream.await.unwrap()
+    });
+    use chaincode_operator::proto::protos::chaincode_message::Type;
+    assert_eq!(kinds, [Type::Registered as i32, Type::Ready as i32]);
+    let closed = registered(&fake, name, "StreamClosed");
+    assert_eq!(closed["status"], "False", "{closed}");
+    fake.with(|c| {
+        assert!(
+            c.requests_to("PATCH", &format!("chaincodes/{name}/status"))
+                .iter()
+                .all(|r| !r.body.as_ref().unwrap().to_string().contains("StockPeer")),
+            "never StockPeer with the relay"
+        );
+    });
+
+    peer_run.terminate();
+    let status = peer_run.exit();
+    assert_eq!(status.code(), Some(0), "{}", peer_run.output());
+    fake.with(|c| assert!(c.objects.is_empty(), "{:?}", c.objects.keys()));
+}
