@@ -918,7 +918,8 @@ fn api_server_restart_is_survived(cluster: &Cluster, role: &str) {
 
 /// A stock peer's external builder `run` (the built binary, as bin/run): from a build output with
 /// a prebuilt image and the peer's chaincode.json, it applies the Chaincode, says when its Pod
-/// runs, marks registration as not observable (`Registered=Unknown, StockPeer`, never True), and on
+/// runs, marks registration as not observable without its relay (`CHAINCODE_RELAY=off`:
+/// `Registered=Unknown, StockPeer`, never True), and on
 /// the peer's SIGTERM deletes the launch and exits 0. An image that cannot be pulled makes it
 /// exit non-zero with the reason.
 fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
@@ -954,6 +955,8 @@ fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("CHAINCODE_NAMESPACE", &s.ns)
             .env("CHAINCODE_ENDORSER_ID", "peer0")
+            // Without the relay: the operator's side of an unobservable registration.
+            .env("CHAINCODE_RELAY", "off")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
