@@ -1311,6 +1311,20 @@ fn builder_run_refuses_missing_or_broken_input_naming_the_file() {
 }
 
 /// No cluster to talk to: bin/run fails promptly with a message saying so, not a hang.
+/// A kubeconfig at `path` for an API server on 127.0.0.1:`port` (plain HTTP, no credentials).
+fn local_kubeconfig(path: &Path, port: u16) -> PathBuf {
+    fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: local\n  cluster:\n    server: \
+             http://127.0.0.1:{port}\ncontexts:\n- name: local\n  context:\n    cluster: local\n    \
+             user: local\ncurrent-context: local\nusers:\n- name: local\n  user: {{}}\n"
+        ),
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
 #[test]
 fn builder_run_fails_clearly_without_a_reachable_api_server() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1321,16 +1335,7 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let kubeconfig = tmp.path().join("unreachable");
-    fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: \
-             http://127.0.0.1:{port}\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    \
-             user: gone\ncurrent-context: gone\nusers:\n- name: gone\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = local_kubeconfig(&tmp.path().join("unreachable"), port);
     let mut peer_run = peer_runs(
         &installed.builder,
         &installed.output,
@@ -1353,16 +1358,7 @@ fn builder_run_fails_clearly_without_a_reachable_api_server() {
     // A server that takes the connection and never answers: bounded by the startup timeout.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let kubeconfig = tmp.path().join("silent");
-    fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: silent\n  cluster:\n    server: \
-             http://127.0.0.1:{port}\ncontexts:\n- name: silent\n  context:\n    cluster: silent\n    \
-             user: silent\ncurrent-context: silent\nusers:\n- name: silent\n  user: {{}}\n"
-        ),
-    )
-    .unwrap();
+    let kubeconfig = local_kubeconfig(&tmp.path().join("silent"), port);
     let mut peer_run = peer_runs(
         &installed.builder,
         &installed.output,

@@ -286,7 +286,7 @@ mod tests {
     use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
     use super::*;
-    use crate::endorser::chaincode::tls::{CertHash, IssuedCert, cert_hash};
+    use crate::endorser::chaincode::tls::{CertHash, cert_hash};
 
     /// A stand-in for the peer's chaincode listener: mutual TLS with its own CA, a stream is only
     /// accepted with the client certificate it issued (Fabric's binding), REGISTER is answered
@@ -337,7 +337,7 @@ mod tests {
     }
 
     /// Starts the fake peer on 127.0.0.1; returns its address and what chaincode.json would hold.
-    async fn fake_peer() -> (String, LaunchTls, IssuedCert) {
+    async fn fake_peer() -> (String, LaunchTls) {
         let ca = ChaincodeCa::generate("fake peer").expect("CA");
         let server = ca.issue_listener("127.0.0.1:0").expect("server cert");
         let client = ca.issue_client("cc:1").expect("client cert");
@@ -368,7 +368,7 @@ mod tests {
             client_key_pem: fabric_key,
             root_cert_pem: ca.root_pem().to_string(),
         };
-        (address, tls, client)
+        (address, tls)
     }
 
     /// A channel to the relay as the chaincode dials it, with `identity` as its client certificate.
@@ -397,6 +397,20 @@ mod tests {
         }
     }
 
+    /// A relay on 127.0.0.1 in front of a fake peer; returns it and chaincode.json's TLS.
+    async fn relay_to_fake_peer() -> (Relay, LaunchTls) {
+        let (peer, peer_tls) = fake_peer().await;
+        let upstream = Upstream {
+            address: peer,
+            tls: Some(peer_tls.clone()),
+        };
+        let listen = "127.0.0.1:0".parse().expect("address");
+        let relay = Relay::start(upstream, listen, "127.0.0.1", "cc:1")
+            .await
+            .expect("relay");
+        (relay, peer_tls)
+    }
+
     async fn next_change(registration: &mut watch::Receiver<Registration>) -> Registration {
         tokio::time::timeout(Duration::from_secs(10), registration.changed())
             .await
@@ -407,15 +421,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_stream_through_the_relay_reaches_the_peer_and_its_ready_and_end_are_reported() {
-        let (peer, peer_tls, _) = fake_peer().await;
-        let upstream = Upstream {
-            address: peer,
-            tls: Some(peer_tls.clone()),
-        };
-        let listen = "127.0.0.1:0".parse().expect("address");
-        let relay = Relay::start(upstream, listen, "127.0.0.1", "cc:1")
-            .await
-            .expect("relay");
+        let (relay, peer_tls) = relay_to_fake_peer().await;
         let chaincode = relay.chaincode_tls.clone().expect("relay TLS");
         assert_ne!(
             chaincode.root_cert_pem, peer_tls.root_cert_pem,
@@ -478,15 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_certificate_the_relay_issued_gets_through() {
-        let (peer, peer_tls, _) = fake_peer().await;
-        let upstream = Upstream {
-            address: peer,
-            tls: Some(peer_tls.clone()),
-        };
-        let listen = "127.0.0.1:0".parse().expect("address");
-        let relay = Relay::start(upstream, listen, "127.0.0.1", "cc:1")
-            .await
-            .expect("relay");
+        let (relay, peer_tls) = relay_to_fake_peer().await;
         for identity in [
             None,
             Some((
