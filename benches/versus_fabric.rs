@@ -498,15 +498,14 @@ fn ratio(ours: f64, theirs: f64) -> String {
 fn case_count(kind: Kind, in_flight: usize, quick: bool) -> usize {
     let count = match (kind, in_flight, quick) {
         (Kind::Submit, 1, true) => 16,
-        (Kind::Submit, 1, false) => 40,
+        (Kind::Submit, 1, false) => 100,
         (Kind::Submit, 8, true) => 64,
-        (Kind::Submit, 8, false) => 200,
+        (Kind::Submit, 8, false) => 400,
         (Kind::Submit, _, true) => 512,
-        (Kind::Submit, _, false) => 2048,
+        (Kind::Submit, _, false) => 4096,
         (_, 1, true) => 150,
-        (_, 1, false) => 800,
-        (_, _, true) => 500,
-        (_, _, false) => env_usize("BENCH_PROPOSALS").unwrap_or(3000),
+        (_, 1, false) => 2000,
+        (_, _, quick) => env_usize("BENCH_PROPOSALS").unwrap_or(if quick { 500 } else { 5000 }),
     };
     count.max(in_flight * 2 * ROUNDS)
 }
@@ -692,27 +691,36 @@ fn main() {
 
     println!(
         "{cores} cores; {CONNECTIONS} TLS connections per side; {ROUNDS} alternating rounds per \
-         case and side{}; CPU in ms per request (endorser = our dev process / the stock peer; \
-         chaincode = its Node processes); ratio = ours / fabric",
-        if quick { " (quick mode)" } else { "" }
+         case and side{}; requests per side: {} at N=1, {} at N=8/128, submits {}/{}/{}",
+        if quick { " (quick mode)" } else { "" },
+        case_count(Kind::PpGet, 1, quick),
+        case_count(Kind::PpGet, 128, quick),
+        case_count(Kind::Submit, 1, quick),
+        case_count(Kind::Submit, 8, quick),
+        case_count(Kind::Submit, 128, quick),
+    );
+    println!(
+        "first figure ours, then the stock peer's, ratio = ours / fabric; latency in ms; cpu = \
+         endorser CPU ms per request (our dev process / the stock peer process), cc = chaincode \
+         CPU ms per request (the Node processes)"
     );
     println!(
         "{:<11} {:>3} | {:>7} {:>7} {:>5} | {:>7} {:>7} {:>5} | {:>7} {:>7} {:>5} | {:>6} {:>6} {:>5} | {:>6} {:>6} {:>5}",
         "case",
         "N",
-        "tx/s us",
+        "tx/s",
         "fabric",
         "ratio",
-        "p50 us",
+        "p50 ms",
         "fabric",
         "ratio",
-        "p99 us",
+        "p99 ms",
         "fabric",
         "ratio",
-        "cpu us",
+        "cpu ms",
         "fabric",
         "ratio",
-        "cc us",
+        "cc ms",
         "fabric",
         "ratio"
     );
