@@ -121,7 +121,10 @@ struct Side {
 
 impl Side {
     fn chaincode_cpu(&self) -> f64 {
-        self.chaincode_pids.iter().map(|&p| pid_cpu_seconds(p)).sum()
+        self.chaincode_pids
+            .iter()
+            .map(|&p| pid_cpu_seconds(p))
+            .sum()
     }
 
     fn chaincode_rss_kib(&self) -> u64 {
@@ -175,7 +178,9 @@ impl Sample {
         let mut sorted = self.latencies.clone();
         sorted.sort();
         let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-        sorted.get(index).map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
+        sorted
+            .get(index)
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1e3)
     }
 
     /// Milliseconds of CPU per request.
@@ -206,7 +211,10 @@ async fn one(
                 .into_inner();
             let answer = response.response.unwrap_or_default();
             if answer.status != 200 || response.endorsement.is_none() {
-                return Err(format!("not endorsed: {} {}", answer.status, answer.message));
+                return Err(format!(
+                    "not endorsed: {} {}",
+                    answer.status, answer.message
+                ));
             }
             Ok(None)
         }
@@ -531,12 +539,14 @@ fn main() {
     let soak_secs = env_usize("BENCH_SOAK_SECS");
     let soak_fabric = env_flag("BENCH_SOAK_FABRIC");
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_chaincode-operator"));
-    let Some(kit) = support::fabric::kit() else {
+    let with_fabric = soak_secs.is_none() || soak_fabric;
+    let kit = support::fabric::kit();
+    if with_fabric && kit.is_none() {
         println!(
             "versus_fabric skipped: no Fabric kit (set FABRIC_KIT, or put it in ../shared/fabric)"
         );
         return;
-    };
+    }
     if !runs("node") || !runs("npm") {
         println!("versus_fabric skipped: node and npm are needed to run the Node chaincode");
         return;
@@ -548,7 +558,6 @@ fn main() {
         );
         return;
     }
-    let with_fabric = soak_secs.is_none() || soak_fabric;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cores)
@@ -564,7 +573,7 @@ fn main() {
     copy_shim(&our_source);
 
     let setup = Instant::now();
-    let network = with_fabric.then(|| {
+    let network = kit.filter(|_| with_fabric).map(|kit| {
         let ports = free_ports(6);
         let names = [
             "PEER_PORT",
@@ -596,12 +605,19 @@ fn main() {
     });
     let fabric_ready = setup.elapsed();
     let ours = OurEndorser::start(&binary, &our_source, &work.path().join("dev"));
-    println!(
-        "versus_fabric: setup: stock Fabric v2.5.10 network up + shim deployed in {:.1} s, our \
-         endorser (dev, release build) ready in {:.1} s",
-        fabric_ready.as_secs_f64(),
-        (setup.elapsed() - fabric_ready).as_secs_f64()
-    );
+    let our_ready = setup.elapsed() - fabric_ready;
+    match &network {
+        Some(_) => println!(
+            "versus_fabric: setup: stock Fabric v2.5.10 network up + shim deployed in {:.1} s, our \
+             endorser (dev, release build) ready in {:.1} s",
+            fabric_ready.as_secs_f64(),
+            our_ready.as_secs_f64()
+        ),
+        None => println!(
+            "versus_fabric: setup: our endorser (dev, release build) ready in {:.1} s",
+            our_ready.as_secs_f64()
+        ),
+    }
 
     let mut sides: Vec<Side> = Vec::new();
     {
@@ -685,7 +701,12 @@ fn main() {
     print_rss("RSS after warm-up", &side_refs);
 
     if let Some(secs) = soak_secs {
-        soak(&runtime, &sides, Duration::from_secs(secs as u64), &mut next);
+        soak(
+            &runtime,
+            &sides,
+            Duration::from_secs(secs as u64),
+            &mut next,
+        );
         return;
     }
 
@@ -815,11 +836,7 @@ fn print_targets(results: &[(Kind, usize, Sample, Sample)]) {
             .iter()
             .map(|&kind| {
                 let (us, _) = find(kind, n);
-                format!(
-                    "{} {:.3}",
-                    kind.label(),
-                    us.per_request_ms(us.endorser_cpu)
-                )
+                format!("{} {:.3}", kind.label(), us.per_request_ms(us.endorser_cpu))
             })
             .collect();
         println!(
@@ -871,7 +888,11 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
     println!(
         "soak: N=128 for {} s against {} (put proposals, evaluates, submits in batches of {BATCH})",
         length.as_secs(),
-        sides.iter().map(|s| s.name).collect::<Vec<_>>().join(" and ")
+        sides
+            .iter()
+            .map(|s| s.name)
+            .collect::<Vec<_>>()
+            .join(" and ")
     );
     let rss = |side: &Side| {
         (
@@ -923,10 +944,8 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
     }
     let at_end: Vec<_> = sides.iter().map(rss).collect();
     let at_minute = at_minute.unwrap_or_else(|| at_end.clone());
-    for ((side, (rss1, _)), ((rss2, hwm2), done)) in sides
-        .iter()
-        .zip(&at_minute)
-        .zip(at_end.iter().zip(&done))
+    for ((side, (rss1, _)), ((rss2, hwm2), done)) in
+        sides.iter().zip(&at_minute).zip(at_end.iter().zip(&done))
     {
         let growth = *rss2 as f64 / (*rss1).max(1) as f64;
         println!(

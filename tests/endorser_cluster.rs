@@ -15,11 +15,11 @@ use support::cluster::{
     Cluster, Kit, Namespace, chaincodes, condition, eventually, kill_chaincode_pods, running_pods,
     service_account_kubeconfig, start_dev, start_npm_proxy, start_operator,
 };
-use support::fabric::FabricNetwork;
 use support::dev::{
     copy_contract_source, dev_ccaas_command, free_loopback_address, gateway, interrupt, kill,
     node_chaincode_server, spawn_dev,
 };
+use support::fabric::FabricNetwork;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
