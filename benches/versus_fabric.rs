@@ -31,7 +31,8 @@
 //! `BENCH_PROPOSALS=n` sets the requests per side of the endorsement cases at N = 8 and 128.
 //! `BENCH_SOAK_SECS=3600` runs the memory soak instead: N = 128 of put proposals, evaluates and
 //! submits against our endorser for that long, printing RSS after 1 min and at the end (and the
-//! stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`). `FABRIC_KIT` points at the
+//! stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`); `BENCH_SOAK_KINDS` picks
+//! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`. `FABRIC_KIT` points at the
 //! kit when it is not in `../shared/fabric` or `/work/shared/fabric`.
 //!
 //! Skips with a notice (exit 0) when the Fabric kit, `node`/`npm` or the release binary are missing.
@@ -94,6 +95,18 @@ impl Kind {
             Kind::Evaluate => "gw evaluate",
             Kind::Endorse => "gw endorse",
             Kind::Submit => "gw submit",
+        }
+    }
+
+    /// The name `BENCH_SOAK_KINDS` uses: `pp-get`, `pp-put`, `evaluate`, `endorse`, `submit`.
+    fn from_name(name: &str) -> Option<Kind> {
+        match name {
+            "pp-get" => Some(Kind::PpGet),
+            "pp-put" => Some(Kind::PpPut),
+            "evaluate" => Some(Kind::Evaluate),
+            "endorse" => Some(Kind::Endorse),
+            "submit" => Some(Kind::Submit),
+            _ => None,
         }
     }
 
@@ -879,12 +892,25 @@ fn print_targets(results: &[(Kind, usize, Sample, Sample)]) {
     );
 }
 
-/// N = 128 of put proposals, evaluates and submits in turn (batches signed just before they are
-/// sent) for `length`, against every side (alternating batch by batch); RSS after 1 min and at
+/// N = 128 of put proposals, evaluates and submits in turn (or the kinds in `BENCH_SOAK_KINDS`;
+/// batches signed just before they are sent) for `length`, against every side (alternating batch by batch); RSS after 1 min and at
 /// the end.
 fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, next: &mut usize) {
     const BATCH: usize = 1024;
-    let kinds = [Kind::PpPut, Kind::Evaluate, Kind::Submit];
+    let kinds: Vec<Kind> = match std::env::var("BENCH_SOAK_KINDS") {
+        Ok(names) => names
+            .split(',')
+            .map(|name| {
+                Kind::from_name(name.trim()).unwrap_or_else(|| {
+                    panic!(
+                        "BENCH_SOAK_KINDS: {name:?} is none of pp-get, pp-put, evaluate, endorse, \
+                         submit"
+                    )
+                })
+            })
+            .collect(),
+        Err(_) => vec![Kind::PpPut, Kind::Evaluate, Kind::Submit],
+    };
     println!(
         "soak: N=128 for {} s against {} (put proposals, evaluates, submits in batches of {BATCH})",
         length.as_secs(),
