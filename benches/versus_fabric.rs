@@ -912,13 +912,18 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
         Err(_) => vec![Kind::PpPut, Kind::Evaluate, Kind::Submit],
     };
     println!(
-        "soak: N=128 for {} s against {} (put proposals, evaluates, submits in batches of {BATCH})",
+        "soak: N=128 for {} s against {} ({} in turn, batches of {BATCH})",
         length.as_secs(),
         sides
             .iter()
             .map(|s| s.name)
             .collect::<Vec<_>>()
-            .join(" and ")
+            .join(" and "),
+        kinds
+            .iter()
+            .map(|k| k.label())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     let rss = |side: &Side| {
         (
