@@ -27,8 +27,9 @@
 //! warm-up and at the end. Then the #14 targets beside the measured figures.
 //!
 //! Run: `cargo bench --bench versus_fabric` (cargo builds the release `chaincode-operator` binary
-//! beside the bench and this bench runs it). `BENCH_QUICK=1` for a short run (about 3 min);
-//! `BENCH_PROPOSALS=n` sets the requests per side of the endorsement cases at N = 8 and 128.
+//! beside the bench and this bench runs it; about 2 min once built). `BENCH_QUICK=1` for a short
+//! run (under a minute); `BENCH_PROPOSALS=n` sets the requests per side of the endorsement cases
+//! at N = 8 and 128.
 //! `BENCH_SOAK_SECS=3600` runs the memory soak instead: N = 128 of put proposals, evaluates and
 //! submits against our endorser for that long, printing RSS after 1 min and at the end (and the
 //! stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`); `BENCH_SOAK_KINDS` picks
