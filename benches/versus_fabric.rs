@@ -36,7 +36,9 @@
 //! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`. `FABRIC_KIT` points at the
 //! kit when it is not in `../shared/fabric` or `/work/shared/fabric`.
 //!
-//! Skips with a notice (exit 0) when the Fabric kit, `node`/`npm` or the release binary are missing.
+//! Skips with a notice (exit 0) when the Fabric kit, `node`/`npm` or the release binary are
+//! missing. Both sides are stopped (and the Fabric lab wiped) at the end, on a panic, and on
+//! SIGINT or SIGTERM.
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -45,6 +47,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chaincode_operator::endorser::identity::SigningIdentity;
@@ -460,6 +463,52 @@ impl Drop for OurEndorser {
     }
 }
 
+/// A [`FabricNetwork`]'s script, lab and environment.
+type NetworkParts = (PathBuf, PathBuf, Vec<(String, String)>);
+
+/// On SIGINT or SIGTERM: stops our endorser (SIGINT, SIGKILL after 20 s) and the Fabric network
+/// (`network.sh down --wipe`), removes the work directory and exits 130.
+async fn stop_on_signal(fabric: Option<NetworkParts>, dev_pid: Arc<AtomicU32>, work: PathBuf) {
+    use nix::sys::signal::{Signal, kill};
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use nix::unistd::Pid;
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!("versus_fabric: interrupted: stopping our endorser and the Fabric network");
+    let cleanup = tokio::task::spawn_blocking(move || {
+        let pid = dev_pid.load(Ordering::SeqCst);
+        if pid != 0 {
+            let pid = Pid::from_raw(pid as i32);
+            let _ = kill(pid, Signal::SIGINT);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline
+                && matches!(
+                    waitpid(pid, Some(WaitPidFlag::WNOHANG)),
+                    Ok(WaitStatus::StillAlive)
+                )
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        if let Some((script, lab, env)) = fabric {
+            drop(FabricNetwork { script, lab, env });
+        }
+        let _ = std::fs::remove_dir_all(&work);
+    });
+    let _ = cleanup.await;
+    std::process::exit(130);
+}
+
 /// Loopback ports nothing listens on (yet), all different.
 fn free_ports(count: usize) -> Vec<u16> {
     let listeners: Vec<_> = (0..count)
@@ -586,7 +635,6 @@ fn main() {
     copy_shim(&fabric_source);
     copy_shim(&our_source);
 
-    let setup = Instant::now();
     let network = kit.filter(|_| with_fabric).map(|kit| {
         let ports = free_ports(6);
         let names = [
@@ -597,7 +645,7 @@ fn main() {
             "ORDERER_ADMIN_PORT",
             "ORDERER_OPERATIONS_PORT",
         ];
-        let network = FabricNetwork {
+        FabricNetwork {
             script: kit.join("network.sh"),
             lab: work.path().join("fabric-lab"),
             env: names
@@ -605,7 +653,20 @@ fn main() {
                 .zip(ports)
                 .map(|(name, port)| (name.to_string(), port.to_string()))
                 .collect(),
-        };
+        }
+    });
+    // Ctrl-C or SIGTERM skip the Drop guards: this task does their work instead.
+    let dev_pid = Arc::new(AtomicU32::new(0));
+    runtime.spawn(stop_on_signal(
+        network
+            .as_ref()
+            .map(|n| (n.script.clone(), n.lab.clone(), n.env.clone())),
+        dev_pid.clone(),
+        work.path().to_path_buf(),
+    ));
+
+    let setup = Instant::now();
+    if let Some(network) = &network {
         network.run(&["up"]);
         network.run(&[
             "deploy",
@@ -615,10 +676,10 @@ fn main() {
             "get",
             "probe",
         ]);
-        network
-    });
+    }
     let fabric_ready = setup.elapsed();
     let ours = OurEndorser::start(&binary, &our_source, &work.path().join("dev"));
+    dev_pid.store(ours.pid(), Ordering::SeqCst);
     let our_ready = setup.elapsed() - fabric_ready;
     match &network {
         Some(_) => println!(
