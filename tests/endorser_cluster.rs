@@ -19,6 +19,7 @@ use support::dev::{
     copy_contract_source, dev_ccaas_command, free_loopback_address, gateway, interrupt, kill,
     node_chaincode_server, spawn_dev,
 };
+use support::fabric::FabricNetwork;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
@@ -424,66 +425,6 @@ async fn eventually_registered(
     cc
 }
 
-/// The stock Fabric v2.5.10 peer and orderer of `../shared/fabric`, started with chaincode-operator
-/// as the peer's first external builder; `network.sh down --wipe` when dropped.
-struct FabricNetwork {
-    script: std::path::PathBuf,
-    lab: std::path::PathBuf,
-    env: Vec<(String, String)>,
-}
-
-impl FabricNetwork {
-    fn kit() -> Option<std::path::PathBuf> {
-        [
-            std::env::var("FABRIC_KIT")
-                .ok()
-                .map(std::path::PathBuf::from),
-            Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fabric")),
-            Some("/work/shared/fabric".into()),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.join("network.sh").is_file())
-    }
-
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = std::process::Command::new("bash");
-        command
-            .arg(&self.script)
-            .args(args)
-            .env("FABRIC_LAB", &self.lab)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        command
-    }
-
-    fn run(&self, args: &[&str]) {
-        let output = self.command(args).output().expect("network.sh runs");
-        if !output.status.success() {
-            let log = std::fs::read_to_string(self.lab.join("peer.log")).unwrap_or_default();
-            // The builder's own lines (run's output is in the peer's log), then the last lines.
-            let ours: Vec<&str> = log
-                .lines()
-                .filter(|l| l.contains("chaincode-operator") || l.contains("chaincode_operator"))
-                .take(40)
-                .collect();
-            eprintln!("builder lines in peer.log:\n{}", ours.join("\n"));
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            panic!(
-                "network.sh {args:?} failed: {}\n{}\npeer.log (last lines, newest first):\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr),
-                tail.join("\n")
-            );
-        }
-    }
-}
-
-impl Drop for FabricNetwork {
-    fn drop(&mut self) {
-        let _ = self.command(&["down", "--wipe"]).output();
-    }
-}
-
 /// A stock Fabric peer hands its chaincode to the operator through `chaincode-operator builder`:
 /// the peer installs a Node chaincode from source (our detect and build), the operator builds it
 /// in-cluster and runs it as a Pod that registers with the stock peer over the TLS material the
@@ -500,7 +441,7 @@ async fn a_stock_fabric_peer_runs_chaincode_through_the_operator() {
         eprintln!("skipped {test}: needs the kube kit's registry, BuildKit and node base images");
         return;
     };
-    let Some(fabric) = FabricNetwork::kit() else {
+    let Some(fabric) = support::fabric::kit() else {
         eprintln!("skipped {test}: no Fabric kit (../shared/fabric or FABRIC_KIT)");
         return;
     };

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 pub mod cluster;
 pub mod dev;
+pub mod fabric;
 pub mod peer;
 pub mod procs;
 pub mod tx;

@@ -71,3 +71,54 @@ pub fn group_cpu_seconds(pgid: u32) -> f64 {
         .sum::<f64>()
         / TICKS_PER_SECOND
 }
+
+/// User + system CPU seconds of process `pid` itself (all its threads, not its children); 0 when
+/// it is gone.
+pub fn pid_cpu_seconds(pid: u32) -> f64 {
+    stat_fields(pid).map_or(0.0, |f| {
+        [11, 12]
+            .iter()
+            .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+            .sum::<f64>()
+    }) / TICKS_PER_SECOND
+}
+
+/// Live descendants of `pid` (children, their children, ...), not `pid` itself.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = all_pids()
+        .into_iter()
+        .filter_map(|p| Some((p, stat_fields(p)?.get(1)?.parse().ok()?)))
+        .collect();
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(parent) = frontier.pop() {
+        for &(child, ppid) in &parents {
+            if ppid == parent && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found
+}
+
+/// Live members of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    all_pids()
+        .into_iter()
+        .filter(|&p| process_group(p) == Some(pgid))
+        .collect()
+}
+
+/// A `/proc/<pid>/status` field in KiB (e.g. `VmRSS`, `VmHWM`); None when the process is gone.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
