@@ -229,10 +229,17 @@ fn decode_value(bytes: &[u8]) -> Result<VersionedValue, StoreError> {
     })
 }
 
+/// redb's page cache. Its default (1 GiB) lets the process grow with the ledger until the whole
+/// file is cached (RSS rose with every committed transaction under load); reads beyond this are
+/// served by the kernel's page cache, which the kernel can reclaim.
+const PAGE_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 impl WorldState {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        let db = Database::builder()
+            .set_cache_size(PAGE_CACHE_BYTES)
+            .create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(STATE)?;
         tx.open_table(HISTORY)?;
