@@ -201,8 +201,8 @@ fn main() {
 
     let org = dev_org();
     let world = WorldState::open(&dir.path().join("ledger.redb")).expect("world state");
-    let committer =
-        Committer::open(&dir.path().join("blocks"), world.clone(), org.trust.clone()).expect("committer");
+    let committer = Committer::open(&dir.path().join("blocks"), world.clone(), org.trust.clone())
+        .expect("committer");
     committer.create_channel(CHANNEL).expect("channel");
 
     println!(

@@ -544,6 +544,21 @@ impl WorldState {
         Ok(block)
     }
 
+    /// [`Self::commit_block_prechecked`] in two steps: validates and applies `txs` as the next
+    /// block on `channel` in a write transaction that stays open (other writers wait) until
+    /// [`PreparedBlock::commit`]; dropping it changes nothing. The committer logs the block in
+    /// between, so the block is run once instead of twice (a dry run, then the commit).
+    pub fn prepare_block(
+        &self,
+        channel: &str,
+        txs: &[CommitTx<'_>],
+        prechecked: &[TxValidationCode],
+    ) -> Result<PreparedBlock, StoreError> {
+        let write = self.db.begin_write()?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
+        Ok(PreparedBlock { write, block })
+    }
+
     /// The codes [`Self::commit_block_prechecked`] would give `txs` as the next block on
     /// `channel`, without changing anything: the same validation (later transactions see the
     /// writes of earlier valid ones) in a write transaction that is then aborted.
@@ -557,6 +572,25 @@ impl WorldState {
         let block = run_block(&write, channel, txs, prechecked, self)?;
         write.abort()?;
         Ok(block)
+    }
+}
+
+/// A block validated and applied in a write transaction not committed yet.
+pub struct PreparedBlock {
+    write: redb::WriteTransaction,
+    block: CommittedBlock,
+}
+
+impl PreparedBlock {
+    /// The block number and the codes the commit gives.
+    pub fn block(&self) -> &CommittedBlock {
+        &self.block
+    }
+
+    /// Commits the block's writes; readers see them from now on.
+    pub fn commit(self) -> Result<CommittedBlock, StoreError> {
+        self.write.commit()?;
+        Ok(self.block)
     }
 }
 
