@@ -9,10 +9,12 @@
 //! A submit therefore pays what the commit path does per transaction (creator signature,
 //! endorsement policy, MVCC, block log append + fsync, world state apply), not endorsement.
 //!
-//! Per case: transactions/s, p50/p99 commit latency (submit to answer), transactions per block and
-//! blocks (block log fsyncs) per second. References from the same run, so the figures are ratios:
-//! the disk's own fsync rate (4 KiB append + fdatasync in a loop, in the same directory) and the
-//! ratio of the commit path's block rate to it.
+//! Per case: transactions/s, p50/p99 commit latency (submit to answer), transactions per block,
+//! blocks (block log fsyncs) per second and the share of blocks that waited in the group-commit
+//! window. References from the same run, so the figures are ratios: the disk's own fsync rate
+//! (4 KiB append + fdatasync in a loop, in the same directory), the ratio of the commit path's
+//! block rate to it, and the same commit path with the window off (`group_window` zero: each block
+//! takes what queued during the previous one) beside the default window.
 //!
 //! Run: `cargo bench --bench endorser_submit`; `BENCH_QUICK=1` for a fast smoke run;
 //! `BENCH_TXS=n` sets the transactions per case.
@@ -26,7 +28,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
-use chaincode_operator::endorser::commit::{Committer, build_transaction};
+use chaincode_operator::endorser::commit::{
+    Committer, CommitterConfig, DEFAULT_GROUP_WINDOW, build_transaction,
+};
 use chaincode_operator::endorser::ledger::WorldState;
 use chaincode_operator::endorser::proposal::BoundedReplayCache;
 use chaincode_operator::endorser::services::endorse::{
@@ -186,41 +190,66 @@ fn main() {
     let per_case = env_usize("BENCH_TXS").unwrap_or(if quick { 300 } else { 3000 });
     let probe_time = Duration::from_millis(if quick { 300 } else { 2000 });
     let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    let dir = tempfile::tempdir_in(&base).expect("bench directory");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    let org = dev_org();
 
-    let fsync_rate = disk_fsync_rate(dir.path(), probe_time);
+    let probe_dir = tempfile::tempdir_in(&base).expect("bench directory");
+    let fsync_rate = disk_fsync_rate(probe_dir.path(), probe_time);
     println!(
         "disk: {fsync_rate:.0} fsyncs/s ({:.2} ms each), {} cores",
         1000.0 / fsync_rate,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-
-    let org = dev_org();
-    let world = WorldState::open(&dir.path().join("ledger.redb")).expect("world state");
-    let committer = Committer::open(&dir.path().join("blocks"), world.clone(), org.trust.clone())
-        .expect("committer");
-    committer.create_channel(CHANNEL).expect("channel");
-
     println!(
-        "{:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>13}",
-        "N", "tx/s", "p50 ms", "p99 ms", "tx/block", "blocks/s", "blocks/fsyncs"
+        "{:<7} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>13} {:>8}",
+        "window",
+        "N",
+        "tx/s",
+        "p50 ms",
+        "p99 ms",
+        "tx/block",
+        "blocks/s",
+        "blocks/fsyncs",
+        "waited"
     );
-    for in_flight in CONCURRENCY {
-        let batch = runtime.block_on(envelopes(&org, &world, &format!("n{in_flight}-"), per_case));
-        let f = runtime.block_on(drive(&committer, batch, in_flight));
-        println!(
-            "{:>4} {:>9.0} {:>9.2} {:>9.2} {:>9.1} {:>9.0} {:>13.2}",
-            in_flight,
-            f.rate,
-            f.p50.as_secs_f64() * 1000.0,
-            f.p99.as_secs_f64() * 1000.0,
-            f.txs_per_block,
-            f.blocks_per_second,
-            f.blocks_per_second / fsync_rate,
-        );
+    // The same commit path without and with the group-commit window, each on its own ledger.
+    for (label, window) in [("none", Duration::ZERO), ("default", DEFAULT_GROUP_WINDOW)] {
+        let dir = tempfile::tempdir_in(&base).expect("bench directory");
+        let world = WorldState::open(&dir.path().join("ledger.redb")).expect("world state");
+        let config = CommitterConfig {
+            group_window: window,
+            ..CommitterConfig::default()
+        };
+        let committer = Committer::open_with(
+            &dir.path().join("blocks"),
+            world.clone(),
+            org.trust.clone(),
+            config,
+        )
+        .expect("committer");
+        committer.create_channel(CHANNEL).expect("channel");
+        for in_flight in CONCURRENCY {
+            let prefix = format!("n{in_flight}-");
+            let batch = runtime.block_on(envelopes(&org, &world, &prefix, per_case));
+            let before = committer.stats();
+            let f = runtime.block_on(drive(&committer, batch, in_flight));
+            let after = committer.stats();
+            let blocks = (after.blocks - before.blocks).max(1) as f64;
+            println!(
+                "{:<7} {:>4} {:>8.0} {:>8.2} {:>8.2} {:>8.1} {:>8.0} {:>13.2} {:>7.0}%",
+                label,
+                in_flight,
+                f.rate,
+                f.p50.as_secs_f64() * 1000.0,
+                f.p99.as_secs_f64() * 1000.0,
+                f.txs_per_block,
+                f.blocks_per_second,
+                f.blocks_per_second / fsync_rate,
+                100.0 * (after.windows - before.windows) as f64 / blocks,
+            );
+        }
     }
 }
