@@ -1283,4 +1283,38 @@ mod tests {
             }
         );
     }
+
+    #[test]
+    fn a_prepared_block_is_seen_only_once_committed_and_dropping_it_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = WorldState::open(&dir.path().join("db")).unwrap();
+        let sets = [rwset("a", "k"), rwset("k", "x")];
+        let txs: Vec<CommitTx<'_>> = sets
+            .iter()
+            .map(|rwset| CommitTx {
+                tx_id: "tx",
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect();
+        let prechecked = [TxValidationCode::Valid; 2];
+        let expected = vec![TxValidationCode::Valid, TxValidationCode::MvccReadConflict];
+
+        // The committer's failed append: the block is dropped, nothing was written.
+        let prepared = world.prepare_block("ch", &txs, &prechecked).unwrap();
+        assert_eq!(prepared.block().validation, expected);
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+        drop(prepared);
+        assert_eq!(world.height("ch").unwrap(), 0);
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+
+        let prepared = world.prepare_block("ch", &txs, &prechecked).unwrap();
+        // Readers do not see the writes before the commit (the block's fsync happens here).
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+        let committed = prepared.commit().unwrap();
+        assert_eq!((committed.block_num, committed.validation), (0, expected));
+        assert_eq!(world.height("ch").unwrap(), 1);
+        assert!(world.get("ch", "cc", "k").unwrap().is_some());
+        assert_eq!(world.get("ch", "cc", "x").unwrap(), None);
+    }
 }
