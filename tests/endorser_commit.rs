@@ -15,11 +15,11 @@ use std::time::SystemTime;
 use base64::Engine;
 use chaincode_operator::endorser::chaincode::handle::{ExecuteOutcome, ExecuteRequest};
 use chaincode_operator::endorser::chaincode::handler::Completion;
-use chaincode_operator::endorser::commit::blocklog::block_header_hash;
+use chaincode_operator::endorser::commit::blocklog::{block_header_hash, transactions_filter};
 use chaincode_operator::endorser::commit::genesis::is_config_block;
 use chaincode_operator::endorser::commit::{
-    CommitError, Committer, CommitterConfig, EndorsementPolicy, EnvelopeError, RequiredOrgs,
-    SubmitError, TxStatus, build_transaction,
+    ChannelLog, CommitError, CommitStats, Committer, CommitterConfig, EndorsementPolicy,
+    EnvelopeError, MAX_PENDING, RequiredOrgs, SubmitError, TxStatus, build_transaction,
 };
 use chaincode_operator::endorser::identity::{
     Organization, SigningIdentity, TrustStore, load_organization, load_signing_identity,
@@ -632,6 +632,7 @@ async fn a_majority_policy_needs_more_than_half_of_the_trusted_orgs() {
                 peer_role_required: true,
             },
             channels: None,
+            ..CommitterConfig::default()
         },
     )
     .unwrap();
@@ -1188,4 +1189,148 @@ async fn deliver_followers_see_every_block_once_in_order_across_log_and_live_com
             "{name}: no block twice"
         );
     }
+}
+
+/// The tx ids and codes of block `number` of a copy of the block log.
+fn logged_block(copy: &Path, number: u64) -> Option<Vec<(String, TxValidationCode)>> {
+    let (log, _) = ChannelLog::open(copy).unwrap();
+    let block = log.read_range(number, 1).unwrap().pop()?;
+    let codes = transactions_filter(&block);
+    let data = block.data.unwrap().data;
+    let ids = data.iter().map(|bytes| {
+        let payload = Payload::decode(
+            Envelope::decode(bytes.as_slice())
+                .unwrap()
+                .payload
+                .as_slice(),
+        )
+        .unwrap();
+        ChannelHeader::decode(payload.header.unwrap().channel_header.as_slice())
+            .unwrap()
+            .tx_id
+    });
+    Some(ids.zip(codes).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_submits_share_blocks_and_each_is_answered_only_once_its_block_is_logged() {
+    const N: usize = 64;
+    let peer = Peer::start();
+    let mut envelopes = Vec::new();
+    for i in 0..N {
+        let key = format!("key{i}");
+        envelopes.push(peer.transaction(&[b"put", key.as_bytes(), b"v"]).await);
+    }
+    let snapshots = tempfile::tempdir().unwrap();
+    let log = log_file(peer.dir.path());
+    let results =
+        futures::future::join_all(envelopes.iter().enumerate().map(|(i, (_, envelope))| {
+            let committer = peer.committer.clone();
+            let envelope = envelope.clone();
+            let (log, copy) = (log.clone(), snapshots.path().join(format!("{i}.blocks")));
+            async move {
+                let status = committer.submit(envelope).await.unwrap();
+                // The log as it is the moment the answer arrives.
+                std::fs::copy(&log, &copy).unwrap();
+                (status, copy)
+            }
+        }))
+        .await;
+    for ((tx_id, _), (status, copy)) in envelopes.iter().zip(&results) {
+        assert_eq!(status.code, TxValidationCode::Valid);
+        let block = logged_block(copy, status.block_number).unwrap_or_else(|| {
+            panic!(
+                "{tx_id} answered before block {} was logged",
+                status.block_number
+            )
+        });
+        assert!(
+            block.contains(&(tx_id.clone(), TxValidationCode::Valid)),
+            "{tx_id} {status:?}"
+        );
+    }
+    // One fsync per block, and concurrent submits share them.
+    let stats = peer.committer.stats();
+    assert_eq!(stats.transactions, N as u64);
+    assert_eq!(stats.blocks, peer.committer.height(CHANNEL) - 1);
+    assert!(stats.blocks < N as u64, "{stats:?}");
+
+    // A crash that loses the whole world state: every answered transaction is found again from
+    // the log at the block and with the code it was answered with.
+    let (org, dir) = peer.close();
+    std::fs::remove_file(world_path(dir.path())).unwrap();
+    let peer = Peer::reopen(org, dir);
+    for (i, ((tx_id, _), (status, _))) in envelopes.iter().zip(&results).enumerate() {
+        assert_eq!(peer.committer.status(CHANNEL, tx_id), Some(*status));
+        let (value, version) = peer.value(&format!("key{i}")).unwrap();
+        assert_eq!(
+            (value.as_slice(), version.block_num),
+            (b"v".as_slice(), status.block_number)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_submit_on_an_idle_channel_is_cut_at_once_in_a_block_of_its_own() {
+    let peer = Peer::start();
+    for (i, key) in ["a", "b", "c"].into_iter().enumerate() {
+        let (tx_id, envelope) = peer.transaction(&[b"put", key.as_bytes(), b"1"]).await;
+        let status = peer.committer.submit(envelope).await.unwrap();
+        let block = i as u64 + 1;
+        assert_eq!(status, valid(block));
+        let logged = &peer.committer.blocks_from(CHANNEL, block).unwrap()[0];
+        assert_eq!(logged.txs.len(), 1);
+        assert_eq!(logged.txs[0].tx_id, tx_id);
+    }
+    // No block waited for company: the group-commit window only opens on a busy channel.
+    assert_eq!(
+        peer.committer.stats(),
+        CommitStats {
+            blocks: 3,
+            transactions: 3,
+            windows: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_within_one_block_invalidates_the_later_transaction() {
+    let peer = Peer::start();
+    let (_, first) = peer.transaction(&[b"put", b"k", b"v0"]).await;
+    peer.committer.submit(first).await.unwrap();
+    // All three read k at version (1, 0); the second and third also write k.
+    let (_, a) = peer.transaction(&[b"update", b"k", b"from-a"]).await;
+    let (_, b) = peer.transaction(&[b"update", b"k", b"from-b"]).await;
+    let (_, c) = peer.transaction(&[b"put", b"other", b"x"]).await;
+    let results = peer.committer.submit_all(vec![a, b, c]).await;
+    let codes: Vec<TxStatus> = results.into_iter().map(Result::unwrap).collect();
+    let conflict = TxStatus {
+        block_number: 2,
+        code: TxValidationCode::MvccReadConflict,
+    };
+    assert_eq!(codes, vec![valid(2), conflict, valid(2)]);
+    assert_eq!(peer.value("k").unwrap().0, b"from-a");
+    let version = peer.value("other").unwrap().1;
+    assert_eq!((version.block_num, version.tx_num), (2, 2));
+}
+
+#[tokio::test]
+async fn submits_beyond_the_queue_bound_are_refused_and_nothing_is_logged() {
+    let peer = Peer::start();
+    let (tx_id, envelope) = peer.transaction(&[b"put", b"k", b"v"]).await;
+    let log_len = peer.log_len();
+    let results = peer
+        .committer
+        .submit_all(vec![envelope.clone(); MAX_PENDING + 1])
+        .await;
+    for result in results {
+        assert!(
+            matches!(&result, Err(SubmitError::Busy { limit, .. }) if *limit == MAX_PENDING),
+            "{result:?}"
+        );
+    }
+    assert_eq!(peer.log_len(), log_len);
+    assert_eq!(peer.committer.status(CHANNEL, &tx_id), None);
+    // The channel is not stuck: the same transaction commits afterwards.
+    assert_eq!(peer.committer.submit(envelope).await.unwrap(), valid(1));
 }

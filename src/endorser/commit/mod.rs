@@ -11,7 +11,8 @@ pub mod transaction;
 
 pub use blocklog::{BlockLogError, ChannelLog};
 pub use committer::{
-    CommitError, CommittedBlock, CommittedTx, Committer, CommitterConfig, SubmitError, TxStatus,
+    CommitError, CommitStats, CommittedBlock, CommittedTx, Committer, CommitterConfig,
+    DEFAULT_GROUP_WINDOW, MAX_BLOCK_TXS, MAX_PENDING, SubmitError, TxStatus,
 };
 pub use replay::LedgerReplayCheck;
 pub use transaction::{

@@ -8,4 +8,6 @@ pub mod store;
 
 pub use private::{Access, CollectionDefinition, CollectionError, CollectionLookup, PrivateAccess};
 pub use simulator::{Paging, SimulationError, TxSimulator};
-pub use store::{CommitTx, CommittedBlock, HashedValue, StoreError, VersionedValue, WorldState};
+pub use store::{
+    CommitTx, CommittedBlock, HashedValue, PreparedBlock, StoreError, VersionedValue, WorldState,
+};

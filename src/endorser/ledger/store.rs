@@ -551,6 +551,21 @@ impl WorldState {
         Ok(block)
     }
 
+    /// [`Self::commit_block_prechecked`] in two steps: validates and applies `txs` as the next
+    /// block on `channel` in a write transaction that stays open (other writers wait) until
+    /// [`PreparedBlock::commit`]; dropping it changes nothing. The committer logs the block in
+    /// between, so the block is run once instead of twice (a dry run, then the commit).
+    pub fn prepare_block(
+        &self,
+        channel: &str,
+        txs: &[CommitTx<'_>],
+        prechecked: &[TxValidationCode],
+    ) -> Result<PreparedBlock, StoreError> {
+        let write = self.db.begin_write()?;
+        let block = run_block(&write, channel, txs, prechecked, self)?;
+        Ok(PreparedBlock { write, block })
+    }
+
     /// The codes [`Self::commit_block_prechecked`] would give `txs` as the next block on
     /// `channel`, without changing anything: the same validation (later transactions see the
     /// writes of earlier valid ones) in a write transaction that is then aborted.
@@ -564,6 +579,25 @@ impl WorldState {
         let block = run_block(&write, channel, txs, prechecked, self)?;
         write.abort()?;
         Ok(block)
+    }
+}
+
+/// A block validated and applied in a write transaction not committed yet.
+pub struct PreparedBlock {
+    write: redb::WriteTransaction,
+    block: CommittedBlock,
+}
+
+impl PreparedBlock {
+    /// The block number and the codes the commit gives.
+    pub fn block(&self) -> &CommittedBlock {
+        &self.block
+    }
+
+    /// Commits the block's writes; readers see them from now on.
+    pub fn commit(self) -> Result<CommittedBlock, StoreError> {
+        self.write.commit()?;
+        Ok(self.block)
     }
 }
 
@@ -1255,5 +1289,39 @@ mod tests {
                 tx_num: 3
             }
         );
+    }
+
+    #[test]
+    fn a_prepared_block_is_seen_only_once_committed_and_dropping_it_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let world = WorldState::open(&dir.path().join("db")).unwrap();
+        let sets = [rwset("a", "k"), rwset("k", "x")];
+        let txs: Vec<CommitTx<'_>> = sets
+            .iter()
+            .map(|rwset| CommitTx {
+                tx_id: "tx",
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect();
+        let prechecked = [TxValidationCode::Valid; 2];
+        let expected = vec![TxValidationCode::Valid, TxValidationCode::MvccReadConflict];
+
+        // The committer's failed append: the block is dropped, nothing was written.
+        let prepared = world.prepare_block("ch", &txs, &prechecked).unwrap();
+        assert_eq!(prepared.block().validation, expected);
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+        drop(prepared);
+        assert_eq!(world.height("ch").unwrap(), 0);
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+
+        let prepared = world.prepare_block("ch", &txs, &prechecked).unwrap();
+        // Readers do not see the writes before the commit (the block's fsync happens here).
+        assert_eq!(world.get("ch", "cc", "k").unwrap(), None);
+        let committed = prepared.commit().unwrap();
+        assert_eq!((committed.block_num, committed.validation), (0, expected));
+        assert_eq!(world.height("ch").unwrap(), 1);
+        assert!(world.get("ch", "cc", "k").unwrap().is_some());
+        assert_eq!(world.get("ch", "cc", "x").unwrap(), None);
     }
 }

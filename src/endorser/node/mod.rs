@@ -250,14 +250,17 @@ async fn stop_idle(
     }
 }
 
-/// Serves /healthz, /readyz and /metrics (`chaincode_endorser_*`: the kubernetes runtime's launch
-/// metrics) until `shutdown`; returns the bound address.
+/// Serves /healthz, /readyz and /metrics (`chaincode_endorser_*`: the commit path's blocks and
+/// transactions per block, the kubernetes runtime's launch metrics) until `shutdown`; returns the
+/// bound address.
 async fn serve_metrics(
     listen: SocketAddr,
+    committer: &Committer,
     kubernetes: Option<&KubernetesRuntime>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<SocketAddr> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("chaincode_endorser");
+    committer.register_metrics(&mut registry);
     if let Some(kubernetes) = kubernetes {
         kubernetes.metrics().register(&mut registry);
     }
@@ -530,6 +533,7 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
         Some(listen) => Some(
             serve_metrics(
                 listen,
+                &committer,
                 kubernetes.as_deref(),
                 until_shutdown(shutdown_rx.clone()),
             )

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status};
 
 use crate::endorser::commit::LedgerReplayCheck;
-use crate::endorser::commit::{CommittedBlock, Committer, build_transaction};
+use crate::endorser::commit::{CommittedBlock, Committer, SubmitError, build_transaction};
 use crate::endorser::proposal::ReplayCache;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
 use crate::endorser::services::endorse::{Endorsed, EndorserContext, endorse_with_replay};
@@ -266,6 +266,12 @@ impl Gateway for GatewayService {
                 tracing::debug!(tx_id = %request.transaction_id, code = ?status.code, block = status.block_number, "transaction committed");
                 Ok(Response::new(SubmitResponse {}))
             }
+            // A full queue is transient: UNAVAILABLE tells clients to retry.
+            Err(err @ SubmitError::Busy { .. }) => Err(self.error(
+                Code::Unavailable,
+                &format!("received unsuccessful response from orderer: {err}"),
+                err.to_string(),
+            )),
             Err(err) => Err(self.error(
                 Code::Aborted,
                 &format!("received unsuccessful response from orderer: {err}"),
