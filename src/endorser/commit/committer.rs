@@ -11,7 +11,8 @@
 //!    sets in one redb write transaction that is not committed yet;
 //! 2. append the block (envelopes + codes) to the channel's block log and fsync it;
 //! 3. commit the redb transaction: readers see the block's writes from now on;
-//! 4. record the statuses, then answer the submitters and wake waiters and subscribers.
+//! 4. answer the submitters and wake waiters and subscribers (each transaction's status is in the
+//!    world state's tx index, written in the block's redb transaction).
 //!
 //! A crash between 2 and 3 leaves the log one block ahead of the state; [`Committer::open`] (and
 //! the next commit) re-applies such blocks from the log with their recorded codes. The state can
@@ -26,7 +27,7 @@
 //! transactions each.
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
@@ -284,7 +285,6 @@ struct Inner {
     config: CommitterConfig,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     /// channel → tx id → status of the first transaction with that id.
-    statuses: RwLock<HashMap<String, HashMap<String, TxStatus>>>,
     blocks: broadcast::Sender<Arc<CommittedBlock>>,
     committed: Notify,
     metrics: Metrics,
@@ -342,7 +342,6 @@ impl Committer {
             trust,
             config,
             channels: Mutex::default(),
-            statuses: RwLock::default(),
             blocks: broadcast::channel(SUBSCRIBER_BUFFER).0,
             committed: Notify::new(),
             metrics: Metrics::default(),
@@ -358,7 +357,7 @@ impl Committer {
             }
             let channel = inner.open_channel(channel)?;
             let log = lock(&channel.log);
-            inner.index_and_catch_up(&channel.name, &log, true)?;
+            inner.index_and_catch_up(&channel.name, &log)?;
             drop(log);
             logged.insert(channel.name.clone());
         }
@@ -535,7 +534,7 @@ impl Committer {
         }
         let channel = self.inner.open_channel(channel)?;
         let log = lock(&channel.log);
-        self.inner.index_and_catch_up(&channel.name, &log, false)
+        self.inner.index_and_catch_up(&channel.name, &log)
     }
 
     /// Number of blocks committed on `channel`.
@@ -625,13 +624,15 @@ fn committed_block(channel: &str, number: u64, txs: &[LoggedTx]) -> CommittedBlo
 }
 
 impl Inner {
+    /// From the world state's tx index, written in each block's own transaction.
     fn status(&self, channel: &str, tx_id: &str) -> Option<TxStatus> {
-        self.statuses
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(channel)?
-            .get(tx_id)
-            .copied()
+        match self.world.tx_status(channel, tx_id) {
+            Ok(found) => found.map(|(block_number, code)| TxStatus { block_number, code }),
+            Err(error) => {
+                tracing::warn!(channel, tx_id, %error, "reading the tx index failed");
+                None
+            }
+        }
     }
 
     fn is_served(&self, channel: &str) -> bool {
@@ -702,14 +703,10 @@ impl Inner {
         Ok(())
     }
 
-    /// Indexes the log's blocks (all of them when `index_all`, else only those re-applied) and
-    /// re-applies the blocks the world state does not have yet, with their recorded codes.
-    fn index_and_catch_up(
-        &self,
-        channel: &str,
-        log: &ChannelLog,
-        index_all: bool,
-    ) -> Result<(), CommitError> {
+    /// Fills the tx index from the log for a ledger written before it existed, and re-applies
+    /// the blocks the world state does not have yet, with their recorded codes (which indexes
+    /// them too).
+    fn index_and_catch_up(&self, channel: &str, log: &ChannelLog) -> Result<(), CommitError> {
         let state_height = self.world.height(channel)?;
         if state_height > log.height() {
             return Err(CommitError::StateAheadOfLog {
@@ -718,7 +715,33 @@ impl Inner {
                 log_height: log.height(),
             });
         }
-        let mut next = if index_all { 0 } else { state_height };
+        let mut indexed = self.world.tx_indexed_height(channel)?;
+        if indexed < state_height {
+            tracing::info!(
+                channel,
+                from = indexed,
+                to = state_height,
+                "indexing the logged transactions"
+            );
+        }
+        while indexed < state_height {
+            let blocks = log.read_range(indexed, READ_CHUNK.min(state_height - indexed))?;
+            if blocks.is_empty() {
+                break;
+            }
+            let mut entries = Vec::with_capacity(blocks.len());
+            for block in &blocks {
+                let (number, txs) = decode_logged(channel, block)?;
+                entries.push((
+                    number,
+                    txs.iter().map(|tx| tx.header.tx_id().to_string()).collect(),
+                    txs.iter().map(|tx| tx.code).collect(),
+                ));
+            }
+            self.world.index_logged_blocks(channel, &entries)?;
+            indexed += blocks.len() as u64;
+        }
+        let mut next = state_height;
         let mut replayed = false;
         while next < log.height() {
             let blocks = log.read_range(next, READ_CHUNK)?;
@@ -736,7 +759,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Indexes one logged block, re-applying it first if the world state does not have it.
+    /// Re-applies one logged block the world state does not have yet.
     fn catch_up_block(
         &self,
         channel: &str,
@@ -775,27 +798,11 @@ impl Inner {
             *replayed = true;
         }
         let committed = committed_block(channel, number, &txs);
-        self.index(&committed);
         if number >= state_height {
             // Ignored when nobody listens.
             let _ = self.blocks.send(Arc::new(committed));
         }
         Ok(())
-    }
-
-    /// Records the statuses of a committed block; the first transaction with an id keeps it.
-    fn index(&self, block: &CommittedBlock) {
-        let mut statuses = self
-            .statuses
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let channel = statuses.entry(block.channel.clone()).or_default();
-        for tx in &block.txs {
-            channel.entry(tx.tx_id.clone()).or_insert(TxStatus {
-                block_number: block.number,
-                code: tx.code,
-            });
-        }
     }
 
     /// Accepts the envelope, queues it on its channel and commits what is queued there.
@@ -999,7 +1006,7 @@ impl Inner {
             tracing::info!(channel = name, "block log recovered after a failed append");
         }
         // A block logged but not applied (a failed apply earlier) goes first.
-        self.index_and_catch_up(name, log, false)?;
+        self.index_and_catch_up(name, log)?;
         let number = log.height();
         let empty = TxReadWriteSet::default();
         let mut seen = HashSet::new();
@@ -1069,7 +1076,6 @@ impl Inner {
                 })
                 .collect(),
         };
-        self.index(&committed);
         let _ = self.blocks.send(Arc::new(committed));
         self.committed.notify_waiters();
         Ok(decided

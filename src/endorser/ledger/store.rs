@@ -42,6 +42,13 @@ const TRANSIENT: TableDefinition<&str, &[u8]> = TableDefinition::new("transient"
 const TRANSIENT_ORDER: TableDefinition<u64, &str> = TableDefinition::new("transient_order");
 const HISTORY: TableDefinition<&[u8], &[u8]> = TableDefinition::new("history");
 const HEIGHTS: TableDefinition<&str, u64> = TableDefinition::new("heights");
+/// Every committed transaction: (channel, 0, tx id) → (block number, validation code). The first
+/// transaction with an id keeps it (later ones are duplicates). On disk, not in memory: the
+/// index grows with the ledger.
+const TX_INDEX: TableDefinition<&[u8], (u64, i32)> = TableDefinition::new("tx_index");
+/// Per channel, the blocks whose transactions are in TX_INDEX (below the height for ledgers
+/// written before the index existed, until the committer fills it from the block log).
+const TX_INDEXED: TableDefinition<&str, u64> = TableDefinition::new("tx_indexed");
 
 /// Errors of the world-state store.
 #[derive(Debug, thiserror::Error)]
@@ -244,6 +251,8 @@ impl WorldState {
         tx.open_table(STATE)?;
         tx.open_table(HISTORY)?;
         tx.open_table(HEIGHTS)?;
+        tx.open_table(TX_INDEX)?;
+        tx.open_table(TX_INDEXED)?;
         tx.open_table(PRIVATE)?;
         tx.open_table(HASHED)?;
         tx.open_table(EXPIRY)?;
@@ -516,6 +525,50 @@ impl WorldState {
         Ok(out)
     }
 
+    /// Where transaction `tx_id` was committed on `channel`: its block and validation code (the
+    /// first transaction with that id).
+    pub fn tx_status(
+        &self,
+        channel: &str,
+        tx_id: &str,
+    ) -> Result<Option<(u64, TxValidationCode)>, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(TX_INDEX)?;
+        Ok(table
+            .get(tx_index_key(channel, tx_id).as_slice())?
+            .map(|v| {
+                let (block, code) = v.value();
+                (
+                    block,
+                    TxValidationCode::try_from(code)
+                        .unwrap_or(TxValidationCode::InvalidOtherReason),
+                )
+            }))
+    }
+
+    /// The number of `channel`'s first blocks whose transactions are in the tx index.
+    pub fn tx_indexed_height(&self, channel: &str) -> Result<u64, StoreError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(TX_INDEXED)?;
+        Ok(table.get(channel)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    /// Adds logged blocks to the tx index of a ledger written before it existed: `blocks` are
+    /// (number, tx ids, codes) in order, starting at [`Self::tx_indexed_height`].
+    pub fn index_logged_blocks(
+        &self,
+        channel: &str,
+        blocks: &[(u64, Vec<String>, Vec<TxValidationCode>)],
+    ) -> Result<(), StoreError> {
+        let write = self.db.begin_write()?;
+        for (number, ids, codes) in blocks {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            index_txs(&write, channel, *number, &ids, codes)?;
+        }
+        write.commit()?;
+        Ok(())
+    }
+
     /// Number of blocks committed on `channel` so far (the next block number).
     pub fn height(&self, channel: &str) -> Result<u64, StoreError> {
         let read = self.db.begin_read()?;
@@ -707,10 +760,44 @@ fn run_block(
         }
     }
     heights.insert(channel, block_num + 1)?;
+    let ids: Vec<&str> = txs.iter().map(|tx| tx.tx_id).collect();
+    index_txs(write, channel, block_num, &ids, &validation)?;
     Ok(CommittedBlock {
         block_num,
         validation,
     })
+}
+
+fn tx_index_key(channel: &str, tx_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(channel.len() + 1 + tx_id.len());
+    key.extend_from_slice(channel.as_bytes());
+    key.push(0);
+    key.extend_from_slice(tx_id.as_bytes());
+    key
+}
+
+/// Records block `block_num`'s transactions in the tx index (an id already there keeps its
+/// entry) and marks the block indexed when it is the next one.
+fn index_txs(
+    write: &redb::WriteTransaction,
+    channel: &str,
+    block_num: u64,
+    tx_ids: &[&str],
+    codes: &[TxValidationCode],
+) -> Result<(), StoreError> {
+    let mut index = write.open_table(TX_INDEX)?;
+    for (tx_id, code) in tx_ids.iter().zip(codes) {
+        let key = tx_index_key(channel, tx_id);
+        if index.get(key.as_slice())?.is_none() {
+            index.insert(key.as_slice(), (block_num, *code as i32))?;
+        }
+    }
+    let mut indexed = write.open_table(TX_INDEXED)?;
+    let next = indexed.get(channel)?.map(|v| v.value()).unwrap_or(0);
+    if next == block_num {
+        indexed.insert(channel, block_num + 1)?;
+    }
+    Ok(())
 }
 
 /// The private-data tables of a block's write transaction.
@@ -1323,5 +1410,60 @@ mod tests {
         assert_eq!(world.height("ch").unwrap(), 1);
         assert!(world.get("ch", "cc", "k").unwrap().is_some());
         assert_eq!(world.get("ch", "cc", "x").unwrap(), None);
+    }
+
+    #[test]
+    fn the_tx_index_keeps_each_ids_first_status_survives_a_reopen_and_takes_logged_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let world = WorldState::open(&path).unwrap();
+        let sets = [rwset("a", "k"), rwset("k", "x")];
+        let txs: Vec<CommitTx<'_>> = sets
+            .iter()
+            .map(|rwset| CommitTx {
+                tx_id: "tx",
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect();
+        let codes = [TxValidationCode::Valid, TxValidationCode::DuplicateTxid];
+        world.commit_block_prechecked("ch", &txs, &codes).unwrap();
+        assert_eq!(
+            world.tx_status("ch", "tx").unwrap(),
+            Some((0, TxValidationCode::Valid)),
+            "the first transaction with the id keeps it"
+        );
+        assert_eq!(world.tx_status("other", "tx").unwrap(), None);
+        assert_eq!(world.tx_status("ch", "unknown").unwrap(), None);
+        assert_eq!(world.tx_indexed_height("ch").unwrap(), 1);
+
+        // A ledger from before the index: its logged blocks are indexed in order.
+        let logged = vec![
+            (0, vec!["x".to_string()], vec![TxValidationCode::Valid]),
+            (
+                1,
+                vec!["y".to_string(), "x".to_string()],
+                vec![
+                    TxValidationCode::MvccReadConflict,
+                    TxValidationCode::DuplicateTxid,
+                ],
+            ),
+        ];
+        world.index_logged_blocks("old", &logged).unwrap();
+        drop(world);
+        let world = WorldState::open(&path).unwrap();
+        assert_eq!(world.tx_indexed_height("old").unwrap(), 2);
+        assert_eq!(
+            world.tx_status("old", "x").unwrap(),
+            Some((0, TxValidationCode::Valid))
+        );
+        assert_eq!(
+            world.tx_status("old", "y").unwrap(),
+            Some((1, TxValidationCode::MvccReadConflict))
+        );
+        assert_eq!(
+            world.tx_status("ch", "tx").unwrap(),
+            Some((0, TxValidationCode::Valid))
+        );
     }
 }
