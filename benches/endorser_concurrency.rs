@@ -21,7 +21,9 @@
 //! on one thread and on every core, and the ratio of the cheapest path's rate to that limit.
 //!
 //! Run: `cargo bench --bench endorser_concurrency`; `BENCH_QUICK=1` for a fast smoke run;
-//! `BENCH_PROPOSALS=n` sets the proposals per case.
+//! `BENCH_PROPOSALS=n` sets the proposals per case; `BENCH_CONCURRENCY=1,128` picks the N (for a
+//! profile of one of them); `BENCH_ENDORSER_THREADS=n` sets the endorser runtime's worker threads
+//! (default: one per core).
 #[path = "../tests/proposal_support/mod.rs"]
 mod proposal_support;
 #[path = "../tests/support/mod.rs"]
@@ -331,9 +333,19 @@ fn main() {
     let per_case = env_usize("BENCH_PROPOSALS").unwrap_or(if quick { 200 } else { 3000 });
     let crypto_time = Duration::from_millis(if quick { 300 } else { 2000 });
     let cores = thread::available_parallelism().map_or(1, usize::from);
+    let concurrency: Vec<usize> = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .map(|list| {
+            list.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
+        .filter(|list: &Vec<usize>| !list.is_empty())
+        .unwrap_or_else(|| CONCURRENCY.to_vec());
 
+    let endorser_threads = env_usize("BENCH_ENDORSER_THREADS").unwrap_or(cores).max(1);
     let endorser_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cores)
+        .worker_threads(endorser_threads)
         .thread_name(ENDORSER_THREAD)
         // An exited thread's CPU time leaves /proc: keep idle blocking threads alive.
         .thread_keep_alive(Duration::from_secs(24 * 3600))
@@ -438,7 +450,7 @@ fn main() {
         // Warm-up: creator cache, connections, the chaincode's JIT.
         let warm = proposals(&org, target, 64);
         client_rt.block_on(drive(target, warm, 8));
-        for in_flight in CONCURRENCY {
+        for &in_flight in &concurrency {
             let count = per_case.max(in_flight * 4);
             let batch = proposals(&org, target, count);
             let f = client_rt.block_on(drive(target, batch, in_flight));
