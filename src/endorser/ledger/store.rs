@@ -548,9 +548,7 @@ impl WorldState {
 
     /// The number of `channel`'s first blocks whose transactions are in the tx index.
     pub fn tx_indexed_height(&self, channel: &str) -> Result<u64, StoreError> {
-        let read = self.db.begin_read()?;
-        let table = read.open_table(TX_INDEXED)?;
-        Ok(table.get(channel)?.map(|v| v.value()).unwrap_or(0))
+        self.channel_count(TX_INDEXED, channel)
     }
 
     /// Adds logged blocks to the tx index of a ledger written before it existed: `blocks` are
@@ -571,8 +569,17 @@ impl WorldState {
 
     /// Number of blocks committed on `channel` so far (the next block number).
     pub fn height(&self, channel: &str) -> Result<u64, StoreError> {
+        self.channel_count(HEIGHTS, channel)
+    }
+
+    /// A per-channel block count (0 for a channel not seen yet).
+    fn channel_count(
+        &self,
+        table: TableDefinition<&str, u64>,
+        channel: &str,
+    ) -> Result<u64, StoreError> {
         let read = self.db.begin_read()?;
-        let table = read.open_table(HEIGHTS)?;
+        let table = read.open_table(table)?;
         Ok(table.get(channel)?.map(|v| v.value()).unwrap_or(0))
     }
 
