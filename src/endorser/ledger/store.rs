@@ -1307,6 +1307,17 @@ mod tests {
     use crate::proto::rwset::NsReadWriteSet;
 
     /// A transaction on namespace `cc` that read `read` (absent) and writes `write`.
+    /// One transaction per write set, all with tx id "tx" (the store itself does not check ids).
+    fn same_id_txs(sets: &[TxReadWriteSet]) -> Vec<CommitTx<'_>> {
+        sets.iter()
+            .map(|rwset| CommitTx {
+                tx_id: "tx",
+                timestamp: prost_types::Timestamp::default(),
+                rwset,
+            })
+            .collect()
+    }
+
     fn rwset(read: &str, write: &str) -> TxReadWriteSet {
         let kv = KvrwSet {
             reads: vec![KvRead {
@@ -1342,14 +1353,7 @@ mod tests {
             rwset("b", "y"),
             rwset("c", "z"),
         ];
-        let txs: Vec<CommitTx<'_>> = sets
-            .iter()
-            .map(|rwset| CommitTx {
-                tx_id: "tx",
-                timestamp: prost_types::Timestamp::default(),
-                rwset,
-            })
-            .collect();
+        let txs = same_id_txs(&sets);
         let prechecked = [
             TxValidationCode::Valid,
             TxValidationCode::Valid,
@@ -1390,14 +1394,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let world = WorldState::open(&dir.path().join("db")).unwrap();
         let sets = [rwset("a", "k"), rwset("k", "x")];
-        let txs: Vec<CommitTx<'_>> = sets
-            .iter()
-            .map(|rwset| CommitTx {
-                tx_id: "tx",
-                timestamp: prost_types::Timestamp::default(),
-                rwset,
-            })
-            .collect();
+        let txs = same_id_txs(&sets);
         let prechecked = [TxValidationCode::Valid; 2];
         let expected = vec![TxValidationCode::Valid, TxValidationCode::MvccReadConflict];
 
@@ -1425,14 +1422,7 @@ mod tests {
         let path = dir.path().join("db");
         let world = WorldState::open(&path).unwrap();
         let sets = [rwset("a", "k"), rwset("k", "x")];
-        let txs: Vec<CommitTx<'_>> = sets
-            .iter()
-            .map(|rwset| CommitTx {
-                tx_id: "tx",
-                timestamp: prost_types::Timestamp::default(),
-                rwset,
-            })
-            .collect();
+        let txs = same_id_txs(&sets);
         let codes = [TxValidationCode::Valid, TxValidationCode::DuplicateTxid];
         world.commit_block_prechecked("ch", &txs, &codes).unwrap();
         assert_eq!(
