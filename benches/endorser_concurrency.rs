@@ -29,6 +29,9 @@ mod proposal_support;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::{env_flag, env_usize, percentile};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -116,11 +119,6 @@ fn threads_cpu_seconds(name: &str) -> f64 {
         }
     }
     ticks / TICKS_PER_SECOND
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 /// ECDSA operations per second: one proposal verify + one endorsement sign per operation, on
@@ -324,12 +322,8 @@ fn context(org: &Org, world: WorldState, runner: Arc<dyn ChaincodeRunner>) -> En
     }
 }
 
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|v| v.parse().ok())
-}
-
 fn main() {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
+    let quick = env_flag("BENCH_QUICK");
     let per_case = env_usize("BENCH_PROPOSALS").unwrap_or(if quick { 200 } else { 3000 });
     let crypto_time = Duration::from_millis(if quick { 300 } else { 2000 });
     let cores = thread::available_parallelism().map_or(1, usize::from);

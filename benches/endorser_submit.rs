@@ -21,6 +21,9 @@
 #[path = "../tests/proposal_support/mod.rs"]
 mod proposal_support;
 
+mod common;
+
+use common::{env_flag, env_usize, percentile};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -79,15 +82,6 @@ impl ChaincodeRunner for PutChaincode {
             ))
         })
     }
-}
-
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok()?.parse().ok()
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 /// fdatasyncs per second of this disk: 4 KiB appended and synced in a loop for `duration`.
@@ -186,7 +180,7 @@ async fn drive(committer: &Committer, envelopes: Vec<Envelope>, in_flight: usize
 }
 
 fn main() {
-    let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v != "0" && !v.is_empty());
+    let quick = env_flag("BENCH_QUICK");
     let per_case = env_usize("BENCH_TXS").unwrap_or(if quick { 300 } else { 3000 });
     let probe_time = Duration::from_millis(if quick { 300 } else { 2000 });
     let base = std::env::var_os("BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);

@@ -7,6 +7,9 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::percentile;
 use std::time::{Duration, Instant};
 
 use chaincode_operator::endorser::chaincode::handle::ChaincodeHandle;
@@ -15,11 +18,6 @@ use chaincode_operator::endorser::ledger::{TxSimulator, WorldState};
 use support::peer::{LaunchingPeer, PeerOptions};
 use support::procs::{chaincode_group, group_cpu_seconds};
 use support::tx::{CHANNEL, request};
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
 
 struct Figures {
     tps_sequential: f64,
