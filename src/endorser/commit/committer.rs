@@ -357,7 +357,8 @@ impl Committer {
             }
             let channel = inner.open_channel(channel)?;
             let log = lock(&channel.log);
-            inner.index_and_catch_up(&channel.name, &log)?;
+            inner.fill_tx_index(&channel.name, &log)?;
+            inner.catch_up(&channel.name, &log)?;
             drop(log);
             logged.insert(channel.name.clone());
         }
@@ -534,7 +535,7 @@ impl Committer {
         }
         let channel = self.inner.open_channel(channel)?;
         let log = lock(&channel.log);
-        self.inner.index_and_catch_up(&channel.name, &log)
+        self.inner.catch_up(&channel.name, &log)
     }
 
     /// Number of blocks committed on `channel`.
@@ -703,18 +704,10 @@ impl Inner {
         Ok(())
     }
 
-    /// Fills the tx index from the log for a ledger written before it existed, and re-applies
-    /// the blocks the world state does not have yet, with their recorded codes (which indexes
-    /// them too).
-    fn index_and_catch_up(&self, channel: &str, log: &ChannelLog) -> Result<(), CommitError> {
-        let state_height = self.world.height(channel)?;
-        if state_height > log.height() {
-            return Err(CommitError::StateAheadOfLog {
-                channel: channel.to_string(),
-                state_height,
-                log_height: log.height(),
-            });
-        }
+    /// Fills the tx index from the log for a ledger written before the index existed (once, at
+    /// open: every block committed since indexes its own transactions).
+    fn fill_tx_index(&self, channel: &str, log: &ChannelLog) -> Result<(), CommitError> {
+        let state_height = self.world.height(channel)?.min(log.height());
         let mut indexed = self.world.tx_indexed_height(channel)?;
         if indexed < state_height {
             tracing::info!(
@@ -740,6 +733,20 @@ impl Inner {
             }
             self.world.index_logged_blocks(channel, &entries)?;
             indexed += blocks.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Re-applies the blocks the world state does not have yet, with their recorded codes
+    /// (which indexes their transactions too).
+    fn catch_up(&self, channel: &str, log: &ChannelLog) -> Result<(), CommitError> {
+        let state_height = self.world.height(channel)?;
+        if state_height > log.height() {
+            return Err(CommitError::StateAheadOfLog {
+                channel: channel.to_string(),
+                state_height,
+                log_height: log.height(),
+            });
         }
         let mut next = state_height;
         let mut replayed = false;
@@ -1006,7 +1013,7 @@ impl Inner {
             tracing::info!(channel = name, "block log recovered after a failed append");
         }
         // A block logged but not applied (a failed apply earlier) goes first.
-        self.index_and_catch_up(name, log)?;
+        self.catch_up(name, log)?;
         let number = log.height();
         let empty = TxReadWriteSet::default();
         let mut seen = HashSet::new();
