@@ -38,7 +38,7 @@ use crate::endorser::chaincode::runtime::kubernetes::{
 use crate::endorser::chaincode::runtime::{
     ChaincodeLogging, LaunchKey, LaunchSpec, LaunchTls, Runtime, StopReason,
 };
-use crate::endorser::chaincode::tls::listener_names;
+use crate::endorser::chaincode::tls::address_host;
 
 /// `chaincode-operator builder …`: the external builder's steps, as the peer runs them.
 #[derive(Debug, clap::Args)]
@@ -434,12 +434,14 @@ async fn run_launch(
     let relay = match relay_args.mode {
         RelayMode::Off => None,
         RelayMode::On => {
-            let host = relay_args.host.clone().unwrap_or_else(|| {
-                listener_names(&meta.peer_address)
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| "127.0.0.1".into())
-            });
+            let host =
+                relay_args
+                    .host
+                    .clone()
+                    .unwrap_or_else(|| match address_host(&meta.peer_address) {
+                        "" => "localhost".to_string(),
+                        host => host.to_string(),
+                    });
             let upstream = relay::Upstream {
                 address: meta.peer_address.clone(),
                 tls: peer_tls.clone(),
@@ -512,9 +514,11 @@ async fn run_launch(
         }
     }
     let mut registration = relay.as_ref().map(relay::Relay::registration);
+    let ended = runtime.wait(&key);
+    tokio::pin!(ended);
     loop {
         tokio::select! {
-            ended = runtime.wait(&key) => {
+            ended = &mut ended => {
                 let why = match ended {
                     Ok(status) => format!("ended ({status})"),
                     Err(error) => format!("ended: {error}"),

@@ -214,13 +214,18 @@ impl ChaincodeCa {
     }
 }
 
+/// The host of HOST:PORT or `[v6]:PORT` (the whole text when it has no numeric port).
+pub fn address_host(address: &str) -> &str {
+    let host = match address.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => address,
+    };
+    host.trim_start_matches('[').trim_end_matches(']')
+}
+
 /// The names a listener certificate for `peer_address` (HOST:PORT, `[v6]:PORT`) must carry.
 pub fn listener_names(peer_address: &str) -> Vec<String> {
-    let host = match peer_address.rsplit_once(':') {
-        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
-        _ => peer_address,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host = address_host(peer_address);
     let mut names = Vec::new();
     for name in [host, "localhost", "127.0.0.1"] {
         if !name.is_empty() && !names.iter().any(|n: &String| n == name) {

@@ -223,11 +223,7 @@ pub(crate) async fn dial(conn: &Connection, deadline: Instant) -> Result<Channel
         .map_err(|e| format!("the chaincode server address {address:?} is not usable: {e}"))?
         .tcp_nodelay(true);
     if conn.tls_required {
-        let host = address
-            .rsplit_once(':')
-            .map_or(address.as_str(), |(host, _)| host)
-            .trim_start_matches('[')
-            .trim_end_matches(']');
+        let host = crate::endorser::chaincode::tls::address_host(address);
         let mut tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&conn.root_cert))
             .domain_name(host);
