@@ -21,9 +21,9 @@
 //! on one thread and on every core, and the ratio of the cheapest path's rate to that limit.
 //!
 //! Run: `cargo bench --bench endorser_concurrency`; `BENCH_QUICK=1` for a fast smoke run;
-//! `BENCH_PROPOSALS=n` sets the proposals per case; `BENCH_CONCURRENCY=1,128` picks the N (for a
-//! profile of one of them); `BENCH_ENDORSER_THREADS=n` sets the endorser runtime's worker threads
-//! (default: one per core).
+//! `BENCH_PROPOSALS=n` sets the proposals per case; `BENCH_CONCURRENCY=1,128` picks the N and
+//! `BENCH_PIPELINES=noop,node get` the pipelines (for a profile of one of them);
+//! `BENCH_ENDORSER_THREADS=n` sets the endorser runtime's worker threads (default: one per core).
 #[path = "../tests/proposal_support/mod.rs"]
 mod proposal_support;
 #[path = "../tests/support/mod.rs"]
@@ -440,7 +440,13 @@ fn main() {
     let mut best_noop: f64 = 0.0;
     let mut noop_cpu: Vec<f64> = Vec::new();
     let mut all_cpu: Vec<(String, f64)> = Vec::new();
-    for target in &targets {
+    let pipelines = std::env::var("BENCH_PIPELINES").ok();
+    let picked = |label: &str| {
+        pipelines
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|p| p.trim() == label))
+    };
+    for target in targets.iter().filter(|t| picked(t.label)) {
         // Warm-up: creator cache, connections, the chaincode's JIT.
         let warm = proposals(&org, target, 64);
         client_rt.block_on(drive(target, warm, 8));
@@ -485,12 +491,14 @@ fn main() {
         100.0 * best_noop / all
     );
     let crypto_ms = 1e3 / single;
-    let noop_mean_cpu = noop_cpu.iter().sum::<f64>() / noop_cpu.len().max(1) as f64;
-    println!(
-        "noop endorser CPU {noop_mean_cpu:.3} ms/endorsement (mean over N), of which crypto \
-         {crypto_ms:.3} ms: crypto is {:.0}% of the endorser's own work",
-        100.0 * crypto_ms / noop_mean_cpu
-    );
+    if !noop_cpu.is_empty() {
+        let noop_mean_cpu = noop_cpu.iter().sum::<f64>() / noop_cpu.len() as f64;
+        println!(
+            "noop endorser CPU {noop_mean_cpu:.3} ms/endorsement (mean over N), of which crypto \
+             {crypto_ms:.3} ms: crypto is {:.0}% of the endorser's own work",
+            100.0 * crypto_ms / noop_mean_cpu
+        );
+    }
     let worst = all_cpu
         .iter()
         .max_by(|a, b| a.1.total_cmp(&b.1))
