@@ -137,6 +137,8 @@ struct Side {
     endorser_pid: u32,
     orderer_pid: Option<u32>,
     chaincode_pids: Vec<u32>,
+    /// Our endorser's /metrics (HOST:PORT), for the allocator's heap figures.
+    metrics: Option<String>,
 }
 
 impl Side {
@@ -387,6 +389,8 @@ async fn connect(endpoint: &str, ca_pem: &[u8], domain: &str, count: usize) -> V
 /// Our endorser as a child process; SIGINT (then SIGKILL after 20 s) when dropped.
 struct OurEndorser {
     child: Child,
+    /// HOST:PORT of its /metrics.
+    metrics: String,
     /// dev.json, once it printed `ready`.
     info: Option<DevInfo>,
 }
@@ -394,6 +398,7 @@ struct OurEndorser {
 impl OurEndorser {
     fn start(binary: &Path, source: &Path, dir: &Path) -> Self {
         let log = std::fs::File::create(dir.with_extension("log")).expect("create dev.log");
+        let metrics = support::dev::free_loopback_address();
         let mut child = Command::new(binary)
             .arg("dev")
             .arg("--chaincode")
@@ -404,6 +409,7 @@ impl OurEndorser {
             .arg(support::dev::free_loopback_address())
             .arg("--dir")
             .arg(dir)
+            .args(["--metrics-listen", &metrics])
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -421,7 +427,11 @@ impl OurEndorser {
             // Keep draining, so the child never blocks on a full pipe.
             for _ in lines {}
         });
-        let mut endorser = Self { child, info: None };
+        let mut endorser = Self {
+            child,
+            metrics,
+            info: None,
+        };
         let line = ready_rx
             .recv_timeout(Duration::from_secs(600))
             .unwrap_or_else(|_| {
@@ -579,10 +589,11 @@ fn case_count(kind: Kind, in_flight: usize, quick: bool) -> usize {
 fn print_rss(label: &str, sides: &[&Side]) {
     for side in sides {
         println!(
-            "{label}: {:<6} endorser VmRSS {} MiB, VmHWM {} MiB; chaincode VmRSS {} MiB{}",
+            "{label}: {:<6} endorser VmRSS {} MiB, VmHWM {} MiB{}; chaincode VmRSS {} MiB{}",
             side.name,
             mib(status_kib(side.endorser_pid, "VmRSS")),
             mib(status_kib(side.endorser_pid, "VmHWM")),
+            heap(side),
             mib(Some(side.chaincode_rss_kib())),
             side.orderer_pid.map_or(String::new(), |pid| format!(
                 "; orderer VmRSS {} MiB",
@@ -708,6 +719,7 @@ fn main() {
             channels,
             endorser_pid: ours.pid(),
             orderer_pid: None,
+            metrics: Some(ours.metrics.clone()),
             chaincode_pids: Vec::new(),
         });
     }
@@ -737,6 +749,7 @@ fn main() {
             channels,
             endorser_pid: read_pid(&network.lab.join("peer.pid")),
             orderer_pid: Some(read_pid(&network.lab.join("orderer.pid"))),
+            metrics: None,
             chaincode_pids: Vec::new(),
         });
     }
@@ -949,6 +962,42 @@ fn print_targets(results: &[(Kind, usize, Sample, Sample)]) {
     );
 }
 
+/// ", heap in use X MiB, held free Y MiB" from our endorser's /metrics (glibc's own account), or
+/// nothing for a side without it: tells a filling cache from allocator fragmentation.
+fn heap(side: &Side) -> String {
+    use std::io::Read;
+    let Some(address) = &side.metrics else {
+        return String::new();
+    };
+    let fetch = || -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let text = match fetch() {
+        Ok(text) => text,
+        Err(error) => return format!(", heap: /metrics unreadable ({error})"),
+    };
+    let gauge = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .map_or("?".to_string(), |bytes| {
+                format!("{:.0}", bytes / (1024.0 * 1024.0))
+            })
+    };
+    format!(
+        ", heap in use {} MiB, held free {} MiB",
+        gauge("chaincode_endorser_heap_in_use_bytes "),
+        gauge("chaincode_endorser_heap_free_bytes ")
+    )
+}
+
 /// N = 128 of put proposals, evaluates and submits in turn (or the kinds in `BENCH_SOAK_KINDS`;
 /// batches signed just before they are sent) for `length`, against every side (alternating batch by batch); RSS after 1 min and at
 /// the end.
@@ -1006,11 +1055,12 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             let figures: Vec<_> = sides.iter().map(rss).collect();
             for (side, (rss, hwm)) in sides.iter().zip(&figures) {
                 println!(
-                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB (after 1 min)",
+                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{} (after 1 min)",
                     start.elapsed().as_secs_f64(),
                     side.name,
                     mib(Some(*rss)),
-                    mib(Some(*hwm))
+                    mib(Some(*hwm)),
+                    heap(side)
                 );
             }
             at_minute = Some(figures);
@@ -1020,11 +1070,12 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             for (side, done) in sides.iter().zip(&done) {
                 let (rss, hwm) = rss(side);
                 println!(
-                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB, {done} requests",
+                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}, {done} requests",
                     start.elapsed().as_secs_f64(),
                     side.name,
                     mib(Some(rss)),
-                    mib(Some(hwm))
+                    mib(Some(hwm)),
+                    heap(side)
                 );
             }
             let _ = std::io::stdout().flush();
@@ -1037,13 +1088,14 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
     {
         let growth = *rss2 as f64 / (*rss1).max(1) as f64;
         println!(
-            "soak result {:<6}: VmRSS after 1 min {} MiB, after {:.0} s {} MiB (VmHWM {} MiB) = \
+            "soak result {:<6}: VmRSS after 1 min {} MiB, after {:.0} s {} MiB (VmHWM {} MiB{}) = \
              {growth:.2}x; {done} requests; target <= 1.2x -> {}",
             side.name,
             mib(Some(*rss1)),
             start.elapsed().as_secs_f64(),
             mib(Some(*rss2)),
             mib(Some(*hwm2)),
+            heap(side),
             if growth <= 1.2 { "met" } else { "NOT met" }
         );
     }

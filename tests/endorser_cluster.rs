@@ -116,6 +116,15 @@ async fn kubernetes_runtime_builds_runs_registers_relaunches_and_cleans_up() {
         ),
         "{metrics}"
     );
+    // The allocator's heap is read at each scrape.
+    let heap_in_use = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("chaincode_endorser_heap_in_use_bytes "))
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    assert!(
+        heap_in_use.is_some_and(|bytes| bytes > 1024 * 1024),
+        "{metrics}"
+    );
     let printed = cluster.kubectl_ok(&["get", "cc", "-n", &ns.name, &name]);
     assert!(
         printed.contains("Ready") && printed.contains("True"),

@@ -413,6 +413,34 @@ fn release_freed_memory() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn release_freed_memory() {}
 
+/// The allocator's own account of the heap: what live allocations hold, and what it keeps free
+/// (freed but not returned to the OS). RSS alone cannot tell a growing cache from fragmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes in live allocations, mapped blocks included.
+    pub in_use_bytes: u64,
+    /// Bytes the allocator holds free in its heaps.
+    pub free_bytes: u64,
+}
+
+/// The heap as glibc sees it (all arenas); None with another allocator. It locks each arena
+/// while it walks the free lists, so call it per scrape, not per request.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_stats() -> Option<HeapStats> {
+    // SAFETY: mallinfo2 only reads the allocator's bookkeeping and returns it by value.
+    let info = unsafe { libc::mallinfo2() };
+    let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+    Some(HeapStats {
+        in_use_bytes: bytes(info.uordblks).saturating_add(bytes(info.hblkhd)),
+        free_bytes: bytes(info.fordblks),
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_stats() -> Option<HeapStats> {
+    None
+}
+
 /// The client port's memory limits as a tower layer for `tonic::transport::Server::layer`.
 #[derive(Clone, Debug, Default)]
 pub struct RequestBudgetLayer {
@@ -614,5 +642,24 @@ mod tests {
         chunk.extend(&message(6)[..2]);
         assert_eq!(framing.advance(&chunk), Some(2));
         assert_eq!(framing.advance(&message(6)[2..]), Some(0));
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn heap_stats_count_a_live_allocation_and_not_a_freed_one() {
+        const SIZE: usize = 256 * 1024 * 1024;
+        let before = heap_stats().expect("glibc reports its heap");
+        let block = vec![1u8; SIZE];
+        let during = heap_stats().expect("glibc reports its heap");
+        assert!(
+            during.in_use_bytes >= before.in_use_bytes + (SIZE as u64) / 2,
+            "{before:?} -> {during:?}"
+        );
+        drop(std::hint::black_box(block));
+        let after = heap_stats().expect("glibc reports its heap");
+        assert!(
+            after.in_use_bytes + (SIZE as u64) / 2 <= during.in_use_bytes,
+            "{during:?} -> {after:?}"
+        );
     }
 }

@@ -251,7 +251,7 @@ async fn stop_idle(
 }
 
 /// Serves /healthz, /readyz and /metrics (`chaincode_endorser_*`: the commit path's blocks and
-/// transactions per block, the kubernetes runtime's launch metrics) until `shutdown`; returns the
+/// transactions per block, the heap, the kubernetes runtime's launch metrics) until `shutdown`; returns the
 /// bound address.
 async fn serve_metrics(
     listen: SocketAddr,
@@ -264,11 +264,13 @@ async fn serve_metrics(
     if let Some(kubernetes) = kubernetes {
         kubernetes.metrics().register(&mut registry);
     }
+    let heap = HeapGauges::register(&mut registry);
     let health = Arc::new(crate::operator::server::Health::default());
     health
         .ready
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let router = crate::operator::server::router_with(health, move || {
+        heap.refresh();
         let mut text = String::new();
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &registry) {
             tracing::warn!(%error, "encoding metrics");
@@ -290,6 +292,41 @@ async fn serve_metrics(
         }
     });
     Ok(address)
+}
+
+/// The allocator's heap on /metrics, read at each scrape: live bytes against bytes held free
+/// tell a filling cache from fragmentation when RSS grows.
+struct HeapGauges {
+    in_use: prometheus_client::metrics::gauge::Gauge,
+    free: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl HeapGauges {
+    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
+        let gauges = Self {
+            in_use: Default::default(),
+            free: Default::default(),
+        };
+        registry.register(
+            "heap_in_use_bytes",
+            "Bytes in live heap allocations (glibc's count, mapped blocks included)",
+            gauges.in_use.clone(),
+        );
+        registry.register(
+            "heap_free_bytes",
+            "Bytes the allocator holds free in its heaps and has not returned to the OS",
+            gauges.free.clone(),
+        );
+        gauges
+    }
+
+    fn refresh(&self) {
+        if let Some(stats) = memory::heap_stats() {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.in_use.set(gauge(stats.in_use_bytes));
+            self.free.set(gauge(stats.free_bytes));
+        }
+    }
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
