@@ -309,7 +309,7 @@ fn serve_node(mode: &str) -> anyhow::Result<()> {
         config.organizations = vec![load_organization(MSPID, &org.crypto.paths.endorser.dir)?];
         config.max_inflight_bytes =
             matches!(mode, "budget" | "both").then_some(DEFAULT_MAX_MESSAGE_BYTES);
-        config.trim_after_large_requests = matches!(mode, "trim" | "both");
+        config.return_freed_memory = matches!(mode, "trim" | "both");
         let node = node::start(config).await?;
         println!("node {} {}", node.address, org.dir.path().display());
         let mut lines =

@@ -33,7 +33,8 @@
 //! `BENCH_SOAK_SECS=3600` runs the memory soak instead: N = 128 of put proposals, evaluates and
 //! submits against our endorser for that long, printing RSS after 1 min and at the end (and the
 //! stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`); `BENCH_SOAK_KINDS` picks
-//! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`. `FABRIC_KIT` points at the
+//! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`; `BENCH_SOAK_REPORT_SECS` sets
+//! how often it prints RSS on the way (300 s). `FABRIC_KIT` points at the
 //! kit when it is not in `../shared/fabric` or `/work/shared/fabric`.
 //!
 //! Skips with a notice (exit 0) when the Fabric kit, `node`/`npm` or the release binary are
@@ -1037,6 +1038,8 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             status_kib(side.endorser_pid, "VmHWM").unwrap_or(0),
         )
     };
+    let report_every =
+        Duration::from_secs(env_usize("BENCH_SOAK_REPORT_SECS").unwrap_or(300) as u64);
     let start = Instant::now();
     let mut at_minute: Option<Vec<(u64, u64)>> = None;
     let mut last_report = Instant::now();
@@ -1065,7 +1068,7 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             }
             at_minute = Some(figures);
         }
-        if last_report.elapsed() >= Duration::from_secs(300) {
+        if last_report.elapsed() >= report_every {
             last_report = Instant::now();
             for (side, done) in sides.iter().zip(&done) {
                 let (rss, hwm) = rss(side);

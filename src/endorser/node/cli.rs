@@ -178,7 +178,7 @@ pub(crate) fn init_tracing() {
 pub fn endorser(args: EndorserArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     // Before any thread allocates: glibc fixes its arena limit at the first arena it adds.
-    super::memory::return_large_blocks_when_freed();
+    super::heap::return_large_blocks_when_freed();
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(serve_endorser(args))
@@ -338,7 +338,7 @@ pub(crate) async fn serve_until_interrupted(
 pub fn dev(args: DevArgs) -> anyhow::Result<ExitCode> {
     init_tracing();
     // Before any thread allocates: glibc fixes its arena limit at the first arena it adds.
-    super::memory::return_large_blocks_when_freed();
+    super::heap::return_large_blocks_when_freed();
     tokio::runtime::Runtime::new()
         .context("starting the async runtime")?
         .block_on(super::dev::run(args))

@@ -1,5 +1,5 @@
 //! Memory on the client port under large messages: a byte budget across the request bodies being
-//! received, and returning freed memory to the OS after large requests.
+//! received, and returning freed memory to the OS after large requests ([`super::heap`]).
 //!
 //! tonic buffers each gRPC message whole before decoding it, so eight clients sending 99 MB at
 //! once used to hold 8 × 99 MB. [`RequestBudgetLayer`] wraps every request body: each DATA frame's
@@ -19,21 +19,19 @@
 //! body.
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::Bytes;
 use tonic::codegen::http::{Request, Response};
 
+use super::heap::MemoryTrimmer;
+
 /// A request that brought at least this many bytes is followed by returning freed memory.
 pub const LARGE_REQUEST_BYTES: usize = 8 * 1024 * 1024;
-
-/// Returning freed memory walks the allocator's heaps; not more often than this.
-pub const MIN_TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Bytes of undecoded request messages the client port holds at once, shared by every connection.
 #[derive(Clone, Debug)]
@@ -321,126 +319,6 @@ where
     }
 }
 
-/// Returns freed memory to the OS after large requests, at most once per [`MIN_TRIM_INTERVAL`]; a
-/// request finishing meanwhile is covered by the trim already scheduled.
-#[derive(Clone, Debug, Default)]
-pub struct MemoryTrimmer {
-    state: Arc<TrimState>,
-}
-
-#[derive(Debug, Default)]
-struct TrimState {
-    scheduled: AtomicBool,
-    last: Mutex<Option<Instant>>,
-    trims: AtomicUsize,
-}
-
-impl MemoryTrimmer {
-    /// Trims done so far.
-    pub fn trims(&self) -> usize {
-        self.state.trims.load(Ordering::Acquire)
-    }
-
-    pub fn after_large_request(&self) {
-        if self.state.scheduled.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let state = self.state.clone();
-        tokio::spawn(async move {
-            let last = *state.last.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(last) = last {
-                tokio::time::sleep_until((last + MIN_TRIM_INTERVAL).into()).await;
-            }
-            // Cleared before trimming, so a request that finishes after this point schedules
-            // the next trim instead of relying on this one.
-            state.scheduled.store(false, Ordering::Release);
-            *state.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            let _ = tokio::task::spawn_blocking(release_freed_memory).await;
-            state.trims.fetch_add(1, Ordering::AcqRel);
-        });
-    }
-}
-
-/// Blocks of at least this size are mapped on their own and unmapped when freed.
-pub const MMAP_THRESHOLD_BYTES: usize = 4 * 1024 * 1024;
-
-/// Free memory at the top of a heap beyond this is returned when a block is freed.
-pub const TRIM_THRESHOLD_BYTES: usize = 8 * 1024 * 1024;
-
-/// Most malloc arenas (glibc's default is 8 per core). Each thread that allocates while others
-/// hold the arenas gets one, and an arena keeps the memory freed inside it: under submit load
-/// (short-lived blocking threads) 16 arenas grew to 5–21 MiB each and RSS rose with the hours
-/// (versus_fabric's soak). Two per core keeps contention low on the async worker threads.
-pub const ARENAS_PER_CORE: usize = 2;
-
-/// Fixes glibc's mmap and trim thresholds and the arena count for the whole process (once). By
-/// default glibc raises
-/// them after the first large free, up to 32 MiB and 64 MiB, after which a thread's heap keeps up
-/// to 64 MiB free at its top, which `malloc_trim` does not return (it trims only the main heap's
-/// top): measured, 58 MiB stayed after 10–50 MB proposals despite the trim. Setting them turns the
-/// adjustment off, so message-sized blocks go back to the OS when freed.
-pub fn return_large_blocks_when_freed() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(set_allocator_thresholds);
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set_allocator_thresholds() {
-    let to_c = |bytes: usize| libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: mallopt only sets the allocator's tuning parameters; it takes no pointers.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, to_c(MMAP_THRESHOLD_BYTES));
-        libc::mallopt(libc::M_TRIM_THRESHOLD, to_c(TRIM_THRESHOLD_BYTES));
-        libc::mallopt(libc::M_ARENA_MAX, to_c(ARENAS_PER_CORE * cores));
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_allocator_thresholds() {}
-
-/// glibc keeps freed blocks below the mmap threshold in its heaps; `malloc_trim(0)` returns the
-/// free pages inside every heap.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim only walks and trims the allocator's own free lists; it takes no
-    // pointers and is thread-safe.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
-
-/// The allocator's own account of the heap: what live allocations hold, and what it keeps free
-/// (freed but not returned to the OS). RSS alone cannot tell a growing cache from fragmentation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HeapStats {
-    /// Bytes in live allocations, mapped blocks included.
-    pub in_use_bytes: u64,
-    /// Bytes the allocator holds free in its heaps.
-    pub free_bytes: u64,
-}
-
-/// The heap as glibc sees it (all arenas); None with another allocator. It locks each arena
-/// while it walks the free lists, so call it per scrape, not per request.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn heap_stats() -> Option<HeapStats> {
-    // SAFETY: mallinfo2 only reads the allocator's bookkeeping and returns it by value.
-    let info = unsafe { libc::mallinfo2() };
-    let bytes = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
-    Some(HeapStats {
-        in_use_bytes: bytes(info.uordblks).saturating_add(bytes(info.hblkhd)),
-        free_bytes: bytes(info.fordblks),
-    })
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn heap_stats() -> Option<HeapStats> {
-    None
-}
-
 /// The client port's memory limits as a tower layer for `tonic::transport::Server::layer`.
 #[derive(Clone, Debug, Default)]
 pub struct RequestBudgetLayer {
@@ -513,6 +391,7 @@ mod tests {
     use std::convert::Infallible;
 
     use super::*;
+    use std::time::Duration;
 
     /// A request body of the given DATA frames.
     struct Frames(VecDeque<Bytes>);
@@ -546,30 +425,6 @@ mod tests {
     {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx)).await?;
         frame.expect("test bodies do not fail").into_data().ok()
-    }
-
-    async fn until_trims(trimmer: &MemoryTrimmer, trims: usize) {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while trimmer.trims() < trims {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the trim runs");
-    }
-
-    #[tokio::test]
-    async fn large_requests_in_quick_succession_get_one_trim_now_and_one_after_the_interval() {
-        let trimmer = MemoryTrimmer::default();
-        trimmer.after_large_request();
-        until_trims(&trimmer, 1).await;
-        trimmer.after_large_request();
-        trimmer.after_large_request();
-        tokio::time::sleep(MIN_TRIM_INTERVAL / 5).await;
-        assert_eq!(trimmer.trims(), 1, "not again within the interval");
-        until_trims(&trimmer, 2).await;
-        tokio::time::sleep(MIN_TRIM_INTERVAL * 3 / 2).await;
-        assert_eq!(trimmer.trims(), 2, "one trailing trim covers both requests");
     }
 
     #[tokio::test]
@@ -642,24 +497,5 @@ mod tests {
         chunk.extend(&message(6)[..2]);
         assert_eq!(framing.advance(&chunk), Some(2));
         assert_eq!(framing.advance(&message(6)[2..]), Some(0));
-    }
-
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn heap_stats_count_a_live_allocation_and_not_a_freed_one() {
-        const SIZE: usize = 256 * 1024 * 1024;
-        let before = heap_stats().expect("glibc reports its heap");
-        let block = vec![1u8; SIZE];
-        let during = heap_stats().expect("glibc reports its heap");
-        assert!(
-            during.in_use_bytes >= before.in_use_bytes + (SIZE as u64) / 2,
-            "{before:?} -> {during:?}"
-        );
-        drop(std::hint::black_box(block));
-        let after = heap_stats().expect("glibc reports its heap");
-        assert!(
-            after.in_use_bytes + (SIZE as u64) / 2 <= during.in_use_bytes,
-            "{during:?} -> {after:?}"
-        );
     }
 }

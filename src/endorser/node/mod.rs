@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod dev;
 pub mod devcrypto;
+pub mod heap;
 pub mod listener;
 pub mod memory;
 
@@ -42,11 +43,12 @@ use crate::endorser::proposal::ProposalValidator;
 use crate::endorser::services::deliver::DeliverService;
 use crate::endorser::services::endorse::{EndorserContext, EndorserService};
 use crate::endorser::services::gateway::{GatewayConfig, GatewayService};
+use heap::{HeapGauges, MemoryTrimmer};
 use listener::{
     ConnectionLimits, KEEPALIVE_INTERVAL, KEEPALIVE_TIMEOUT, MAX_STREAMS_PER_CONNECTION,
     TLS_HANDSHAKE_TIMEOUT, limited_incoming,
 };
-use memory::{MemoryTrimmer, RequestBudget, RequestBudgetLayer};
+use memory::{RequestBudget, RequestBudgetLayer};
 
 /// The client-facing listener's certificate and key (PEM).
 #[derive(Debug, Clone)]
@@ -100,8 +102,9 @@ pub struct NodeConfig {
     /// [`memory`]); None: unbounded.
     pub max_inflight_bytes: Option<usize>,
     /// Return freed memory to the OS: fixed allocator thresholds for the process (see
-    /// [`memory::return_large_blocks_when_freed`]) and a trim after requests of 8 MiB or more.
-    pub trim_after_large_requests: bool,
+    /// [`heap::return_large_blocks_when_freed`]), a trim after requests of 8 MiB or more, and one
+    /// whenever a periodic check finds much of the heap free ([`heap::HeapStats::worth_trimming`]).
+    pub return_freed_memory: bool,
 }
 
 impl NodeConfig {
@@ -127,7 +130,7 @@ impl NodeConfig {
             client_limits: ConnectionLimits::clients(listener::default_max_connections(None)),
             chaincode_limits: ConnectionLimits::chaincode(listener::default_max_connections(None)),
             max_inflight_bytes: Some(DEFAULT_MAX_MESSAGE_BYTES),
-            trim_after_large_requests: true,
+            return_freed_memory: true,
         }
     }
 }
@@ -292,41 +295,6 @@ async fn serve_metrics(
         }
     });
     Ok(address)
-}
-
-/// The allocator's heap on /metrics, read at each scrape: live bytes against bytes held free
-/// tell a filling cache from fragmentation when RSS grows.
-struct HeapGauges {
-    in_use: prometheus_client::metrics::gauge::Gauge,
-    free: prometheus_client::metrics::gauge::Gauge,
-}
-
-impl HeapGauges {
-    fn register(registry: &mut prometheus_client::registry::Registry) -> Self {
-        let gauges = Self {
-            in_use: Default::default(),
-            free: Default::default(),
-        };
-        registry.register(
-            "heap_in_use_bytes",
-            "Bytes in live heap allocations (glibc's count, mapped blocks included)",
-            gauges.in_use.clone(),
-        );
-        registry.register(
-            "heap_free_bytes",
-            "Bytes the allocator holds free in its heaps and has not returned to the OS",
-            gauges.free.clone(),
-        );
-        gauges
-    }
-
-    fn refresh(&self) {
-        if let Some(stats) = memory::heap_stats() {
-            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-            self.in_use.set(gauge(stats.in_use_bytes));
-            self.free.set(gauge(stats.free_bytes));
-        }
-    }
 }
 
 async fn until_shutdown(mut rx: watch::Receiver<bool>) {
@@ -546,15 +514,17 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
     let limit = config.max_message_bytes;
     let request_budget = config.max_inflight_bytes.map(RequestBudget::new);
-    if config.trim_after_large_requests {
-        memory::return_large_blocks_when_freed();
+    if config.return_freed_memory {
+        heap::return_large_blocks_when_freed();
     }
-    let memory_limits = RequestBudgetLayer::new(
-        request_budget.clone(),
-        config
-            .trim_after_large_requests
-            .then(MemoryTrimmer::default),
-    );
+    let trimmer = config.return_freed_memory.then(MemoryTrimmer::default);
+    if let Some(trimmer) = &trimmer {
+        tokio::spawn(trimmer.clone().check_periodically(
+            heap::HEAP_CHECK_INTERVAL,
+            until_shutdown(shutdown_rx.clone()),
+        ));
+    }
+    let memory_limits = RequestBudgetLayer::new(request_budget.clone(), trimmer);
     servers.spawn(
         client_server
             .layer(memory_limits)
