@@ -34,7 +34,8 @@
 //! submits against our endorser for that long, printing RSS after 1 min and at the end (and the
 //! stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`); `BENCH_SOAK_KINDS` picks
 //! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`; `BENCH_SOAK_REPORT_SECS` sets
-//! how often it prints RSS on the way (300 s). `FABRIC_KIT` points at the
+//! how often it prints RSS on the way (300 s). `BENCH_DEV_ARGS` adds arguments to our side's
+//! `dev` command (e.g. `--ledger-cache-mib 32`). `FABRIC_KIT` points at the
 //! kit when it is not in `../shared/fabric` or `/work/shared/fabric`.
 //!
 //! Skips with a notice (exit 0) when the Fabric kit, `node`/`npm` or the release binary are
@@ -411,6 +412,11 @@ impl OurEndorser {
             .arg("--dir")
             .arg(dir)
             .args(["--metrics-listen", &metrics])
+            .args(
+                std::env::var("BENCH_DEV_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

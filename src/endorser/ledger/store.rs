@@ -242,13 +242,18 @@ fn decode_value(bytes: &[u8]) -> Result<VersionedValue, StoreError> {
 /// block cache, which the stock peer's state database runs with. At 32 MiB the cache was half
 /// the heap after 15 min of submits and filled slowly, so RSS kept rising for half an hour
 /// (versus_fabric's soak).
-const PAGE_CACHE_BYTES: usize = 8 * 1024 * 1024;
+pub const DEFAULT_PAGE_CACHE_BYTES: usize = 8 * 1024 * 1024;
 
 impl WorldState {
-    /// Opens (or creates) the database file at `path`.
+    /// Opens (or creates) the database file at `path`, with the default page cache.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_PAGE_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the database file at `path`, caching up to `cache_bytes` of its pages.
+    pub fn open_with_cache(path: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let db = Database::builder()
-            .set_cache_size(PAGE_CACHE_BYTES)
+            .set_cache_size(cache_bytes)
             .create(path)?;
         let tx = db.begin_write()?;
         tx.open_table(STATE)?;

@@ -104,7 +104,15 @@ pub struct ChaincodeArgs {
     /// of failing. 0 removes the bound.
     #[arg(long = "max-inflight-bytes", value_name = "BYTES")]
     pub max_inflight_bytes: Option<usize>,
+    /// MiB of ledger pages the node keeps in its own memory; reads beyond it go through the
+    /// kernel's page cache. More helps a large world state read often; the node's memory grows
+    /// to it under load.
+    #[arg(long = "ledger-cache-mib", value_name = "MIB", default_value_t = DEFAULT_LEDGER_CACHE_MIB)]
+    pub ledger_cache_mib: usize,
 }
+
+const DEFAULT_LEDGER_CACHE_MIB: usize =
+    crate::endorser::ledger::store::DEFAULT_PAGE_CACHE_BYTES >> 20;
 
 #[derive(Debug, clap::Args)]
 pub struct EndorserArgs {
@@ -221,6 +229,7 @@ pub(crate) fn node_config(
         .unwrap_or_else(|| listener::default_max_connections(open_files));
     config.client_limits = ConnectionLimits::clients(max_connections);
     config.chaincode_limits = ConnectionLimits::chaincode(max_connections);
+    config.ledger_cache_bytes = chaincode.ledger_cache_mib.saturating_mul(1024 * 1024);
     if let Some(bytes) = chaincode.max_inflight_bytes {
         config.max_inflight_bytes = Some(bytes).filter(|&bytes| bytes > 0);
     }

@@ -105,6 +105,8 @@ pub struct NodeConfig {
     /// [`heap::return_large_blocks_when_freed`]), a trim after requests of 8 MiB or more, and one
     /// whenever a periodic check finds much of the heap free ([`heap::HeapStats::worth_trimming`]).
     pub return_freed_memory: bool,
+    /// Bytes of ledger pages kept in memory (redb's page cache).
+    pub ledger_cache_bytes: usize,
 }
 
 impl NodeConfig {
@@ -131,6 +133,7 @@ impl NodeConfig {
             chaincode_limits: ConnectionLimits::chaincode(listener::default_max_connections(None)),
             max_inflight_bytes: Some(DEFAULT_MAX_MESSAGE_BYTES),
             return_freed_memory: true,
+            ledger_cache_bytes: crate::endorser::ledger::store::DEFAULT_PAGE_CACHE_BYTES,
         }
     }
 }
@@ -306,7 +309,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let world = WorldState::open(&data_dir.join("ledger.redb")).context("opening the ledger")?;
+    let world =
+        WorldState::open_with_cache(&data_dir.join("ledger.redb"), config.ledger_cache_bytes)
+            .context("opening the ledger")?;
 
     let mut organizations = config.organizations.clone();
     if !organizations
