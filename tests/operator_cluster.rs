@@ -716,7 +716,12 @@ impl ApiServer {
         Some(ApiServer {
             pid_file,
             log: lab.join("logs/kube-apiserver.log"),
-            cwd: std::fs::read_link(proc.join("cwd")).ok()?,
+            // The kit passes absolute paths; a directory that is gone since (the checkout the
+            // kit was started from, deleted) is replaced by the root.
+            cwd: std::fs::read_link(proc.join("cwd"))
+                .ok()
+                .filter(|dir| dir.is_dir())
+                .unwrap_or_else(|| PathBuf::from("/")),
             argv,
         })
     }
