@@ -181,8 +181,6 @@ pub struct HeapStats {
     pub free_bytes: u64,
 }
 
-/// The heap as glibc sees it (all arenas); None with another allocator. It locks each arena
-/// while it walks the free lists, so call it per scrape, not per request.
 /// This process's resident memory (VmRSS); None where /proc does not report it.
 pub fn resident_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -206,6 +204,8 @@ impl HeapStats {
     }
 }
 
+/// The heap as glibc sees it (all arenas); None with another allocator. It locks each arena
+/// while it walks the free lists, so call it per scrape or periodic check, not per request.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn heap_stats() -> Option<HeapStats> {
     // SAFETY: mallinfo2 only reads the allocator's bookkeeping and returns it by value.

@@ -519,11 +519,9 @@ pub async fn start(config: NodeConfig) -> anyhow::Result<RunningNode> {
     // The Endorser's decoding limit is the validator's; the Gateway carries the same proposals.
     let limit = config.max_message_bytes;
     let request_budget = config.max_inflight_bytes.map(RequestBudget::new);
-    if config.return_freed_memory {
-        heap::return_large_blocks_when_freed();
-    }
     let trimmer = config.return_freed_memory.then(MemoryTrimmer::default);
     if let Some(trimmer) = &trimmer {
+        heap::return_large_blocks_when_freed();
         tokio::spawn(trimmer.clone().check_periodically(
             heap::HEAP_CHECK_INTERVAL,
             until_shutdown(shutdown_rx.clone()),
