@@ -13,6 +13,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use chaincode_operator::endorser::chaincode::runtime::process::plain_line;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ fn launch_phases(log: &Path) -> Vec<[f64; 4]> {
             .unwrap_or(f64::NAN)
     };
     text.lines()
-        .map(strip_ansi)
+        .map(|line| plain_line(line.as_bytes()))
         .filter(|line| line.contains("chaincode registered") && line.contains("registered_ms="))
         .map(|line| {
             [
@@ -56,23 +57,6 @@ fn launch_phases(log: &Path) -> Vec<[f64; 4]> {
             ]
         })
         .collect()
-}
-
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
