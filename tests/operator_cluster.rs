@@ -3,6 +3,9 @@
 //! so missing permissions fail here, not only in production. Scenarios run in parallel, each in its own
 //! namespace `op-<name>-<pid>` that is deleted at the end. Without a cluster the test prints
 //! `skipped: no cluster (...)` and passes.
+#[path = "support/kube_kit.rs"]
+mod kube_kit;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,8 +32,13 @@ fn cluster() -> Result<Cluster, String> {
             }
         }
     }
-    let kubeconfig = std::env::var("CHAINCODE_E2E_KUBECONFIG")
-        .ok()
+    let explicit = std::env::var("CHAINCODE_E2E_KUBECONFIG").ok();
+    if explicit.is_none()
+        && let Some(why) = kube_kit::stale_kit(env.get("APISERVER").map(|s| s.as_str()))
+    {
+        return Err(why);
+    }
+    let kubeconfig = explicit
         .or_else(|| env.get("KUBECONFIG").cloned())
         .filter(|k| Path::new(k).exists())
         .ok_or_else(|| {

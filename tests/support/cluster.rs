@@ -24,8 +24,15 @@ impl Cluster {
         let settings = std::fs::read_to_string(Path::new(&lab).join("cluster.env"))
             .map(|text| parse_env(&text))
             .unwrap_or_default();
-        let kubeconfig = std::env::var("CHAINCODE_E2E_KUBECONFIG")
-            .ok()
+        let explicit = std::env::var("CHAINCODE_E2E_KUBECONFIG").ok();
+        if explicit.is_none()
+            && let Some(why) =
+                super::kube_kit::stale_kit(settings.get("APISERVER").map(|s| s.as_str()))
+        {
+            eprintln!("skipped {test}: {why}");
+            return None;
+        }
+        let kubeconfig = explicit
             .or_else(|| settings.get("KUBECONFIG").cloned())
             .map(PathBuf::from)
             .filter(|path| path.is_file());

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod dev;
 pub mod fabric;
+pub mod kube_kit;
 pub mod peer;
 pub mod procs;
 pub mod tx;
