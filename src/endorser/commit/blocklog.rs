@@ -8,8 +8,10 @@
 //! sha256(ASN.1 DER of the previous header)`, `metadata[LAST_CONFIG]` names block 0 (the channel's
 //! config block) and `metadata[TRANSACTIONS_FILTER]` holds one validation code byte per
 //! transaction.
+use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -163,13 +165,60 @@ pub fn new_block(
     }
 }
 
+/// Every `SPARSE_EVERY`th block's offset is kept for older blocks; reading one of them skips
+/// frame headers from there (at most 63 small reads).
+const SPARSE_EVERY: u64 = 64;
+/// The newest blocks' offsets are all kept: readers (Deliver, commit status) follow the tail.
+const RECENT_EXACT: usize = 1024;
+
+/// Where the blocks' frames start in the file, in memory that grows by 8 bytes per 64 blocks
+/// (one offset per block was 8 MB per million blocks, for as long as the node runs).
+#[derive(Debug, Default)]
+struct BlockOffsets {
+    /// The offset of block `k * SPARSE_EVERY`, for every `k` up to the height.
+    sparse: Vec<u64>,
+    /// The offsets of the last `recent.len()` blocks, in order.
+    recent: VecDeque<u64>,
+    height: u64,
+}
+
+impl BlockOffsets {
+    fn push(&mut self, offset: u64) {
+        if self.height.is_multiple_of(SPARSE_EVERY) {
+            self.sparse.push(offset);
+        }
+        if self.recent.len() == RECENT_EXACT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(offset);
+        self.height += 1;
+    }
+
+    /// A known frame offset at or before block `number` (< height), and how many frames lie
+    /// between it and that block's frame.
+    fn locate(&self, number: u64) -> Option<(u64, u64)> {
+        if number >= self.height {
+            return None;
+        }
+        let first_recent = self.height - self.recent.len() as u64;
+        if number >= first_recent {
+            let index = usize::try_from(number - first_recent).ok()?;
+            return self.recent.get(index).map(|&offset| (offset, 0));
+        }
+        let index = usize::try_from(number / SPARSE_EVERY).ok()?;
+        self.sparse
+            .get(index)
+            .map(|&offset| (offset, number % SPARSE_EVERY))
+    }
+}
+
 /// The block log of one channel, open for appending.
 #[derive(Debug)]
 pub struct ChannelLog {
     path: PathBuf,
     file: File,
-    /// Byte offset of every block's frame; `offsets.len()` is the height.
-    offsets: Vec<u64>,
+    /// Where blocks start; its height is the log's.
+    offsets: BlockOffsets,
     end: u64,
     last_hash: Vec<u8>,
     poisoned: bool,
@@ -248,11 +297,11 @@ impl ChannelLog {
         }
         let file_len = file.metadata().map_err(io)?.len();
         let mut reader = BufReader::new(file.try_clone().map_err(io)?);
-        let mut offsets = Vec::new();
+        let mut offsets = BlockOffsets::default();
         let mut end = 0u64;
         let mut last_hash = Vec::new();
         while let Frame::Block(block, frame_len) = read_frame(&mut reader).map_err(io)? {
-            let expected = offsets.len() as u64;
+            let expected = offsets.height;
             let found = block.header.as_ref().map(|h| h.number).unwrap_or(u64::MAX);
             if found != expected {
                 return Err(BlockLogError::OutOfSequence {
@@ -293,7 +342,7 @@ impl ChannelLog {
 
     /// Number of blocks in the log (the next block number).
     pub fn height(&self) -> u64 {
-        self.offsets.len() as u64
+        self.offsets.height
     }
 
     /// Header hash of the last block (empty before the first): the next block's previous hash.
@@ -403,13 +452,14 @@ impl ChannelLog {
     /// Where up to `limit` blocks from number `start` on lie in the file, to be read later
     /// without holding the log: blocks already written never move (appends only add after them).
     pub fn range(&self, start: u64, limit: u64) -> LogRange {
-        let first = usize::try_from(start).unwrap_or(usize::MAX);
         let count = limit.min(self.height().saturating_sub(start));
+        let (offset, skip) = self.offsets.locate(start).unwrap_or((self.end, 0));
         LogRange {
             path: self.path.clone(),
             start,
             count,
-            offset: self.offsets.get(first).copied().unwrap_or(self.end),
+            offset,
+            skip,
             end: self.end,
         }
     }
@@ -421,7 +471,9 @@ pub struct LogRange {
     path: PathBuf,
     start: u64,
     count: u64,
+    /// A frame at or before block `start`'s, and the frames to skip from it.
     offset: u64,
+    skip: u64,
     end: u64,
 }
 
@@ -436,8 +488,9 @@ impl LogRange {
             source,
         };
         let mut file = File::open(&self.path).map_err(io)?;
-        file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
-        let mut reader = BufReader::new(file.take(self.end - self.offset));
+        let offset = self.first_offset(&file)?;
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut reader = BufReader::new(file.take(self.end.saturating_sub(offset)));
         let mut blocks = Vec::new();
         for number in self.start..self.start + self.count {
             match read_frame(&mut reader).map_err(io)? {
@@ -452,6 +505,29 @@ impl LogRange {
             }
         }
         Ok(blocks)
+    }
+
+    /// Block `start`'s frame offset: the known offset, then one header read per skipped frame
+    /// (their lengths were checked when they were appended or the log was opened).
+    fn first_offset(&self, file: &File) -> Result<u64, BlockLogError> {
+        let mut offset = self.offset;
+        for skipped in 0..self.skip {
+            let number = self.start - self.skip + skipped;
+            let corrupt = |reason: &str| BlockLogError::Corrupt {
+                path: self.path.clone(),
+                number,
+                reason: reason.into(),
+            };
+            let mut head = [0u8; FRAME_HEADER];
+            file.read_exact_at(&mut head, offset)
+                .map_err(|_| corrupt("its frame header cannot be read"))?;
+            let len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+            offset += FRAME_HEADER as u64 + len;
+            if offset > self.end {
+                return Err(corrupt("its frame runs past the log's end"));
+            }
+        }
+        Ok(offset)
     }
 }
 
@@ -587,6 +663,37 @@ mod tests {
         assert_eq!(log.read_from(1).unwrap(), vec![second]);
         assert!(log.read_from(2).unwrap().is_empty());
         assert_eq!(log.read_range(0, 1).unwrap(), vec![first]);
+    }
+
+    #[test]
+    fn any_run_of_a_long_log_reads_back_before_and_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ch.blocks");
+        let (mut log, _) = ChannelLog::open(&path).unwrap();
+        let total = RECENT_EXACT as u64 + 3 * SPARSE_EVERY + 5;
+        let mut blocks = Vec::new();
+        for i in 0..total {
+            // Sizes vary, so a wrong skip lands inside a frame instead of on another one.
+            let tx = vec![b'x'; 1 + (i as usize * 7) % 300];
+            let block = block_after(&log, &[&tx]);
+            log.append(&block).unwrap();
+            blocks.push(block);
+        }
+        let starts = [0, 1, 63, 64, 65, 127, 200, total - RECENT_EXACT as u64 - 1];
+        let tail = [total - RECENT_EXACT as u64, total - 2, total - 1];
+        for log in [log, ChannelLog::open(&path).unwrap().0] {
+            assert_eq!(log.height(), total);
+            for start in starts.iter().chain(&tail).copied() {
+                let end = (start + 3).min(total) as usize;
+                assert_eq!(
+                    log.read_range(start, 3).unwrap(),
+                    blocks[start as usize..end],
+                    "blocks from {start}"
+                );
+            }
+            assert_eq!(log.read_from(0).unwrap(), blocks);
+            assert!(log.read_range(total, 3).unwrap().is_empty());
+        }
     }
 
     #[test]
