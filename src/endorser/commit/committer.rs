@@ -34,7 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use prost::Message;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot};
 
 use super::blocklog::{BlockLogError, ChannelLog, new_block, transactions_filter};
 use super::genesis::{config_block, is_config_block};
@@ -287,11 +287,6 @@ struct Inner {
     blocks: broadcast::Sender<Arc<CommittedBlock>>,
     committed: Notify,
     metrics: Metrics,
-    /// One permit per core for the signature checks of submitted envelopes. They are CPU work
-    /// on blocking threads; without a bound every concurrent submit took a thread of its own
-    /// (about 80 threads under 128 concurrent submits on 2 cores), each with its stack, all
-    /// time-sliced on the same cores.
-    checks: Arc<Semaphore>,
 }
 
 /// The commit path: cheap to clone, shared by the gateway's handlers.
@@ -349,9 +344,6 @@ impl Committer {
             blocks: broadcast::channel(SUBSCRIBER_BUFFER).0,
             committed: Notify::new(),
             metrics: Metrics::default(),
-            checks: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )),
         };
         let mut logged = HashSet::new();
         for entry in std::fs::read_dir(dir).map_err(io)? {
@@ -389,13 +381,11 @@ impl Committer {
     pub async fn submit(&self, envelope: Envelope) -> Result<TxStatus, SubmitError> {
         let inner = self.inner.clone();
         let now = SystemTime::now();
-        let checking = inner.check_permit().await?;
         // Signature checks and the blocking commit (file IO, fsync, redb) run off the async
         // threads. The commit runs to its end even if this future is dropped.
-        let reply =
-            tokio::task::spawn_blocking(move || inner.enqueue_and_commit(envelope, now, checking))
-                .await
-                .map_err(|e| CommitError::Task(e.to_string()))??;
+        let reply = tokio::task::spawn_blocking(move || inner.enqueue_and_commit(envelope, now))
+            .await
+            .map_err(|e| CommitError::Task(e.to_string()))??;
         reply
             .await
             .map_err(|_| CommitError::Task("the commit ended without an answer".into()))?
@@ -408,21 +398,16 @@ impl Committer {
         let inner = self.inner.clone();
         let now = SystemTime::now();
         let count = envelopes.len();
-        let checking = match inner.check_permit().await {
-            Ok(permit) => permit,
-            Err(error) => return vec![Err(error.into()); count],
-        };
-        let answers = match tokio::task::spawn_blocking(move || {
-            inner.enqueue_all_and_commit(envelopes, now, checking)
-        })
-        .await
-        {
-            Ok(answers) => answers,
-            Err(e) => {
-                let error = SubmitError::from(CommitError::Task(e.to_string()));
-                return vec![Err(error); count];
-            }
-        };
+        let answers =
+            match tokio::task::spawn_blocking(move || inner.enqueue_all_and_commit(envelopes, now))
+                .await
+            {
+                Ok(answers) => answers,
+                Err(e) => {
+                    let error = SubmitError::from(CommitError::Task(e.to_string()));
+                    return vec![Err(error); count];
+                }
+            };
         let mut results = Vec::with_capacity(count);
         for answer in answers {
             results.push(match answer {
@@ -831,23 +816,10 @@ impl Inner {
         &self,
         envelope: Envelope,
         now: SystemTime,
-        checking: OwnedSemaphorePermit,
     ) -> Result<Answer, SubmitError> {
-        let accepted = self.accept(envelope, now);
-        // Checked: the commit this thread may now lead waits on the disk, not the cores.
-        drop(checking);
-        let (channel, pending, answer) = accepted?;
+        let (channel, pending, answer) = self.accept(envelope, now)?;
         self.enqueue(&channel, vec![pending])?;
         Ok(answer)
-    }
-
-    /// Waits for a core to check a submitted envelope on (see [`Inner::checks`]).
-    async fn check_permit(&self) -> Result<OwnedSemaphorePermit, CommitError> {
-        self.checks
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| CommitError::Task("the committer is shutting down".into()))
     }
 
     /// The checks before ordering (a refusal leaves no trace) and the structural ones.
@@ -907,7 +879,6 @@ impl Inner {
         &self,
         envelopes: Vec<Envelope>,
         now: SystemTime,
-        checking: OwnedSemaphorePermit,
     ) -> Vec<Result<Answer, SubmitError>> {
         let mut answers = Vec::with_capacity(envelopes.len());
         // Accepted runs of envelopes on the same channel, with their answers' places.
@@ -928,7 +899,6 @@ impl Inner {
                 Err(refused) => answers.push(Err(refused)),
             }
         }
-        drop(checking);
         for (channel, txs, places) in runs {
             if let Err(busy) = self.enqueue(&channel, txs) {
                 for index in places {
