@@ -22,39 +22,16 @@ struct Cluster {
 }
 
 fn cluster() -> Result<Cluster, String> {
-    let lab = std::env::var("KUBE_LAB").unwrap_or_else(|_| "/tmp/kube".into());
-    let env_file = Path::new(&lab).join("cluster.env");
-    let mut env = BTreeMap::new();
-    if let Ok(text) = std::fs::read_to_string(&env_file) {
-        for line in text.lines() {
-            if let Some((k, v)) = line.split_once('=') {
-                env.insert(k.trim().to_string(), v.trim().to_string());
-            }
-        }
-    }
-    let explicit = std::env::var("CHAINCODE_E2E_KUBECONFIG").ok();
-    if explicit.is_none()
-        && let Some(why) = kube_kit::stale_kit(env.get("APISERVER").map(|s| s.as_str()))
-    {
-        return Err(why);
-    }
-    let kubeconfig = explicit
-        .or_else(|| env.get("KUBECONFIG").cloned())
-        .filter(|k| Path::new(k).exists())
-        .ok_or_else(|| {
-            format!(
-                "neither CHAINCODE_E2E_KUBECONFIG nor {} names a kubeconfig",
-                env_file.display()
-            )
-        })?;
-    let kubectl = env
+    let found = kube_kit::find_cluster()?;
+    let kubectl = found
+        .settings
         .get("KUBECTL")
         .cloned()
         .unwrap_or_else(|| "kubectl".into());
     Ok(Cluster {
-        kubeconfig,
+        kubeconfig: found.kubeconfig.display().to_string(),
         kubectl,
-        env,
+        env: found.settings,
     })
 }
 

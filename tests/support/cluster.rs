@@ -1,6 +1,6 @@
 //! The real cluster a test runs on: `CHAINCODE_E2E_KUBECONFIG` (kind, k3d, any cluster) or the kube
 //! kit's `$KUBE_LAB/cluster.env` (what CI starts). None means the test skips with a notice.
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,38 +14,19 @@ use super::dev::{Dev, dev_command, spawn_dev};
 pub struct Cluster {
     pub kubeconfig: PathBuf,
     /// `KEY=VALUE` settings of the kube kit (images by digest, registry, node IP); empty elsewhere.
-    pub settings: HashMap<String, String>,
+    pub settings: BTreeMap<String, String>,
 }
 
 impl Cluster {
     /// The configured cluster, or None after printing why the calling test skips.
     pub fn from_env(test: &str) -> Option<Cluster> {
-        let lab = std::env::var("KUBE_LAB").unwrap_or_else(|_| "/tmp/kube".into());
-        let settings = std::fs::read_to_string(Path::new(&lab).join("cluster.env"))
-            .map(|text| parse_env(&text))
-            .unwrap_or_default();
-        let explicit = std::env::var("CHAINCODE_E2E_KUBECONFIG").ok();
-        if explicit.is_none()
-            && let Some(why) =
-                super::kube_kit::stale_kit(settings.get("APISERVER").map(|s| s.as_str()))
-        {
-            eprintln!("skipped {test}: {why}");
-            return None;
-        }
-        let kubeconfig = explicit
-            .or_else(|| settings.get("KUBECONFIG").cloned())
-            .map(PathBuf::from)
-            .filter(|path| path.is_file());
-        match kubeconfig {
-            Some(kubeconfig) => Some(Cluster {
-                kubeconfig,
-                settings,
+        match super::kube_kit::find_cluster() {
+            Ok(found) => Some(Cluster {
+                kubeconfig: found.kubeconfig,
+                settings: found.settings,
             }),
-            None => {
-                eprintln!(
-                    "skipped {test}: no cluster (set CHAINCODE_E2E_KUBECONFIG to a kind/k3d \
-                     kubeconfig, or start ../shared/kube so $KUBE_LAB/cluster.env exists)"
-                );
+            Err(why) => {
+                eprintln!("skipped {test}: {why}");
                 None
             }
         }
@@ -93,13 +74,6 @@ impl Cluster {
             None => path,
         }
     }
-}
-
-fn parse_env(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|line| line.trim().split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().trim_matches('"').to_string()))
-        .collect()
 }
 
 pub const ENDORSER_LABEL: &str = "fabric.chaincode.dev/endorser";
