@@ -5,7 +5,7 @@
 //! Order: size, decoding (every nested message), header type, epoch, channel, nonce and creator
 //! present, tx id, creator's certificate, signature, replay. Cheap structural checks come before
 //! any cryptography, and the tx id is recorded as seen only when everything else passed.
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -191,6 +191,9 @@ impl From<TxIdError> for ProposalError {
 #[derive(Debug)]
 pub struct ProposalValidator {
     trust: Arc<TrustStore>,
+    /// The trusted organisations' MSP ids, which every simulation's private data access checks
+    /// (built once: the trust store does not change).
+    msp_ids: Arc<BTreeSet<String>>,
     channels: HashSet<String>,
     /// Chaincodes addressed without a channel (Fabric's `_lifecycle` install and queries).
     channelless_chaincodes: HashSet<String>,
@@ -200,8 +203,16 @@ pub struct ProposalValidator {
 impl ProposalValidator {
     /// A validator for `channels`; `_lifecycle` may be addressed without a channel.
     pub fn new(trust: Arc<TrustStore>, channels: impl IntoIterator<Item = String>) -> Self {
+        let msp_ids = Arc::new(
+            trust
+                .organizations()
+                .iter()
+                .map(|org| org.mspid().to_string())
+                .collect(),
+        );
         Self {
             trust,
+            msp_ids,
             channels: channels.into_iter().collect(),
             channelless_chaincodes: HashSet::from(["_lifecycle".to_string()]),
             max_proposal_bytes: DEFAULT_MAX_PROPOSAL_BYTES,
@@ -226,6 +237,11 @@ impl ProposalValidator {
 
     pub fn trust(&self) -> &TrustStore {
         &self.trust
+    }
+
+    /// The trusted organisations' MSP ids.
+    pub fn msp_ids(&self) -> &Arc<BTreeSet<String>> {
+        &self.msp_ids
     }
 
     /// Validates an encoded SignedProposal.

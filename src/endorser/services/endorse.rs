@@ -211,17 +211,27 @@ pub async fn endorse(
     signed: SignedProposal,
     now: SystemTime,
 ) -> Result<Endorsed, ProposalResponse> {
-    endorse_with_replay(context, signed, now, context.replay.as_ref()).await
+    let (proposal, outcome) = execute(context, signed, now, context.replay.as_ref()).await?;
+    let response = proposal_response(
+        &proposal,
+        &outcome,
+        &context.endorser,
+        build::timestamp(now),
+    );
+    Ok(Endorsed { proposal, response })
 }
 
-/// [`endorse`] with another duplicate check than the context's (the Gateway's Evaluate records
-/// nothing).
-pub async fn endorse_with_replay(
+/// Validates and simulates one SignedProposal without endorsing it: what the Gateway's Evaluate
+/// needs, whose client gets only the chaincode's response. Skipping the endorsement saves an
+/// ECDSA signature (about a tenth of an evaluate's CPU); a client cannot tell the difference.
+/// `replay` is the duplicate check (the Gateway's Evaluate records nothing). `Err` is the response
+/// for a proposal refused before or while its chaincode ran.
+pub async fn execute(
     context: &EndorserContext,
     signed: SignedProposal,
     now: SystemTime,
     replay: &dyn ReplayCache,
-) -> Result<Endorsed, ProposalResponse> {
+) -> Result<(ValidatedProposal, SimulationOutcome), ProposalResponse> {
     let proposal = match context.validator.validate(signed, now, replay) {
         Ok(proposal) => proposal,
         Err(error) => {
@@ -232,15 +242,6 @@ pub async fn endorse_with_replay(
     let outcome = if proposal.chaincode_name() == LIFECYCLE_NAME {
         invoke_lifecycle(&proposal, context.lifecycle.as_ref()).await
     } else {
-        let orgs = Arc::new(
-            context
-                .validator
-                .trust()
-                .organizations()
-                .iter()
-                .map(|org| org.mspid().to_string())
-                .collect(),
-        );
         let explicit = context
             .lifecycle
             .as_ref()
@@ -249,21 +250,13 @@ pub async fn endorse_with_replay(
             &proposal,
             &context.world,
             context.runner.as_ref(),
-            &orgs,
+            context.validator.msp_ids(),
             explicit,
         )
         .await
     };
     match outcome {
-        Ok(outcome) => {
-            let response = proposal_response(
-                &proposal,
-                &outcome,
-                &context.endorser,
-                build::timestamp(now),
-            );
-            Ok(Endorsed { proposal, response })
-        }
+        Ok(outcome) => Ok((proposal, outcome)),
         Err(message) => {
             tracing::info!(tx_id = proposal.tx_id(), %message, "simulation failed");
             Err(system_error_response(message))

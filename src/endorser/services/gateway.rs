@@ -18,9 +18,8 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::endorser::commit::LedgerReplayCheck;
 use crate::endorser::commit::{CommittedBlock, Committer, SubmitError, build_transaction};
-use crate::endorser::proposal::ReplayCache;
 use crate::endorser::proposal::endorse::ERROR_THRESHOLD;
-use crate::endorser::services::endorse::{Endorsed, EndorserContext, endorse_with_replay};
+use crate::endorser::services::endorse::{Endorsed, EndorserContext, endorse, execute};
 use crate::proto::common::Envelope;
 use crate::proto::gateway::gateway_server::{Gateway, GatewayServer};
 use crate::proto::gateway::{
@@ -29,7 +28,7 @@ use crate::proto::gateway::{
     SignedChaincodeEventsRequest, SignedCommitStatusRequest, SubmitRequest, SubmitResponse,
 };
 use crate::proto::orderer::seek_position::Type as Seek;
-use crate::proto::protos::{ProposalResponse, SignedProposal};
+use crate::proto::protos::{ProposalResponse, Response as ChaincodeResponse, SignedProposal};
 
 /// `google.rpc.Status`, the payload of the `grpc-status-details-bin` trailer.
 #[derive(Clone, PartialEq, prost::Message)]
@@ -112,29 +111,42 @@ impl GatewayService {
         status_with_details(code, message, &[self.detail(detail)])
     }
 
-    /// Runs the proposal through the endorser; a refusal or a chaincode failure (status >= 400)
-    /// becomes the gRPC error the client sees, with the endorser's message as the detail.
-    async fn endorse_or_fail(
+    /// Runs the proposal without endorsing it: Evaluate's client gets the chaincode's response
+    /// alone. Failures as in [`Self::endorse_or_fail`].
+    async fn execute_or_fail(
         &self,
         signed: Option<SignedProposal>,
-        replay: &dyn ReplayCache,
-        code: Code,
-        message: &str,
-    ) -> Result<Endorsed, Status> {
-        let signed = signed.ok_or_else(|| {
-            Status::invalid_argument("a proposed transaction (SignedProposal) is required")
-        })?;
-        match endorse_with_replay(&self.endorser, signed, SystemTime::now(), replay).await {
-            Ok(endorsed) => match failure(&endorsed.response) {
+    ) -> Result<ChaincodeResponse, Status> {
+        let (code, message) = (Code::Unknown, "evaluate call to endorser returned error");
+        let signed = required_proposal(signed)?;
+        let replay = self.evaluate_replay.as_ref();
+        match execute(&self.endorser, signed, SystemTime::now(), replay).await {
+            Ok((_, outcome)) => match failure(Some(&outcome.response)) {
+                None => Ok(outcome.response),
+                Some(reason) => Err(self.error(code, &format!("{message}: {reason}"), reason)),
+            },
+            Err(refused) => Err(self.refused(code, message, &refused)),
+        }
+    }
+
+    /// Runs the proposal through the endorser; a refusal or a chaincode failure (status >= 400)
+    /// becomes the gRPC error the client sees, with the endorser's message as the detail.
+    async fn endorse_or_fail(&self, signed: Option<SignedProposal>) -> Result<Endorsed, Status> {
+        let (code, message) = (Code::Aborted, "failed to endorse transaction");
+        let signed = required_proposal(signed)?;
+        match endorse(&self.endorser, signed, SystemTime::now()).await {
+            Ok(endorsed) => match failure(endorsed.response.response.as_ref()) {
                 None => Ok(endorsed),
                 Some(reason) => Err(self.error(code, &format!("{message}: {reason}"), reason)),
             },
-            Err(refused) => {
-                let reason = failure(&refused)
-                    .unwrap_or_else(|| "the endorser refused the proposal".to_string());
-                Err(self.error(code, &format!("{message}: {reason}"), reason))
-            }
+            Err(refused) => Err(self.refused(code, message, &refused)),
         }
+    }
+
+    fn refused(&self, code: Code, message: &str, refused: &ProposalResponse) -> Status {
+        let reason = failure(refused.response.as_ref())
+            .unwrap_or_else(|| "the endorser refused the proposal".to_string());
+        self.error(code, &format!("{message}: {reason}"), reason)
     }
 
     fn verify_signed_request(
@@ -155,11 +167,15 @@ impl GatewayService {
     }
 }
 
-/// Why a response is not a successful endorsement, in the words Fabric's gateway uses.
-fn failure(response: &ProposalResponse) -> Option<String> {
+fn required_proposal(signed: Option<SignedProposal>) -> Result<SignedProposal, Status> {
+    signed.ok_or_else(|| {
+        Status::invalid_argument("a proposed transaction (SignedProposal) is required")
+    })
+}
+
+/// Why a chaincode response is not a successful endorsement, in the words Fabric's gateway uses.
+fn failure(response: Option<&ChaincodeResponse>) -> Option<String> {
     let (status, message) = response
-        .response
-        .as_ref()
         .map(|r| (r.status, r.message.as_str()))
         .unwrap_or((0, "no response"));
     if !(200..ERROR_THRESHOLD).contains(&status) {
@@ -206,16 +222,9 @@ impl Gateway for GatewayService {
         request: Request<EvaluateRequest>,
     ) -> Result<Response<EvaluateResponse>, Status> {
         let request = request.into_inner();
-        let endorsed = self
-            .endorse_or_fail(
-                request.proposed_transaction,
-                self.evaluate_replay.as_ref(),
-                Code::Unknown,
-                "evaluate call to endorser returned error",
-            )
-            .await?;
+        let result = self.execute_or_fail(request.proposed_transaction).await?;
         Ok(Response::new(EvaluateResponse {
-            result: endorsed.response.response,
+            result: Some(result),
         }))
     }
 
@@ -224,14 +233,7 @@ impl Gateway for GatewayService {
         request: Request<EndorseRequest>,
     ) -> Result<Response<EndorseResponse>, Status> {
         let request = request.into_inner();
-        let endorsed = self
-            .endorse_or_fail(
-                request.proposed_transaction,
-                self.endorser.replay.as_ref(),
-                Code::Aborted,
-                "failed to endorse transaction",
-            )
-            .await?;
+        let endorsed = self.endorse_or_fail(request.proposed_transaction).await?;
         let payload = build_transaction(&endorsed.proposal.proposal, &[endorsed.response])
             .map_err(|err| {
                 self.error(
