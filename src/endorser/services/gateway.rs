@@ -123,9 +123,9 @@ impl GatewayService {
         match execute(&self.endorser, signed, SystemTime::now(), replay).await {
             Ok((_, outcome)) => match failure(Some(&outcome.response)) {
                 None => Ok(outcome.response),
-                Some(reason) => Err(self.error(code, &format!("{message}: {reason}"), reason)),
+                Some(reason) => Err(self.failed(code, message, reason)),
             },
-            Err(refused) => Err(self.refused(code, message, &refused)),
+            Err(refused) => Err(self.failed(code, message, refusal(&refused))),
         }
     }
 
@@ -137,15 +137,14 @@ impl GatewayService {
         match endorse(&self.endorser, signed, SystemTime::now()).await {
             Ok(endorsed) => match failure(endorsed.response.response.as_ref()) {
                 None => Ok(endorsed),
-                Some(reason) => Err(self.error(code, &format!("{message}: {reason}"), reason)),
+                Some(reason) => Err(self.failed(code, message, reason)),
             },
-            Err(refused) => Err(self.refused(code, message, &refused)),
+            Err(refused) => Err(self.failed(code, message, refusal(&refused))),
         }
     }
 
-    fn refused(&self, code: Code, message: &str, refused: &ProposalResponse) -> Status {
-        let reason = failure(refused.response.as_ref())
-            .unwrap_or_else(|| "the endorser refused the proposal".to_string());
+    /// `code` with "`message`: `reason`", and the reason as the error's detail.
+    fn failed(&self, code: Code, message: &str, reason: String) -> Status {
         self.error(code, &format!("{message}: {reason}"), reason)
     }
 
@@ -171,6 +170,12 @@ fn required_proposal(signed: Option<SignedProposal>) -> Result<SignedProposal, S
     signed.ok_or_else(|| {
         Status::invalid_argument("a proposed transaction (SignedProposal) is required")
     })
+}
+
+/// Why the endorser refused a proposal before or while its chaincode ran.
+fn refusal(refused: &ProposalResponse) -> String {
+    failure(refused.response.as_ref())
+        .unwrap_or_else(|| "the endorser refused the proposal".to_string())
 }
 
 /// Why a chaincode response is not a successful endorsement, in the words Fabric's gateway uses.
@@ -236,9 +241,9 @@ impl Gateway for GatewayService {
         let endorsed = self.endorse_or_fail(request.proposed_transaction).await?;
         let payload = build_transaction(&endorsed.proposal.proposal, &[endorsed.response])
             .map_err(|err| {
-                self.error(
+                self.failed(
                     Code::Aborted,
-                    &format!("failed to assemble transaction: {err}"),
+                    "failed to assemble transaction",
                     err.to_string(),
                 )
             })?;
@@ -269,14 +274,14 @@ impl Gateway for GatewayService {
                 Ok(Response::new(SubmitResponse {}))
             }
             // A full queue is transient: UNAVAILABLE tells clients to retry.
-            Err(err @ SubmitError::Busy { .. }) => Err(self.error(
+            Err(err @ SubmitError::Busy { .. }) => Err(self.failed(
                 Code::Unavailable,
-                &format!("received unsuccessful response from orderer: {err}"),
+                "received unsuccessful response from orderer",
                 err.to_string(),
             )),
-            Err(err) => Err(self.error(
+            Err(err) => Err(self.failed(
                 Code::Aborted,
-                &format!("received unsuccessful response from orderer: {err}"),
+                "received unsuccessful response from orderer",
                 err.to_string(),
             )),
         }
