@@ -1006,6 +1006,12 @@ fn heap(side: &Side) -> String {
     )
 }
 
+/// ", N threads" of the side's endorser: every thread keeps its own allocator cache.
+fn threads(side: &Side) -> String {
+    // /proc/PID/status's "Threads:" is a count; status_kib only parses the number.
+    status_kib(side.endorser_pid, "Threads").map_or(String::new(), |n| format!(", {n} threads"))
+}
+
 /// N = 128 of put proposals, evaluates and submits in turn (or the kinds in `BENCH_SOAK_KINDS`;
 /// batches signed just before they are sent) for `length`, against every side (alternating batch
 /// by batch); RSS after a side's first minute under load and at the end. With two sides each is
@@ -1067,12 +1073,13 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             if at_minute[i].is_none() && loaded[i] >= Duration::from_secs(60) {
                 let (rss, hwm) = rss(side);
                 println!(
-                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{} (after 1 min under load)",
+                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}{} (after 1 min under load)",
                     start.elapsed().as_secs_f64(),
                     side.name,
                     mib(Some(rss)),
                     mib(Some(hwm)),
-                    heap(side)
+                    heap(side),
+                    threads(side)
                 );
                 at_minute[i] = Some((rss, hwm));
             }
@@ -1082,12 +1089,13 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
             for (side, done) in sides.iter().zip(&done) {
                 let (rss, hwm) = rss(side);
                 println!(
-                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}, {done} requests",
+                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}{}, {done} requests",
                     start.elapsed().as_secs_f64(),
                     side.name,
                     mib(Some(rss)),
                     mib(Some(hwm)),
-                    heap(side)
+                    heap(side),
+                    threads(side)
                 );
             }
             let _ = std::io::stdout().flush();
