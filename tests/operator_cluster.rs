@@ -1,10 +1,9 @@
 //! The operator on a real cluster (the kube kit's, or any in `CHAINCODE_E2E_KUBECONFIG`): the built
 //! binary runs with a ServiceAccount token bound to a ClusterRole made from `rbac::CLUSTER_PERMISSIONS`,
 //! so missing permissions fail here, not only in production. Scenarios run in parallel, each in its own
-//! namespace `op-<name>-<pid>` that is deleted at the end. Without a cluster the test prints
-//! `skipped: no cluster (...)` and passes.
-#[path = "support/kube_kit.rs"]
-mod kube_kit;
+//! namespace `op-<name>-<pid>` that is deleted at the end. Without a cluster the test prints why
+//! (`skipped operator_on_a_real_cluster: ...`) and passes.
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -14,77 +13,7 @@ use std::time::{Duration, Instant};
 
 use chaincode_operator::operator::rbac::{CLUSTER_PERMISSIONS, LEASE_PERMISSIONS};
 use serde_json::{Value, json};
-
-struct Cluster {
-    kubeconfig: String,
-    kubectl: String,
-    env: BTreeMap<String, String>,
-}
-
-fn cluster() -> Result<Cluster, String> {
-    let found = kube_kit::find_cluster()?;
-    let kubectl = found
-        .settings
-        .get("KUBECTL")
-        .cloned()
-        .unwrap_or_else(|| "kubectl".into());
-    Ok(Cluster {
-        kubeconfig: found.kubeconfig.display().to_string(),
-        kubectl,
-        env: found.settings,
-    })
-}
-
-impl Cluster {
-    /// Runs kubectl as the admin; returns (success, stdout, stderr).
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        self.kubectl_as(&self.kubeconfig, args, stdin)
-    }
-
-    fn kubectl_as(
-        &self,
-        kubeconfig: &str,
-        args: &[&str],
-        stdin: Option<&str>,
-    ) -> (bool, String, String) {
-        let mut child = Command::new(&self.kubectl)
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(input.as_bytes())
-                .expect("write stdin");
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("kubectl finishes");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let (ok, out, err) = self.kubectl(args, stdin);
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    fn image(&self, key: &str) -> Option<String> {
-        self.env
-            .get(key)
-            .cloned()
-            .filter(|v| v.contains("@sha256:"))
-    }
-}
+use support::cluster::Cluster;
 
 /// The ClusterRole the chart renders, made from the same table.
 fn cluster_role(name: &str) -> Value {
@@ -110,7 +39,7 @@ impl<'a> Scenario<'a> {
     fn new(cluster: &'a Cluster, name: &str, labels: &[(&str, &str)]) -> Self {
         let ns = format!("op-{name}-{}", std::process::id());
         let labels: BTreeMap<_, _> = labels.iter().copied().collect();
-        cluster.ok(
+        cluster.kubectl_ok_with(
             &["apply", "-f", "-"],
             Some(
                 &json!({"apiVersion": "v1", "kind": "Namespace",
@@ -146,13 +75,13 @@ impl<'a> Scenario<'a> {
             "metadata": {"name": "chaincode-operator", "namespace": ns},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": ns}]});
-        self.cluster.ok(
+        self.cluster.kubectl_ok_with(
             &["-n", ns, "create", "serviceaccount", "chaincode-operator"],
             None,
         );
         self.cluster
-            .ok(&["apply", "-f", "-"], Some(&binding.to_string()));
-        let token = self.cluster.ok(
+            .kubectl_ok_with(&["apply", "-f", "-"], Some(&binding.to_string()));
+        let token = self.cluster.kubectl_ok_with(
             &[
                 "-n",
                 ns,
@@ -163,7 +92,7 @@ impl<'a> Scenario<'a> {
             ],
             None,
         );
-        let admin: Value = serde_json::from_str(&self.cluster.ok(
+        let admin: Value = serde_json::from_str(&self.cluster.kubectl_ok_with(
             &[
                 "config",
                 "view",
@@ -230,7 +159,7 @@ impl<'a> Scenario<'a> {
     }
 
     fn apply(&self, chaincode: &Value) -> (bool, String) {
-        let (ok, out, err) = self.cluster.kubectl(
+        let (ok, out, err) = self.cluster.kubectl_run(
             &["-n", &self.ns, "apply", "-f", "-"],
             Some(&chaincode.to_string()),
         );
@@ -238,7 +167,7 @@ impl<'a> Scenario<'a> {
     }
 
     fn get(&self, name: &str) -> Value {
-        let (ok, out, _) = self.cluster.kubectl(
+        let (ok, out, _) = self.cluster.kubectl_run(
             &["-n", &self.ns, "get", "chaincode", name, "-o", "json"],
             None,
         );
@@ -276,7 +205,7 @@ impl<'a> Scenario<'a> {
                     std::fs::read_to_string(self.dir.join("operator.log")).unwrap_or_default();
                 let (_, events, _) = self
                     .cluster
-                    .kubectl(&["-n", &self.ns, "get", "events,pods,jobs"], None);
+                    .kubectl_run(&["-n", &self.ns, "get", "events,pods,jobs"], None);
                 panic!(
                     "{}: no {what} within {timeout:?}\nstatus: {}\n{events}\noperator log:\n{log}",
                     self.ns, cc["status"]
@@ -295,7 +224,7 @@ impl Drop for Scenario<'_> {
         }
         let _ = self
             .cluster
-            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"], None);
+            .kubectl_run(&["delete", "namespace", &self.ns, "--wait=false"], None);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -318,11 +247,7 @@ fn chaincode(name: &str, image: &str) -> Value {
 }
 
 fn source_chaincode(cluster: &Cluster, name: &str) -> Value {
-    let registry = cluster
-        .env
-        .get("REGISTRY")
-        .cloned()
-        .unwrap_or_else(|| "10.254.254.1:5000".into());
+    let registry = cluster.setting("REGISTRY").unwrap_or("10.254.254.1:5000");
     let mut build = json!({"registry": format!("{registry}/op-test/{name}")});
     if let Some(image) = cluster.image("FETCHER_IMAGE") {
         build["fetcherImage"] = json!(image);
@@ -343,18 +268,14 @@ type Check = Box<dyn FnOnce(&Cluster, &str) + Send>;
 
 #[test]
 fn operator_on_a_real_cluster() {
-    let cluster = match cluster() {
-        Ok(c) => c,
-        Err(why) => {
-            eprintln!("skipped: no cluster ({why})");
-            return;
-        }
+    let Some(cluster) = Cluster::from_env("operator_on_a_real_cluster") else {
+        return;
     };
     let started = Instant::now();
     // The CRD this tree generates (with its CEL rules), applied the way the docs show.
     let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/chaincode.yaml"))
         .expect("crds/chaincode.yaml");
-    cluster.ok(
+    cluster.kubectl_ok_with(
         &[
             "apply",
             "--server-side",
@@ -365,7 +286,7 @@ fn operator_on_a_real_cluster() {
         ],
         Some(&crd),
     );
-    cluster.ok(
+    cluster.kubectl_ok_with(
         &[
             "wait",
             "--for=condition=Established",
@@ -375,7 +296,7 @@ fn operator_on_a_real_cluster() {
         None,
     );
     let role = format!("op-chaincode-operator-{}", std::process::id());
-    cluster.ok(
+    cluster.kubectl_ok_with(
         &["apply", "-f", "-"],
         Some(&cluster_role(&role).to_string()),
     );
@@ -427,7 +348,7 @@ fn operator_on_a_real_cluster() {
     }
     // Also the watch scenario's role, even when it panicked before deleting it.
     let no_watch = format!("{role}-nowatch");
-    let _ = cluster.kubectl(
+    let _ = cluster.kubectl_run(
         &[
             "delete",
             "clusterrole",
@@ -499,11 +420,7 @@ fn prebuilt_image_runs(cluster: &Cluster, role: &str) {
 }
 
 fn missing_image_is_explained(cluster: &Cluster, role: &str) {
-    let registry = cluster
-        .env
-        .get("REGISTRY")
-        .cloned()
-        .unwrap_or_else(|| "10.254.254.1:5000".into());
+    let registry = cluster.setting("REGISTRY").unwrap_or("10.254.254.1:5000");
     let mut s = Scenario::new(cluster, "pull", &[]);
     s.start_operator(role);
     let image = format!("{registry}/op-test/missing@sha256:{}", "0".repeat(64));
@@ -614,7 +531,7 @@ fn readyz_follows_the_chaincode_watch(cluster: &Cluster, role: &str) {
             rule["verbs"] = json!(["list"]);
         }
     }
-    cluster.ok(&["apply", "-f", "-"], Some(&rules.to_string()));
+    cluster.kubectl_ok_with(&["apply", "-f", "-"], Some(&rules.to_string()));
     s.start_operator(&no_watch);
     let failing = s.wait_readyz(503, Duration::from_secs(30));
     eprintln!(
@@ -628,7 +545,7 @@ fn readyz_follows_the_chaincode_watch(cluster: &Cluster, role: &str) {
         "metadata": {"name": "chaincode-operator-watch", "namespace": s.ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": s.ns}]});
-    cluster.ok(&["apply", "-f", "-"], Some(&binding.to_string()));
+    cluster.kubectl_ok_with(&["apply", "-f", "-"], Some(&binding.to_string()));
     let granted = Instant::now();
     let (ok, out) = s.apply(&chaincode("after-recovery", &image));
     assert!(ok, "{out}");
@@ -777,7 +694,7 @@ impl Outage<'_> {
         self.apiserver.start();
         let back = Instant::now();
         loop {
-            let (ok, _, _) = cluster.kubectl(&["get", "--raw", "/readyz"], None);
+            let (ok, _, _) = cluster.kubectl_run(&["get", "--raw", "/readyz"], None);
             if ok {
                 return back.elapsed();
             }
@@ -829,7 +746,7 @@ fn api_server_restart_is_survived(cluster: &Cluster, role: &str) {
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "chaincode-operator-lease"},
         "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": lease_ns}]});
     for object in [lease_role, lease_binding] {
-        cluster.ok(&["apply", "-f", "-"], Some(&object.to_string()));
+        cluster.kubectl_ok_with(&["apply", "-f", "-"], Some(&object.to_string()));
     }
     running.spawn_operator(&[
         "--leader-elect",
@@ -979,7 +896,7 @@ fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
     );
     let listed = s
         .cluster
-        .ok(&["-n", &s.ns, "get", "chaincodes", "-o", "json"], None);
+        .kubectl_ok_with(&["-n", &s.ns, "get", "chaincodes", "-o", "json"], None);
     let items: Value = serde_json::from_str(&listed).expect("chaincodes json");
     let name = items["items"][0]["metadata"]["name"]
         .as_str()
@@ -1022,7 +939,7 @@ fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
     // An image that is not there: run ends non-zero, saying why.
     let missing = format!(
         "{}/chaincode/missing@sha256:{}",
-        cluster.env.get("REGISTRY").cloned().unwrap_or_default(),
+        cluster.setting("REGISTRY").unwrap_or_default(),
         "0".repeat(64)
     );
     let mut failing = start_run(&missing, &format!("pause_1.0:{}", "b".repeat(64)));

@@ -1,6 +1,7 @@
 //! The real cluster a test runs on: `CHAINCODE_E2E_KUBECONFIG` (kind, k3d, any cluster) or the kube
 //! kit's `$KUBE_LAB/cluster.env` (what CI starts). None means the test skips with a notice.
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -45,13 +46,45 @@ impl Cluster {
 
     /// Runs kubectl with `args`, returns stdout; panics with stderr on failure.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl().args(args).output().expect("kubectl runs");
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.kubectl_ok_with(args, None)
+    }
+
+    /// [`Self::kubectl_ok`] with `stdin` piped in (`apply -f -`).
+    pub fn kubectl_ok_with(&self, args: &[&str], stdin: Option<&str>) -> String {
+        let (ok, out, err) = self.kubectl_run(args, stdin);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    /// Runs kubectl with `args` and `stdin` piped in; (success, stdout, stderr), for commands that
+    /// may fail on purpose (a rejected object, a forbidden verb).
+    pub fn kubectl_run(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin.unwrap_or_default().as_bytes())
+                .expect("write kubectl's stdin");
+        }
+        let out = child.wait_with_output().expect("kubectl finishes");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The kit's image setting `key` when it is pinned by digest (`repo@sha256:...`).
+    pub fn image(&self, key: &str) -> Option<String> {
+        self.setting(key)
+            .filter(|image| image.contains("@sha256:"))
+            .map(str::to_string)
     }
 
     /// Installs (or upgrades) the Chaincode CRD this tree generates, the way the docs show.
