@@ -397,8 +397,12 @@ impl Committer {
         };
         if inner.enqueue(&channel, vec![pending])? {
             let leader = inner.clone();
-            // Not awaited: the commit runs to its end even if this future is dropped.
-            drop(tokio::task::spawn_blocking(move || leader.lead(&channel)));
+            // The commit runs to its end even if this future is dropped (a blocking task is not
+            // cancelled). Waiting for it means that once a lone submit is answered, no thread
+            // holds the committer: closing it closes the ledger.
+            tokio::task::spawn_blocking(move || leader.lead(&channel))
+                .await
+                .map_err(|e| CommitError::Task(e.to_string()))?;
         }
         answer
             .await
