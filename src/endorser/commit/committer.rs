@@ -240,6 +240,18 @@ pub fn is_valid_channel_name(name: &str) -> bool {
 
 /// Where a queued submit's result arrives.
 type Answer = oneshot::Receiver<Result<TxStatus, SubmitError>>;
+/// A submit's result, not sent yet.
+type Answered = (
+    oneshot::Sender<Result<TxStatus, SubmitError>>,
+    Result<TxStatus, SubmitError>,
+);
+
+/// Sends each result to its submitter; one that went away is ignored, its transaction stands.
+fn send_answers(answers: Vec<Answered>) {
+    for (reply, result) in answers {
+        let _ = reply.send(result);
+    }
+}
 
 /// An accepted transaction waiting for its block.
 struct Pending {
@@ -397,12 +409,13 @@ impl Committer {
         };
         if inner.enqueue(&channel, vec![pending])? {
             let leader = inner.clone();
-            // The commit runs to its end even if this future is dropped (a blocking task is not
-            // cancelled). Waiting for it means that once a lone submit is answered, no thread
-            // holds the committer: closing it closes the ledger.
-            tokio::task::spawn_blocking(move || leader.lead(&channel))
-                .await
-                .map_err(|e| CommitError::Task(e.to_string()))?;
+            // Not awaited, so this submit is answered with its own block, not when the leader
+            // runs out of work; the commit runs to its end even if this future is dropped.
+            drop(tokio::task::spawn_blocking(move || {
+                let last = leader.lead(&channel);
+                drop((leader, channel));
+                send_answers(last);
+            }));
         }
         answer
             .await
@@ -910,7 +923,8 @@ impl Inner {
         }
         for (channel, txs, places) in runs {
             match self.enqueue(&channel, txs) {
-                Ok(true) => self.lead(&channel),
+                // submit_all waits for this thread before its answers, so these can go now.
+                Ok(true) => send_answers(self.lead(&channel)),
                 Ok(false) => {}
                 Err(busy) => {
                     for index in places {
@@ -924,31 +938,62 @@ impl Inner {
 
     /// Commits the channel's queue, one block per batch, until it is empty; then hands the
     /// leadership back (under the queue's lock, so no submit is left without a leader).
-    fn lead(&self, channel: &Channel) {
+    ///
+    /// Returns the answers of the last block unsent when the leadership ended right after it:
+    /// the caller sends them once it no longer holds the committer, so a submit answered on an
+    /// idle channel finds the committer closable (a restart can reopen the ledger at once).
+    fn lead(&self, channel: &Channel) -> Vec<Answered> {
         let _leadership = Leadership(channel);
         let mut log = lock(&channel.log);
         let mut last = None;
         while let Some((batch, windowed)) = self.cut(channel, last) {
             let size = batch.len();
             let mut append = Duration::ZERO;
-            match self.commit_batch(channel, &mut log, &batch, &mut append) {
-                Ok(statuses) => {
-                    self.record(&channel.name, &statuses, windowed);
-                    for (pending, status) in batch.into_iter().zip(statuses) {
-                        // The submitter may have gone away; the transaction is committed anyway.
-                        let _ = pending.reply.send(Ok(status));
+            let answers: Vec<Answered> =
+                match self.commit_batch(channel, &mut log, &batch, &mut append) {
+                    Ok(statuses) => {
+                        self.record(&channel.name, &statuses, windowed);
+                        batch
+                            .into_iter()
+                            .zip(statuses)
+                            .map(|(pending, status)| (pending.reply, Ok(status)))
+                            .collect()
                     }
-                }
-                Err(error) => {
-                    tracing::error!(channel = %channel.name, %error, "commit failed");
-                    let error = Arc::new(error);
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(SubmitError::Commit(error.clone())));
+                    Err(error) => {
+                        tracing::error!(channel = %channel.name, %error, "commit failed");
+                        let error = Arc::new(error);
+                        batch
+                            .into_iter()
+                            .map(|p| (p.reply, Err(SubmitError::Commit(error.clone()))))
+                            .collect()
                     }
-                }
-            }
+                };
             last = Some((size, append));
+            if self.end_if_idle(channel, last) {
+                return answers;
+            }
+            send_answers(answers);
         }
+        Vec::new()
+    }
+
+    /// Hands the leadership back when nothing is queued and the next cut would not wait for more.
+    fn end_if_idle(&self, channel: &Channel, last: Option<(usize, Duration)>) -> bool {
+        let mut queue = lock(&channel.pending);
+        let idle = queue.txs.is_empty() && self.window(last).is_none();
+        if idle {
+            queue.leader = false;
+        }
+        idle
+    }
+
+    /// How many transactions the next cut waits for, and for how long at most, after a block of
+    /// `last` (size, append + fsync time); None when it does not wait.
+    fn window(&self, last: Option<(usize, Duration)>) -> Option<(usize, Duration)> {
+        let (size, fsync) = last?;
+        let target = size.min(MAX_BLOCK_TXS);
+        let window = (fsync / WINDOW_DIVISOR).min(self.config.group_window);
+        (target > 1 && window >= MIN_WINDOW).then_some((target, window))
     }
 
     /// Takes the next block's transactions, or gives up the leadership when none are queued.
@@ -965,25 +1010,23 @@ impl Inner {
     ) -> Option<(Vec<Pending>, bool)> {
         let mut queue = lock(&channel.pending);
         let mut windowed = false;
-        if let Some((size, fsync)) = last {
-            let target = size.min(MAX_BLOCK_TXS);
-            let window = (fsync / WINDOW_DIVISOR).min(self.config.group_window);
-            if target > 1 && queue.txs.len() < target && window >= MIN_WINDOW {
-                // Counted even when nothing comes: every wait is latency added.
-                windowed = true;
-                self.metrics.windows.inc();
-                let deadline = Instant::now() + window;
-                while queue.txs.len() < target {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    queue = channel
-                        .arrived
-                        .wait_timeout(queue, left)
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .0;
+        if let Some((target, window)) = self.window(last)
+            && queue.txs.len() < target
+        {
+            // Counted even when nothing comes: every wait is latency added.
+            windowed = true;
+            self.metrics.windows.inc();
+            let deadline = Instant::now() + window;
+            while queue.txs.len() < target {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
                 }
+                queue = channel
+                    .arrived
+                    .wait_timeout(queue, left)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .0;
             }
         }
         if queue.txs.is_empty() {
