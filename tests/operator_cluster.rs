@@ -75,35 +75,27 @@ impl<'a> Scenario<'a> {
             "metadata": {"name": "chaincode-operator", "namespace": ns},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"kind": "ServiceAccount", "name": "chaincode-operator", "namespace": ns}]});
-        self.cluster.kubectl_ok_with(
-            &["-n", ns, "create", "serviceaccount", "chaincode-operator"],
-            None,
-        );
+        self.cluster
+            .kubectl_ok(&["-n", ns, "create", "serviceaccount", "chaincode-operator"]);
         self.cluster
             .kubectl_ok_with(&["apply", "-f", "-"], Some(&binding.to_string()));
-        let token = self.cluster.kubectl_ok_with(
-            &[
-                "-n",
-                ns,
-                "create",
-                "token",
-                "chaincode-operator",
-                "--duration=1h",
-            ],
-            None,
-        );
-        let admin: Value = serde_json::from_str(&self.cluster.kubectl_ok_with(
-            &[
-                "config",
-                "view",
-                "--raw",
-                "--minify",
-                "--flatten",
-                "-o",
-                "json",
-            ],
-            None,
-        ))
+        let token = self.cluster.kubectl_ok(&[
+            "-n",
+            ns,
+            "create",
+            "token",
+            "chaincode-operator",
+            "--duration=1h",
+        ]);
+        let admin: Value = serde_json::from_str(&self.cluster.kubectl_ok(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            "json",
+        ]))
         .expect("kubeconfig json");
         let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
             "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
@@ -286,15 +278,12 @@ fn operator_on_a_real_cluster() {
         ],
         Some(&crd),
     );
-    cluster.kubectl_ok_with(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/chaincodes.fabric.chaincode.dev",
-            "--timeout=60s",
-        ],
-        None,
-    );
+    cluster.kubectl_ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/chaincodes.fabric.chaincode.dev",
+        "--timeout=60s",
+    ]);
     let role = format!("op-chaincode-operator-{}", std::process::id());
     cluster.kubectl_ok_with(
         &["apply", "-f", "-"],
@@ -896,7 +885,7 @@ fn external_builder_run_launches_and_cleans_up(cluster: &Cluster, role: &str) {
     );
     let listed = s
         .cluster
-        .kubectl_ok_with(&["-n", &s.ns, "get", "chaincodes", "-o", "json"], None);
+        .kubectl_ok(&["-n", &s.ns, "get", "chaincodes", "-o", "json"]);
     let items: Value = serde_json::from_str(&listed).expect("chaincodes json");
     let name = items["items"][0]["metadata"]["name"]
         .as_str()

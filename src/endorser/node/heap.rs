@@ -106,10 +106,10 @@ pub const TRIM_THRESHOLD_BYTES: usize = 8 * 1024 * 1024;
 
 /// Most malloc arenas (glibc's default is 8 per core). Each thread that allocates while others
 /// hold the arenas gets one, and an arena keeps the memory freed inside it: under submit load
-/// (short-lived blocking threads) 16 arenas grew to 5–21 MiB each and RSS rose with the hours
-/// (versus_fabric's soak). One per core: over that soak's hour RSS grew 1.23× instead of 1.36×
-/// (two per core), and the arena lock waits it adds did not show in submit's CPU per transaction
-/// (docs/performance.md, session 7).
+/// (then a blocking thread per submit in flight) 16 arenas grew to 5–21 MiB each and RSS rose
+/// with the hours (versus_fabric's soak). One per core: over that soak's hour RSS grew 1.23×
+/// instead of 1.36× (two per core), and the arena lock waits it adds did not show in submit's CPU
+/// per transaction (docs/performance.md, session 7).
 pub const ARENAS_PER_CORE: usize = 1;
 
 /// Fixes glibc's mmap and trim thresholds and the arena count for the whole process (once), except
