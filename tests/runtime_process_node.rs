@@ -252,11 +252,10 @@ fn pem_to_der(pem: &str) -> Vec<u8> {
         .contents
 }
 
-fn report_of(chaincode_id: &str) -> Value {
-    let (_, line) = chaincode_lines(chaincode_id)
-        .into_iter()
-        .find(|(_, m)| m.starts_with("FIXTURE-REPORT "))
-        .expect("fixture report logged");
+/// The fixture's report. It prints it before dialling, but the runtime's stdout reader can log
+/// it after the registration completes, so wait for it like any other line.
+async fn report_of(chaincode_id: &str) -> Value {
+    let (_, line) = wait_for_line(chaincode_id, "FIXTURE-REPORT ").await;
     serde_json::from_str(line.trim_start_matches("FIXTURE-REPORT ")).unwrap()
 }
 
@@ -277,7 +276,7 @@ async fn tls_launch_registers_with_the_issued_certificate_and_fabric_env_and_fil
     assert!(launcher.is_running(id));
 
     // The fixture's view of its launch.
-    let report = report_of(id);
+    let report = report_of(id).await;
     let env: BTreeMap<String, String> = serde_json::from_value(report["env"].clone()).unwrap();
     let names: BTreeSet<&str> = env.keys().map(String::as_str).collect();
     let expected_names: BTreeSet<&str> = [
@@ -398,7 +397,7 @@ async fn plaintext_launch_gets_no_tls_env_or_files_and_sigterm_is_honoured() {
     runtime.add_source(id, fixture_source(work.path(), "dial"));
 
     let handle = launcher.ensure_registered(id).await.unwrap();
-    let report = report_of(id);
+    let report = report_of(id).await;
     let env: BTreeMap<String, String> = serde_json::from_value(report["env"].clone()).unwrap();
     assert_eq!(env["CORE_PEER_TLS_ENABLED"], "false");
     assert_eq!(env["CORE_PEER_ADDRESS"], peer.address);
