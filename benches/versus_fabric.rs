@@ -1059,6 +1059,12 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
     let mut loaded = vec![Duration::ZERO; sides.len()];
     let mut last_report = Instant::now();
     let mut done = vec![0usize; sides.len()];
+    // (endorser CPU seconds, requests) at the last report: each report gives the CPU per request
+    // since, over tens of thousands of requests rather than a default case's few thousand.
+    let mut since: Vec<(f64, usize)> = sides
+        .iter()
+        .map(|side| (pid_cpu_seconds(side.endorser_pid), 0))
+        .collect();
     let mut turn = 0usize;
     while start.elapsed() < length {
         let kind = kinds[turn % kinds.len()];
@@ -1086,10 +1092,14 @@ fn soak(runtime: &tokio::runtime::Runtime, sides: &[Side], length: Duration, nex
         }
         if last_report.elapsed() >= report_every {
             last_report = Instant::now();
-            for (side, done) in sides.iter().zip(&done) {
+            for ((side, &done), since) in sides.iter().zip(&done).zip(&mut since) {
                 let (rss, hwm) = rss(side);
+                let cpu = pid_cpu_seconds(side.endorser_pid);
+                let per_request_ms = (cpu - since.0) * 1000.0 / (done - since.1).max(1) as f64;
+                *since = (cpu, done);
                 println!(
-                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}{}, {done} requests",
+                    "soak {:>6.0} s: {:<6} VmRSS {} MiB, VmHWM {} MiB{}{}, {done} requests, \
+                     endorser CPU {per_request_ms:.3} ms/request since the last report",
                     start.elapsed().as_secs_f64(),
                     side.name,
                     mib(Some(rss)),

@@ -115,7 +115,8 @@ impl ReplayCache for BoundedReplayCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let key = (seen.channel_number(channel), id);
-        if seen.set.contains(&key) {
+        // One lookup for the check and the insertion: the set is megabytes, each probe a miss.
+        if !seen.set.insert(key) {
             return false;
         }
         if seen.order.len() >= self.capacity
@@ -124,7 +125,6 @@ impl ReplayCache for BoundedReplayCache {
             seen.set.remove(&oldest);
         }
         seen.order.push_back(key);
-        seen.set.insert(key);
         true
     }
 }

@@ -128,15 +128,25 @@ fn decode<M: Message + Default>(message: &'static str, bytes: &[u8]) -> Result<M
 /// Fabric's proposal hash: sha256(channel header bytes || signature header bytes ||
 /// `ChaincodeProposalPayload{input}` re-encoded without the transient map).
 pub fn proposal_hash(header: &Header, chaincode_proposal_payload_input: &[u8]) -> [u8; 32] {
-    let without_transient = ChaincodeProposalPayload {
-        input: chaincode_proposal_payload_input.to_vec(),
-        transient_map: HashMap::new(),
+    // That payload's encoding is field 1's key and length, then the input (nothing when the input
+    // is empty): hashed as is rather than copying the input into a payload to encode.
+    let mut key_and_length = Vec::with_capacity(11);
+    if !chaincode_proposal_payload_input.is_empty() {
+        prost::encoding::encode_key(
+            1,
+            prost::encoding::WireType::LengthDelimited,
+            &mut key_and_length,
+        );
+        prost::encoding::encode_varint(
+            chaincode_proposal_payload_input.len() as u64,
+            &mut key_and_length,
+        );
     }
-    .encode_to_vec();
     let mut hasher = Sha256::new();
     hasher.update(&header.channel_header);
     hasher.update(&header.signature_header);
-    hasher.update(&without_transient);
+    hasher.update(&key_and_length);
+    hasher.update(chaincode_proposal_payload_input);
     hasher.finalize().into()
 }
 
