@@ -35,7 +35,8 @@
 //! (and the stock peer's too, driven alternately, with `BENCH_SOAK_FABRIC=1`: each side's first
 //! minute is then counted in the time it was under load); `BENCH_SOAK_KINDS` picks
 //! other kinds, e.g. `pp-put,evaluate` (no commits) or `submit`; `BENCH_SOAK_REPORT_SECS` sets
-//! how often it prints RSS on the way (300 s). `BENCH_DEV_ARGS` adds arguments to our side's
+//! how often it prints RSS (and the endorser's CPU per request since the last report) on the
+//! way (300 s). `BENCH_DEV_ARGS` adds arguments to our side's
 //! `dev` command (e.g. `--ledger-cache-mib 32`). `FABRIC_KIT` points at the
 //! kit when it is not in `../shared/fabric` or `/work/shared/fabric`.
 //!
