@@ -79,31 +79,12 @@ impl<'a> Scenario<'a> {
             .kubectl_ok(&["-n", ns, "create", "serviceaccount", "chaincode-operator"]);
         self.cluster
             .kubectl_ok_with(&["apply", "-f", "-"], Some(&binding.to_string()));
-        let token = self.cluster.kubectl_ok(&[
-            "-n",
+        support::cluster::write_token_kubeconfig(
+            self.cluster,
             ns,
-            "create",
-            "token",
             "chaincode-operator",
-            "--duration=1h",
-        ]);
-        let admin: Value = serde_json::from_str(&self.cluster.kubectl_ok(&[
-            "config",
-            "view",
-            "--raw",
-            "--minify",
-            "--flatten",
-            "-o",
-            "json",
-        ]))
-        .expect("kubeconfig json");
-        let kubeconfig = json!({"apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-            "users": [{"name": "operator", "user": {"token": token.trim()}}],
-            "contexts": [{"name": "operator", "context": {"cluster": "c", "user": "operator", "namespace": ns}}],
-            "current-context": "operator"});
-        let path = self.dir.join("kubeconfig");
-        std::fs::write(&path, kubeconfig.to_string()).expect("write kubeconfig");
+            &self.dir.join("kubeconfig"),
+        );
     }
 
     /// Runs the operator with the prepared kubeconfig (needs no API server to start).

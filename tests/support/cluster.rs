@@ -220,7 +220,15 @@ pub fn service_account_kubeconfig(
     let manifest = dir.join(format!("{name}-rbac.json"));
     std::fs::write(&manifest, objects.to_string()).expect("write the RBAC manifest");
     cluster.kubectl_ok(&["apply", "-f", manifest.to_str().expect("utf-8 path")]);
-    let token = cluster.kubectl_ok(&["-n", namespace, "create", "token", name, "--duration=1h"]);
+    let path = dir.join(format!("{name}.kubeconfig"));
+    write_token_kubeconfig(cluster, namespace, name, &path);
+    path
+}
+
+/// Writes to `path` a kubeconfig that reaches the kit's API server as ServiceAccount `account` of
+/// `namespace` (which must exist), with a one-hour token.
+pub fn write_token_kubeconfig(cluster: &Cluster, namespace: &str, account: &str, path: &Path) {
+    let token = cluster.kubectl_ok(&["-n", namespace, "create", "token", account, "--duration=1h"]);
     let admin: Value = serde_json::from_str(&cluster.kubectl_ok(&[
         "config",
         "view",
@@ -233,12 +241,10 @@ pub fn service_account_kubeconfig(
     .expect("kubeconfig JSON");
     let kubeconfig = serde_json::json!({"apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": name, "user": {"token": token.trim()}}],
-        "contexts": [{"name": name, "context": {"cluster": "cluster", "user": name, "namespace": namespace}}],
-        "current-context": name});
-    let path = dir.join(format!("{name}.kubeconfig"));
-    std::fs::write(&path, kubeconfig.to_string()).expect("write the kubeconfig");
-    path
+        "users": [{"name": account, "user": {"token": token.trim()}}],
+        "contexts": [{"name": account, "context": {"cluster": "cluster", "user": account, "namespace": namespace}}],
+        "current-context": account});
+    std::fs::write(path, kubeconfig.to_string()).expect("write the kubeconfig");
 }
 
 /// `dev --runtime kubernetes` in `dir` for `source` with the kit's build settings, talking to the
